@@ -1,0 +1,50 @@
+"""The application factory: everything is built from the Settings passed in, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api.middleware import HttpMetrics, RequestContextMiddleware
+from api.problems import install_problem_handlers
+from api.routers import health
+from core.clock import Clock
+from core.context import AppContext, build_context, migration_head
+from core.logging import configure_logging
+from core.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> FastAPI:
+    """Build a ParkGrid API app; tests pass their own settings, clock or context."""
+    configure_logging(settings.log_level)
+    ctx = context or build_context(settings, clock=clock)
+    ctx.extras.setdefault("migration_head", migration_head())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if context is None:  # a context handed in belongs to the caller
+                await ctx.aclose()
+
+    app = FastAPI(
+        title="ParkGrid API",
+        version="0.1.0",
+        description="City-scale parking discovery and booking.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.settings = settings
+    registry = CollectorRegistry()
+    app.state.registry = registry
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes)
+    install_problem_handlers(app)
+
+    app.include_router(health.router)
+    return app

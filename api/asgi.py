@@ -1,0 +1,12 @@
+"""ASGI entry point for uvicorn workers: settings are read when a worker starts, not at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from core.settings import load_settings
+
+
+def factory() -> FastAPI:
+    return create_app(load_settings())

@@ -1,0 +1,130 @@
+"""FastAPI dependencies as Annotated aliases: context, connection, clock, and who is calling."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.context import AppContext
+from core.errors import Forbidden, Unauthorized
+from core.security import decode_access_token, hash_api_key
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+
+
+async def get_conn(ctx: CtxDep) -> AsyncIterator[AsyncConnection]:
+    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    async with ctx.engine.begin() as conn:
+        yield conn
+
+
+ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+
+
+def get_now(ctx: CtxDep) -> datetime:
+    return ctx.clock.now()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+_bearer = HTTPBearer(auto_error=False, description="JWT access token from POST /api/v1/auth/token")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID
+    role: str
+    organisation_id: uuid.UUID | None
+
+
+async def current_user(
+    ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller named by a valid access token (401 otherwise)."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    s = ctx.settings
+    claims = decode_access_token(token=creds.credentials, secret=s.secret_bytes, issuer=s.jwt_issuer,
+                                 audience=s.jwt_audience, now=ctx.clock.now())
+    return Principal(user_id=claims.user_id, role=claims.role, organisation_id=claims.organisation_id)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_roles(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting only the given roles (403 for anyone else who is signed in)."""
+
+    async def dep(user: CurrentUser) -> Principal:
+        if user.role not in roles:
+            raise Forbidden(f"requires role {' or '.join(roles)}")
+        return user
+
+    return dep
+
+
+OperatorUser = Annotated[Principal, Depends(require_roles("operator", "admin"))]
+PlannerUser = Annotated[Principal, Depends(require_roles("planner", "admin"))]
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: uuid.UUID
+    lot_id: uuid.UUID
+
+
+async def current_device(
+    ctx: CtxDep, x_device_key: Annotated[str | None, Header(alias="X-Device-Key", max_length=200)] = None
+) -> Device:
+    """A lot controller identified by its X-Device-Key (stored hashed; revoked keys refused)."""
+    if not x_device_key:
+        raise Unauthorized("missing X-Device-Key")
+    async with ctx.engine.connect() as conn:
+        row = (await conn.execute(
+            text("SELECT id, lot_id FROM devices WHERE key_hash = :h AND revoked_at IS NULL"),
+            {"h": hash_api_key(x_device_key)},
+        )).first()
+    if row is None:
+        raise Unauthorized("unknown or revoked device key")
+    return Device(device_id=row.id, lot_id=row.lot_id)
+
+
+CurrentDevice = Annotated[Device, Depends(current_device)]
+
+
+@dataclass(frozen=True)
+class Partner:
+    partner_id: uuid.UUID
+    quota: str
+
+
+async def current_partner(
+    ctx: CtxDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key", max_length=200)] = None
+) -> Partner:
+    """A data partner identified by X-API-Key (stored hashed; revoked keys refused)."""
+    if not x_api_key:
+        raise Unauthorized("missing X-API-Key")
+    async with ctx.engine.connect() as conn:
+        row = (await conn.execute(
+            text("SELECT id, quota FROM partners WHERE api_key_hash = :h AND revoked_at IS NULL"),
+            {"h": hash_api_key(x_api_key)},
+        )).first()
+    if row is None:
+        raise Unauthorized("unknown or revoked API key")
+    return Partner(partner_id=row.id, quota=row.quota)
+
+
+CurrentPartner = Annotated[Partner, Depends(current_partner)]

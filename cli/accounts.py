@@ -1,0 +1,74 @@
+"""`parkgrid users|devices|partners ...`: accounts and keys (keys are printed once)."""
+
+from __future__ import annotations
+
+import uuid
+
+import typer
+
+from cli.common import emit, run_with_context
+from core.accounts import create_device, create_partner, create_user, ensure_organisation
+from core.context import AppContext
+
+users = typer.Typer(no_args_is_help=True)
+devices = typer.Typer(no_args_is_help=True)
+partners = typer.Typer(no_args_is_help=True)
+
+
+def _create_user(role: str, email: str, password: str, org: str | None, as_json: bool) -> None:
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            org_id = await ensure_organisation(conn=conn, name=org) if org else None
+            if role == "operator" and org_id is None:
+                org_id = await ensure_organisation(conn=conn, name=f"{email} organisation")
+            user = await create_user(conn=conn, email=email, password=password, role=role, organisation_id=org_id)
+        return {"id": str(user.id), "email": user.email, "role": role,
+                "organisation_id": str(org_id) if org_id else None}
+
+    emit(run_with_context(job), as_json=as_json)
+
+
+@users.command("create-operator")
+def create_operator(email: str = typer.Option(...), password: str = typer.Option(..., min=8),
+                    org: str | None = typer.Option(None, help="organisation name (created if missing)"),
+                    json: bool = typer.Option(False, "--json")) -> None:
+    """Create an operator of an organisation's lots."""
+    _create_user("operator", email, password, org, json)
+
+
+@users.command("create-planner")
+def create_planner(email: str = typer.Option(...), password: str = typer.Option(...),
+                   org: str | None = typer.Option(None), json: bool = typer.Option(False, "--json")) -> None:
+    """Create a city planner (exports and open statistics)."""
+    _create_user("planner", email, password, org, json)
+
+
+@users.command("create-admin")
+def create_admin(email: str = typer.Option(...), password: str = typer.Option(...),
+                 json: bool = typer.Option(False, "--json")) -> None:
+    """Create an administrator."""
+    _create_user("admin", email, password, None, json)
+
+
+@devices.command("create")
+def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device controls"),
+                  name: str = typer.Option("controller"), json: bool = typer.Option(False, "--json")) -> None:
+    """Register a gate or sensor controller for one lot; prints its key once."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            device_id, key = await create_device(conn=conn, lot_id=lot, name=name)
+        return {"device_id": str(device_id), "lot_id": str(lot), "key": key}
+
+    emit(run_with_context(job), as_json=json)
+
+
+@partners.command("create")
+def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600/minute"),
+                   json: bool = typer.Option(False, "--json")) -> None:
+    """Register an open data partner; prints its API key once."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            partner_id, key = await create_partner(conn=conn, name=name, quota=quota)
+        return {"partner_id": str(partner_id), "api_key": key}
+
+    emit(run_with_context(job), as_json=json)

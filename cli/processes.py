@@ -1,0 +1,43 @@
+"""`parkgrid serve|worker|beat`: the long-running processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from cli.common import settings_or_exit
+from core.celery_app import create_celery
+
+# Task modules and periodic jobs; each domain package owns its tasks module.
+TASK_MODULES: list[str] = []
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+
+
+def celery_app() -> Any:
+    return create_celery(settings_or_exit(), task_modules=TASK_MODULES, beat_schedule=BEAT_SCHEDULE)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+              workers: int = typer.Option(1, min=1), reload: bool = typer.Option(False)) -> None:
+        """Run the HTTP API with uvicorn."""
+        import uvicorn
+
+        settings_or_exit()  # fail fast with one clear line before forking workers
+        uvicorn.run("api.asgi:factory", factory=True, host=host, port=port, workers=workers, reload=reload,
+                    access_log=False, log_level="warning", lifespan="on")
+
+    @app.command()
+    def worker(concurrency: int = typer.Option(2, min=1), loglevel: str = typer.Option("info")) -> None:
+        """Run a Celery worker on the configured broker."""
+        celery = celery_app()
+        celery.worker_main(["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+                            "-Q", celery.conf.task_default_queue, "--without-gossip", "--without-mingle"])
+
+    @app.command()
+    def beat(loglevel: str = typer.Option("info")) -> None:
+        """Run Celery beat: the periodic sweepers and reconcilers."""
+        celery = celery_app()
+        celery.start(["beat", f"--loglevel={loglevel}", "--schedule=/tmp/parkgrid-beat-schedule"])

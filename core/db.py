@@ -1,0 +1,40 @@
+"""PostgreSQL engine and transaction helpers (SQLAlchemy Core over asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from core.settings import Settings
+
+
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """An async engine with a bounded pool; statements time out rather than hang."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=5,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000"},
+            "command_timeout": 30,
+        },
+    )
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside one transaction: committed on success, rolled back on error."""
+    async with engine.begin() as conn:
+        yield conn
+
+
+async def set_lock_timeout(conn: AsyncConnection, milliseconds: int) -> None:
+    """Bound how long this transaction waits for any lock (SET LOCAL: ends with the transaction)."""
+    if not conn.in_transaction():
+        raise RuntimeError("set_lock_timeout needs an open transaction")
+    await conn.execute(text(f"SET LOCAL lock_timeout = '{int(milliseconds)}ms'"))

@@ -1,0 +1,131 @@
+"""Security primitives: password hashing, JWTs, API keys, and plates as personal data."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.errors import Unauthorized, ValidationFailed
+
+JWT_ALGORITHM = "HS256"  # pinned: tokens naming any other algorithm (including "none") are refused
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+_PLATE_RE = re.compile(r"^[A-Z0-9]{1,12}$")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = _hasher.hash("parkgrid-timing-equaliser")
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the same time as a real check, so unknown emails can't be told apart by timing."""
+    verify_password(_DUMMY_HASH, password)
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    role: str
+    organisation_id: uuid.UUID | None
+    expires_at: datetime
+    jti: str
+
+
+def create_access_token(
+    *, secret: bytes, user_id: uuid.UUID, role: str, organisation_id: uuid.UUID | None,
+    issuer: str, audience: str, ttl_seconds: int, now: datetime,
+) -> str:
+    """A short-lived HS256 access token."""
+    payload: dict[str, Any] = {
+        "sub": str(user_id),
+        "role": role,
+        "org": str(organisation_id) if organisation_id else None,
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+    }
+    return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
+
+
+def decode_access_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> TokenClaims:
+    """Verify signature, algorithm, issuer, audience and expiry against the injected `now`."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != JWT_ALGORITHM:
+            raise Unauthorized("token algorithm not accepted")
+        payload = jwt.decode(
+            token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
+            options={"verify_exp": False, "verify_nbf": False, "require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    ts = now.timestamp()
+    if payload.get("typ") != "access":
+        raise Unauthorized("not an access token")
+    if int(payload["exp"]) <= ts:
+        raise Unauthorized("token expired")
+    if int(payload.get("nbf", 0)) > ts + 30:
+        raise Unauthorized("token not yet valid")
+    try:
+        return TokenClaims(
+            user_id=uuid.UUID(payload["sub"]),
+            role=str(payload["role"]),
+            organisation_id=uuid.UUID(payload["org"]) if payload.get("org") else None,
+            expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=now.tzinfo),
+            jti=str(payload.get("jti", "")),
+        )
+    except (KeyError, ValueError):
+        raise Unauthorized("malformed token claims") from None
+
+
+def new_api_key(prefix: str) -> str:
+    """A random key shown once: `<prefix>_<random>`; only its hash is stored."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of a high-entropy key (no salt needed: keys are random, not chosen by people)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def normalise_plate(raw: str) -> str:
+    """Upper case, no spaces, dashes or dots: 'gate 01' -> 'GATE01'."""
+    plate = re.sub(r"[\s\-.·]", "", raw or "").upper()
+    if not _PLATE_RE.match(plate):
+        raise ValidationFailed("plate must be 1-12 letters or digits", loc=("body", "plate"))
+    return plate
+
+
+def plate_hash(secret: bytes, plate: str) -> bytes:
+    """Keyed hash (HMAC-SHA256) of a normalised plate: the only way plates are looked up."""
+    return hmac.new(secret, b"plate:" + plate.encode(), hashlib.sha256).digest()
+
+
+def mask_plate(plate: str | None) -> str | None:
+    """Show the last two characters only: 'AB123CD' -> '*****CD'."""
+    if not plate:
+        return plate
+    return "*" * max(len(plate) - 2, 1) + plate[-2:]
