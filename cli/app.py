@@ -6,7 +6,8 @@ import typer
 
 from cli import accounts, db, demo, processes
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ParkGrid: parking discovery and booking.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="ParkGrid: parking discovery and booking.")
 app.add_typer(db.app, name="db", help="Database migrations.")
 app.add_typer(demo.app, name="seed", help="Seed data.")
 app.add_typer(accounts.users, name="users", help="Operators, planners and admins.")

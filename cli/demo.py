@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
@@ -53,10 +54,8 @@ def demo(lots: int = typer.Option(200, min=1, max=200_000), seed: int = typer.Op
         async with ctx.engine.begin() as conn:
             for role, (email, password) in DEMO_USERS.items():
                 org = DEMO_ORG_ID if role == "operator" else None
-                try:
+                with contextlib.suppress(Conflict):
                     await create_user(conn=conn, email=email, password=password, role=role, organisation_id=org)
-                except Conflict:
-                    pass
                 creds[role] = {"email": email, "password": password}
             _, partner_key = await create_partner(conn=conn, name="Demo navigation partner",
                                                   key=_demo_key(secret, "pgp", "partner"))

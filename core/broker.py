@@ -13,6 +13,6 @@ def _check(url: str, timeout: float) -> None:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
 
 
-async def check_broker(url: str, *, timeout: float = 1.0) -> None:
+async def check_broker(url: str, *, timeout: float = 1.0) -> None:  # noqa: ASYNC109 - also the socket timeout
     """Raise if the broker does not accept a connection within `timeout` seconds."""
     await asyncio.wait_for(asyncio.to_thread(_check, url, timeout), timeout=timeout * 3)

@@ -1,0 +1,32 @@
+# The single source of truth for setting up, testing, linting, benchmarking and running ParkGrid.
+SHELL := /bin/bash
+BIN := .venv/bin
+export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
+
+.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates clean-testdbs
+
+setup:            ## install everything, start services that are down, migrate (idempotent)
+	@bash scripts/setup.sh
+
+demo: setup       ## seed a demo city (if empty) and run API + worker + beat in the foreground
+	@bash scripts/demo.sh
+
+test: setup       ## lint, type-check and run the whole test suite against the real services
+	@$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/python -m pytest tests -q -p no:randomly --durations=15
+
+test-fast: setup  ## the tests only, stop at the first failure
+	$(BIN)/python -m pytest tests -q -x
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy api core cli geo booking pricing controllers
+
+bench: setup      ## benchmarks with same-run baselines (not part of make test)
+	$(BIN)/python -m loadtests.run_all
+
+clean-testdbs:    ## drop databases left behind by interrupted test runs
+	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \
+	  | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make demo: seed a demo city if the database is empty, then run API + Celery worker + beat in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PARKGRID_SECRET_KEY=${PARKGRID_SECRET_KEY:-$(cat var/secret_key)}
+export PARKGRID_DATABASE_URL=${PARKGRID_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/parkgrid}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+LOTS=${LOTS:-500}
+BIN=.venv/bin
+
+creds=$($BIN/parkgrid seed demo --lots "$LOTS" --seed 42 --if-empty --json)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+$BIN/parkgrid serve --host "$HOST" --port "$PORT" --workers 2 & pids+=($!)
+$BIN/parkgrid worker --concurrency 1 --loglevel warning & pids+=($!)
+$BIN/parkgrid beat --loglevel warning & pids+=($!)
+for _ in $(seq 100); do curl -fs "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+
+$BIN/python - "$creds" "$HOST" "$PORT" <<'PY'
+import json, sys
+c = json.loads(sys.argv[1]); base = f"http://{sys.argv[2]}:{sys.argv[3]}"
+print(f"""
+ParkGrid demo is running (Ctrl-C stops API, worker and beat).
+
+  API docs      {base}/docs
+  OpenAPI       {base}/openapi.json
+  Health        {base}/healthz   {base}/readyz   {base}/metrics
+  Search        {base}/api/v1/lots/search?lat=37.7793&lng=-122.4193&radius_m=1500
+
+  Operator      {c['users']['operator']['email']} / {c['users']['operator']['password']}
+  Driver        {c['users']['driver']['email']} / {c['users']['driver']['password']}
+  Planner       {c['users']['planner']['email']} / {c['users']['planner']['password']}
+  Partner key   X-API-Key: {c['partner_api_key']}
+  Device key    X-Device-Key: {c['device']['key']}  (lot {c['device']['lot_id']})
+  New lots seeded this run: {c['lots_created']} ({c['spots_created']} spots)
+""")
+PY
+wait -n "${pids[@]}"
