@@ -16,7 +16,6 @@ from booking.slots import (
     SLOT_SECONDS,
     SLOTS_PER_DAY,
     SPOT_TYPES,
-    TYPE_INDEX,
     SpotInfo,
     abs_ranges,
 )
@@ -31,12 +30,9 @@ def slot_mask(first: int, last: int) -> int:
 
 @dataclass(slots=True)
 class DayState:
-    """Desired state of one lot-day: a mask per occupied spot and per-type booked counters."""
+    """Desired state of one lot-day: a 96-bit mask per occupied spot."""
 
     masks: dict[int, int] = field(default_factory=dict)
-    # Difference arrays per type index; exact only while no spot has overlapping rows.
-    diffs: dict[int, list[int]] = field(default_factory=dict)
-    slots_added: int = 0
 
 
 def occupancy_by_day(
@@ -45,27 +41,27 @@ def occupancy_by_day(
     days: Iterable[int],
 ) -> dict[int, DayState]:
     """Group (spot_idx, start, end) rows into per-day desired states, for the given abs days only."""
-    wanted = set(days)
-    states: dict[int, DayState] = {d: DayState() for d in wanted}
-    type_of = [TYPE_INDEX[s.type] for s in sorted(spots, key=lambda s: s.idx)]
-    n = len(type_of)
+    states: dict[int, DayState] = {d: DayState() for d in days}
+    n = len(spots)
+    per_day = SLOTS_PER_DAY
     for spot, start, end in occupancy:
         if not 0 <= spot < n:
             raise ValueError(f"occupancy names spot {spot}, lot has {n}")
         first = int(start.timestamp()) // SLOT_SECONDS
         last = -int(-end.timestamp() // SLOT_SECONDS)
-        ti = type_of[spot]
+        day = first // per_day
+        if day == (last - 1) // per_day:
+            # The common case, inlined: one row within one day.
+            state = states.get(day)
+            if state is not None:
+                base = day * per_day
+                masks = state.masks
+                masks[spot] = masks.get(spot, 0) | ((_FULL >> (first - base)) & ~(_FULL >> (last - base)))
+            continue
         for day, a, b in abs_ranges(first, last):
             state = states.get(day)
-            if state is None:
-                continue
-            state.masks[spot] = state.masks.get(spot, 0) | slot_mask(a, b)
-            diff = state.diffs.get(ti)
-            if diff is None:
-                diff = state.diffs[ti] = [0] * (SLOTS_PER_DAY + 1)
-            diff[a] += 1
-            diff[b] -= 1
-            state.slots_added += b - a
+            if state is not None:
+                state.masks[spot] = state.masks.get(spot, 0) | slot_mask(a, b)
     return states
 
 
@@ -83,30 +79,29 @@ def day_bitmap(state: DayState, n_spots: int) -> bytes:
 
 def day_counters(state: DayState, type_of: Sequence[int]) -> bytes:
     """BITFIELD u16 counters #(type*96+slot) for a day (b'' when all zero)."""
-    counts: dict[int, list[int]] = {}
-    if sum(m.bit_count() for m in state.masks.values()) == state.slots_added:
-        # No spot had overlapping rows, so the difference arrays count each bit once.
-        for ti, diff in state.diffs.items():
-            run, row = 0, []
-            for t in range(SLOTS_PER_DAY):
-                run += diff[t]
-                row.append(run)
-            counts[ti] = row
-    else:
-        # Overlapping rows for a spot (e.g. a reservation and a session): count bits instead.
-        for spot, mask in state.masks.items():
-            row = counts.setdefault(type_of[spot], [0] * SLOTS_PER_DAY)
-            for t in range(SLOTS_PER_DAY):
-                if mask >> (SLOTS_PER_DAY - 1 - t) & 1:
-                    row[t] += 1
-    if not any(any(row) for row in counts.values()):
+    diffs: dict[int, list[int]] = {}
+    for spot, mask in state.masks.items():
+        diff = diffs.get(type_of[spot])
+        if diff is None:
+            diff = diffs[type_of[spot]] = [0] * (SLOTS_PER_DAY + 1)
+        # Walk the runs of set bits (a handful per spot), not the 96 bits, so rows that
+        # overlap on one spot (a reservation and a session) still count each slot once.
+        while mask:
+            hi = mask.bit_length()
+            lo = (~mask & ((1 << hi) - 1)).bit_length()
+            diff[SLOTS_PER_DAY - hi] += 1
+            diff[SLOTS_PER_DAY - lo] -= 1
+            mask &= (1 << lo) - 1
+    if not diffs:
         return b""
     out = bytearray(len(SPOT_TYPES) * SLOTS_PER_DAY * 2)
-    for ti, row in counts.items():
-        for t, value in enumerate(row):
-            if value:
+    for ti, diff in diffs.items():
+        run = 0
+        for t in range(SLOTS_PER_DAY):
+            run += diff[t]
+            if run:
                 off = (ti * SLOTS_PER_DAY + t) * 2
-                out[off : off + 2] = value.to_bytes(2, "big")
+                out[off : off + 2] = run.to_bytes(2, "big")
     return bytes(out.rstrip(b"\0"))
 
 
