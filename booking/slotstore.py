@@ -66,6 +66,10 @@ def _load_script(name: str) -> str:
     return lib + "\n" + lua.joinpath(name).read_text()
 
 
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def _day(abs_d: int) -> date:
     return date.fromordinal(_EPOCH_ORDINAL + abs_d)
 
@@ -112,7 +116,7 @@ class SlotStore:
             caps[TYPE_INDEX[s.type]] += 1
         if max(caps) > 0xFFFF:
             raise ValidationFailed("more than 65535 spots of one type in a lot", loc=("spots",))
-        meta: dict[str, Any] = {
+        meta: dict[Any, Any] = {
             "n": len(ordered),
             "strategy": strategy,
             "ev_overflow": int(ev_overflow),
@@ -186,7 +190,7 @@ class SlotStore:
         raw = await self.redis.get(self.keys.hold(lot_id, hold_id))
         if raw is None:
             return None
-        parts = raw.decode().split()
+        parts = _text(raw).split()
         ranges = []
         for r in parts[2:]:
             label, a, b = r.split(":")
@@ -205,9 +209,9 @@ class SlotStore:
             if raw is None:
                 return False
             keys = [k.hold(lot_id, hold_id), k.meta(lot_id), k.drift(lot_id)]
-            for r in raw.decode().split()[2:]:
-                day = datetime.strptime(r.split(":", 1)[0], "%Y%m%d").date()
-                keys += [k.bitmap(lot_id, day), k.booked_counters(lot_id, day)]
+            for r in _text(raw).split()[2:]:
+                rday = datetime.strptime(r.split(":", 1)[0], "%Y%m%d").date()
+                keys += [k.bitmap(lot_id, rday), k.booked_counters(lot_id, rday)]
             found, _freed = await self._release(keys=keys, args=[raw, cut_label, cut_slot])
             if found >= 0:
                 return bool(found)

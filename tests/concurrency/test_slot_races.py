@@ -4,9 +4,11 @@ The negative control runs the same race against a non-atomic read-then-write imp
 and asserts that it DOES double-assign, so the positive test is known to be able to fail.
 """
 
+# ruff: noqa: F811  (fixture parameters shadow the imported fixture functions)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ import redis.asyncio as aioredis
 
 from booking.slots import SLOTS_PER_DAY, abs_slot_ceil, abs_slot_floor
 from booking.slotstore import SlotStore
-from tests.slots_fixtures import (  # noqa: F401  (fixtures)
+from tests.slots_fixtures import (  # noqa: F401  (pytest fixtures)
     counters,
     key_prefix,
     make_spots,
@@ -125,7 +127,7 @@ async def test_random_concurrent_windows_never_overlap_on_a_spot(
     assert sum(len(v) for v in by_spot.values()) > 20  # the race had something to contend for
     for spot, windows in by_spot.items():
         windows.sort()
-        for (_a1, b1), (a2, _b2) in zip(windows, windows[1:], strict=False):
+        for (_a1, b1), (a2, _b2) in itertools.pairwise(windows):
             assert b1 <= a2, f"spot {spot} double-booked: {windows}"
         # Replaying the surviving holds gives exactly the bitmap.
         bitmap = await slot_store.redis.get(slot_store.keys.bitmap(LOT, DAY)) or b""

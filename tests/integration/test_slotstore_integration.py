@@ -1,5 +1,6 @@
 """SlotStore against a real Redis: holds, releases, compatibility, strategies, counters, repair."""
 
+# ruff: noqa: F811  (fixture parameters shadow the imported fixture functions)
 from __future__ import annotations
 
 import random
@@ -10,7 +11,7 @@ import redis.asyncio as aioredis
 
 from booking.slots import SLOTS_PER_DAY, SPOT_TYPES, SpotInfo
 from booking.slotstore import RepairStats, SlotStateMissing, SlotStore
-from tests.slots_fixtures import (  # noqa: F401  (fixtures)
+from tests.slots_fixtures import (  # noqa: F401  (pytest fixtures)
     counters,
     key_prefix,
     make_spots,
@@ -97,7 +98,7 @@ async def test_multi_day_window_uses_one_bitmap_per_day(slot_store: SlotStore) -
     await load(slot_store, ["regular"])
     assert await hold(slot_store, "night", at(22), at(2, 1)) == 0
     assert await spot_bits(slot_store, LOT, DAY, 0) == list(range(88, 96))
-    assert await spot_bits(slot_store, LOT, DAY + timedelta(days=1), 0) == list(range(0, 8))
+    assert await spot_bits(slot_store, LOT, DAY + timedelta(days=1), 0) == list(range(8))
     assert await hold(slot_store, "morning", at(1.5, 1), at(3, 1)) is None
     assert await hold(slot_store, "later", at(2, 1), at(3, 1)) == 0
     # Cut in the second day: the first day stays, the second day keeps 00:00-01:00.
@@ -254,8 +255,8 @@ async def test_counters_stay_in_bounds_and_match_bitmaps_under_random_operations
                 for t in SPOT_TYPES:
                     assert all(0 <= c <= caps[t] for c in stored[t])
             start = rng.randrange(0, 96)
-            args = dict(lot_id=LOT, vehicle_type=rng.choice(SPOT_TYPES), starts_at=T0 + timedelta(minutes=15 * start),
-                        ends_at=T0 + timedelta(minutes=15 * (start + rng.randint(1, 40))))
+            args = {"lot_id": LOT, "vehicle_type": rng.choice(SPOT_TYPES), "starts_at": T0 + timedelta(minutes=15 * start),
+                        "ends_at": T0 + timedelta(minutes=15 * (start + rng.randint(1, 40)))}
             assert await slot_store.free_upper_bound(**args) >= await slot_store.free_count(**args)  # type: ignore[arg-type]
     assert await slot_store.drift(lot_id=LOT) == 0
 
@@ -310,7 +311,7 @@ async def test_free_count_exact_and_upper_bound(slot_store: SlotStore) -> None:
     await load(slot_store, ["regular", "regular", "large"])
     await hold(slot_store, "a", at(8), at(9), only_spot=0)
     await hold(slot_store, "b", at(10), at(11), only_spot=1)
-    args = dict(lot_id=LOT, vehicle_type="regular", starts_at=at(8), ends_at=at(11))
+    args = {"lot_id": LOT, "vehicle_type": "regular", "starts_at": at(8), "ends_at": at(11)}
     assert await slot_store.free_count(**args) == 1  # type: ignore[arg-type]
     # Counters cannot tell that the two regular bookings fall on different spots.
     assert await slot_store.free_upper_bound(**args) == 2  # type: ignore[arg-type]
