@@ -25,7 +25,7 @@ INSERT_RESERVATION_BY_IDX = text(
     " :idem, :now, :now FROM spots s WHERE s.lot_id = :lot_id AND s.idx = :idx RETURNING id")
 
 # PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
-LOT_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(:lot_id AS text), 0))")
+LOT_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(CAST(:lot_id AS uuid) AS text), 0))")
 
 FREE_SPOT_CANDIDATE = text(
     "SELECT s.idx FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"

@@ -35,7 +35,7 @@ class RedisBreaker:
     def trip(self, exc: BaseException) -> None:
         self.trips += 1
         self._open_until = time.monotonic() + self.cooldown
-        log.warning("redis_unavailable_using_postgres_path", error=repr(exc)[:200])
+        log.warning("redis_unavailable_using_postgres_path", error=repr(exc)[:300])
 
     def reset(self) -> None:
         self._open_until = 0.0
