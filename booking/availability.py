@@ -8,7 +8,7 @@ from datetime import datetime
 
 from booking import queries as q
 from booking.runtime import REDIS_DOWN
-from booking.service import BookingDeps, Window
+from booking.service import BookingDeps, Window, rebuild_if_dirty
 from booking.slots import compatible_types
 from booking.slotstore import SlotStateMissing
 from core.errors import NotFound
@@ -27,6 +27,7 @@ async def free_count(*, deps: BookingDeps, lot_id: uuid.UUID, vehicle_type: str,
     types = compatible_types(vehicle_type)
     if deps.slots is not None and deps.breaker.available():
         try:
+            await rebuild_if_dirty(deps, lot_id, now)
             for _ in range(2):
                 try:
                     n = await deps.slots.free_count(lot_id=str(lot_id), vehicle_type=vehicle_type,

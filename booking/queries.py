@@ -114,8 +114,13 @@ EARLY_DEPARTURES = text(
     "SELECT r.lot_id, r.id, r.exited_at FROM reservations r WHERE r.status = 'completed'"
     " AND r.exited_at IS NOT NULL AND upper(r.period) > r.exited_at AND r.exited_at > :since")
 
-TRIM_PERIOD = text(
-    "UPDATE reservations SET period = tstzrange(lower(period), :cut, '[)'), updated_at = :now"
-    " WHERE lot_id = :lot_id AND id = :id AND upper(period) > :cut AND lower(period) < :cut")
-
 LOTS_WITH_SPOTS = text("SELECT id FROM lots WHERE capacity > 0 ORDER BY id")
+
+SET_ACTIVE = text("UPDATE reservations SET status = 'active', entered_at = :now, updated_at = :now"
+                  " WHERE id = :id AND status = 'confirmed'")
+SET_COMPLETED = text("UPDATE reservations SET status = 'completed', exited_at = :now, updated_at = :now"
+                     " WHERE id = :id AND status = 'active'")
+
+RESERVATION_SLOTS = text(
+    "SELECT s.idx, lower(r.period) AS slot_start, upper(r.period) AS slot_end FROM reservations r"
+    " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id WHERE r.id = :id")

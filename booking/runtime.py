@@ -28,6 +28,9 @@ class RedisBreaker:
         self.cooldown = cooldown_seconds
         self._open_until = 0.0
         self.trips = 0
+        #: lots booked on the PostgreSQL-only path by this process: Redis misses those bookings
+        #: until rebuilt, so the next Redis use of such a lot rebuilds it first
+        self.dirty_lots: set[object] = set()
 
     def available(self) -> bool:
         return time.monotonic() >= self._open_until

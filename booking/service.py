@@ -174,6 +174,7 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
     """Redis picks the spot; PostgreSQL confirms. None means 'give up on Redis, use the SQL path'."""
     assert deps.slots is not None
     lot_key, hold_id = str(row["lot_id"]), str(row["id"])
+    await rebuild_if_dirty(deps, row["lot_id"], row["now"])
     exclude: list[int] = []
     for _ in range(MAX_REDIS_ATTEMPTS):
         try:
@@ -219,6 +220,7 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
             if idx is None:
                 raise SoldOut()
             await conn.execute(q.INSERT_RESERVATION_BY_IDX, {**row, "idx": idx})
+        deps.breaker.dirty_lots.add(row["lot_id"])
     except IntegrityError as exc:
         if _constraint(exc) == PLATE_GUARD:
             raise PlateConflict() from None
@@ -230,15 +232,42 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
     return row["id"]  # type: ignore[no-any-return]
 
 
+async def rebuild_if_dirty(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) -> None:
+    """Before trusting Redis for a lot this process booked without it, rebuild that lot from PostgreSQL."""
+    if deps.slots is not None and lot_id in deps.breaker.dirty_lots:
+        from booking.reconcile import rebuild_lot
+
+        await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
+        deps.breaker.dirty_lots.discard(lot_id)
+
+
 async def release_slots(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uuid.UUID,
                         from_: datetime | None = None) -> bool:
-    """Free a reservation's bits in Redis (idempotent). Redis trouble is left to the reconciler."""
-    if deps.slots is None or not deps.breaker.available():
+    """Free a reservation's bits in Redis (idempotent). Redis trouble is left to the reconciler.
+
+    A reservation booked on the PostgreSQL-only path, or whose bits came from a rebuild, has no
+    hold record to release by: its spot is repaired from PostgreSQL instead (the new status is
+    already committed there, so the repair clears exactly its bits).
+    """
+    if deps.slots is None:
+        return False
+    if not deps.use_redis or not deps.breaker.available():
+        deps.breaker.dirty_lots.add(lot_id)  # rebuilt before this process trusts Redis for the lot again
         return False
     try:
-        return await deps.slots.release(lot_id=str(lot_id), hold_id=str(reservation_id), from_=from_)
+        if await deps.slots.release(lot_id=str(lot_id), hold_id=str(reservation_id), from_=from_):
+            return True
+        async with deps.engine.connect() as conn:
+            row = (await conn.execute(q.RESERVATION_SLOTS, {"id": reservation_id})).first()
+        if row is not None:
+            from booking.reconcile import repair_spot
+
+            window = Window(row.slot_start, row.slot_end, row.slot_start, row.slot_end)
+            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=row.idx, window=window)
+        return False
     except REDIS_DOWN as exc:
         deps.breaker.trip(exc)
+        deps.breaker.dirty_lots.add(lot_id)
         return False
 
 
@@ -363,3 +392,21 @@ async def list_reservations(conn: AsyncConnection, *, user_id: uuid.UUID, status
         "user_id": user_id, "status": status, "limit": limit,
         "after_created": after[0] if after else None, "after_id": after[1] if after else None})
     return list(rows)
+
+
+async def check_in(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:
+    """confirmed -> active at the entry gate."""
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, None)
+        lc.check_transition(row.status, lc.ACTIVE)
+        await conn.execute(q.SET_ACTIVE, {"id": row.id, "now": now})
+
+
+async def check_out(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:
+    """active -> completed at the exit gate; an early departure frees the remaining slots."""
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, None)
+        lc.check_transition(row.status, lc.COMPLETED)
+        await conn.execute(q.SET_COMPLETED, {"id": row.id, "now": now})
+    if now < row.ends_at:
+        await release_slots(deps, row.lot_id, row.id, from_=now)

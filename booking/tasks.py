@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from celery import shared_task
 
 from booking import reconcile as rc
 from booking import sweepers
-from booking.runtime import slot_store
+from booking.runtime import breaker, slot_store
 from booking.wiring import booking_deps
 from core.celery_app import run_in_worker
 from core.context import AppContext
@@ -40,7 +42,14 @@ def release_early_departures_task() -> int:
 def reconcile_if_reset_task() -> bool:
     """Cheap check every few seconds: rebuild everything if Redis restarted (epoch key gone)."""
     async def job(ctx: AppContext) -> bool:
-        report = await rc.reconcile_if_reset(engine=ctx.engine, slots=slot_store(ctx), now=ctx.clock.now())
+        now = ctx.clock.now()
+        report = await rc.reconcile_if_reset(engine=ctx.engine, slots=slot_store(ctx), now=now)
+        # lots whose Redis writes this worker had to skip while Redis was away
+        dirty = breaker(ctx).dirty_lots
+        if report is None and dirty and breaker(ctx).available():
+            lots = [lot for lot in list(dirty) if isinstance(lot, uuid.UUID)]
+            await rc.reconcile(engine=ctx.engine, slots=slot_store(ctx), now=now, lot_ids=lots)
+            dirty.difference_update(lots)
         return report is not None
 
     return run_in_worker(job)
