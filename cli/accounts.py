@@ -7,7 +7,14 @@ import uuid
 import typer
 
 from cli.common import emit, run_with_context
-from core.accounts import create_device, create_partner, create_user, ensure_organisation
+from core.accounts import (
+    create_device,
+    create_partner,
+    create_user,
+    ensure_organisation,
+    revoke_device,
+    revoke_partner,
+)
 from core.context import AppContext
 
 users = typer.Typer(no_args_is_help=True)
@@ -62,13 +69,37 @@ def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device c
     emit(run_with_context(job), as_json=json)
 
 
+@devices.command("revoke")
+def device_revoke(device: uuid.UUID = typer.Option(..., "--device", help="the device id printed by `devices create`"),
+                  json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a controller's key at once (its requests get 401 from then on)."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            lot_id = await revoke_device(conn=conn, device_id=device, now=ctx.clock.now())
+        return {"device_id": str(device), "lot_id": str(lot_id), "revoked": True}
+
+    emit(run_with_context(job), as_json=json)
+
+
 @partners.command("create")
-def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600/minute"),
+def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600/minute", help="e.g. 600/minute"),
                    json: bool = typer.Option(False, "--json")) -> None:
     """Register an open data partner; prints its API key once."""
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             partner_id, key = await create_partner(conn=conn, name=name, quota=quota)
         return {"partner_id": str(partner_id), "api_key": key}
+
+    emit(run_with_context(job), as_json=json)
+
+
+@partners.command("revoke")
+def partner_revoke(partner: uuid.UUID = typer.Option(..., "--partner", help="the partner id"),
+                   json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a partner's API key at once."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            await revoke_partner(conn=conn, partner_id=partner, now=ctx.clock.now())
+        return {"partner_id": str(partner), "revoked": True}
 
     emit(run_with_context(job), as_json=json)

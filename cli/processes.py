@@ -10,8 +10,10 @@ from cli.common import settings_or_exit
 from core.celery_app import create_celery
 
 # Task modules and periodic jobs; each domain package owns its tasks module.
-TASK_MODULES: list[str] = []
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+TASK_MODULES: list[str] = ["core.tasks"]
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "purge-plates-daily": {"task": "parkgrid.privacy.purge_plates", "schedule": 86_400.0},
+}
 
 
 def celery_app() -> Any:
