@@ -136,7 +136,8 @@ def decode_refresh_token(*, token: str, secret: bytes, issuer: str, audience: st
             raise Unauthorized("token algorithm not accepted")
         payload = jwt.decode(
             token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
-            options={"verify_exp": False, "verify_iat": False, "require": ["exp", "iss", "aud", "sub", "jti"]},
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "require": ["exp", "iss", "aud", "sub", "jti"]},
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid refresh token: {exc}") from None
