@@ -49,6 +49,10 @@ class InvalidTransition(Conflict):
     slug, title = "invalid-transition", "Impossible status transition"
 
 
+class HoldExpired(Conflict):
+    slug, title = "hold-expired", "The hold expired before payment"
+
+
 class TooManyRequests(DomainError):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 

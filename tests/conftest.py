@@ -59,17 +59,81 @@ def template_db() -> str:
     return name
 
 
+_RESET = """
+DO $$ DECLARE names text; BEGIN
+  SELECT string_agg(format('%I', tablename), ', ') INTO names FROM pg_tables
+   WHERE schemaname = 'public' AND tablename NOT IN ('spatial_ref_sys', 'alembic_version');
+  EXECUTE 'TRUNCATE ' || names || ' RESTART IDENTITY CASCADE';
+END $$;
+"""
+
+
+class _DatabasePool:
+    """Databases cloned from the template and reused: after a test its tables are truncated (fast)
+    instead of dropping the database (which forces a checkpoint). Tests that change the schema
+    take a `private_db_url`, which is dropped."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.clean: list[str] = []
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with _admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}" STRATEGY FILE_COPY')
+        self.created.append(name)
+        return name
+
+    def take(self) -> str:
+        return self.clean.pop() if self.clean else self.create()
+
+    def give_back(self, name: str) -> None:
+        try:
+            with psycopg.connect(f"{PG_HOST}/{name}", autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                conn.execute(_RESET)
+            self.clean.append(name)
+        except psycopg.Error:
+            self.drop(name)
+
+    def drop(self, name: str) -> None:
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if name in self.created:
+            self.created.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.created):
+            self.drop(name)
+
+
+@pytest.fixture(scope="session")
+def database_pool(template_db: str) -> Iterator[_DatabasePool]:
+    pool = _DatabasePool(template_db)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
-    """A private database for this test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
+def db_url(database_pool: _DatabasePool) -> Iterator[str]:
+    """A database only this test uses, at head and empty; truncated and reused afterwards."""
+    name = database_pool.take()
     try:
         yield f"postgresql+asyncpg://{PG_HOST.split('://', 1)[1]}/{name}"
     finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        database_pool.give_back(name)
+
+
+@pytest.fixture
+def private_db_url(database_pool: _DatabasePool) -> Iterator[str]:
+    """A database this test may alter (drop a constraint, downgrade); dropped afterwards."""
+    name = database_pool.create()
+    try:
+        yield f"postgresql+asyncpg://{PG_HOST.split('://', 1)[1]}/{name}"
+    finally:
+        database_pool.drop(name)
 
 
 @pytest.fixture

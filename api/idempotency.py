@@ -1,0 +1,63 @@
+"""Idempotency-Key for writes that create or move money or spots (API.md conventions).
+
+The same key and body return the first response; the same key with another body is 422; a
+second request while the first is still running is 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from core.context import AppContext
+from core.errors import Conflict, ValidationFailed
+
+_CLAIM = text("INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (:scope, :key, :hash)"
+              " ON CONFLICT (scope, key) DO NOTHING RETURNING key")
+_GET = text("SELECT request_hash, status_code, response FROM idempotency_keys WHERE scope = :scope AND key = :key")
+_STORE = text("UPDATE idempotency_keys SET status_code = :status, response = CAST(:response AS jsonb)"
+              " WHERE scope = :scope AND key = :key")
+_FORGET = text("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key AND status_code IS NULL")
+
+Handler = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def _hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(jsonable_encoder(body), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+async def run_idempotent(ctx: AppContext, *, scope: str, key: str | None, body: Any, handler: Handler) -> JSONResponse:
+    """Run `handler` once per (scope, key); replay its stored response for retries."""
+    if key is None:
+        status, payload = await handler()
+        return JSONResponse(jsonable_encoder(payload), status_code=status)
+    if not 1 <= len(key) <= 200:
+        raise ValidationFailed("Idempotency-Key must be 1-200 characters", loc=("header", "Idempotency-Key"))
+    digest = _hash(body)
+    async with ctx.engine.begin() as conn:
+        claimed = (await conn.execute(_CLAIM, {"scope": scope, "key": key, "hash": digest})).first()
+        if claimed is None:
+            row = (await conn.execute(_GET, {"scope": scope, "key": key})).one()
+    if claimed is None:
+        if row.request_hash != digest:
+            raise ValidationFailed("this Idempotency-Key was used with a different request body",
+                                   loc=("header", "Idempotency-Key"))
+        if row.status_code is None:
+            raise Conflict("a request with this Idempotency-Key is still in progress")
+        return JSONResponse(row.response, status_code=row.status_code, headers={"Idempotent-Replayed": "true"})
+    try:
+        status, payload = await handler()
+    except BaseException:
+        async with ctx.engine.begin() as conn:  # a failed attempt may be retried with the same key
+            await conn.execute(_FORGET, {"scope": scope, "key": key})
+        raise
+    encoded = jsonable_encoder(payload)
+    async with ctx.engine.begin() as conn:
+        await conn.execute(_STORE, {"scope": scope, "key": key, "status": status, "response": json.dumps(encoded)})
+    return JSONResponse(encoded, status_code=status)

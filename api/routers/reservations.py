@@ -1,0 +1,144 @@
+"""Reservations: hold, confirm, cancel, read (API.md, Reservations)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, Field
+
+from api.deps import ConnDep, CtxDep, CurrentUser, NowDep
+from api.idempotency import run_idempotent
+from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
+from booking import service
+from booking.access import qr_token
+from booking.lifecycle import STATUSES
+from booking.wiring import booking_deps
+from core.security import mask_plate
+
+router = APIRouter(prefix="/api/v1", tags=["reservations"])
+
+VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+class HoldIn(BaseModel):
+    lot_id: uuid.UUID
+    vehicle_type: VehicleType
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    plate: str = Field(min_length=1, max_length=20)
+    quote_token: str | None = Field(None, max_length=2000)
+
+
+class ConfirmIn(BaseModel):
+    payment_token: str = Field(min_length=1, max_length=200)
+
+
+def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str, Any]:
+    """The wire form of a reservation row (booking.queries.RESERVATION_COLUMNS)."""
+    out: dict[str, Any] = {
+        "id": str(row.id), "status": row.status, "kind": row.kind, "lot_id": str(row.lot_id),
+        "vehicle_type": row.vehicle_type,
+        "plate": row.plate if owner else mask_plate(row.plate),
+        "spot": {"id": str(row.spot_id), "label": row.spot_label, "level": row.level_name},
+        "starts_at": row.starts_at, "ends_at": row.ends_at,
+        "slots": {"starts_at": row.slot_start, "ends_at": row.slot_end},
+        "hold_expires_at": row.hold_expires_at if row.status == "held" else None,
+        "price": money(row.price_amount, row.currency),
+        "payment": {"provider": row.payment_provider, "intent_id": row.intent_id, "status": row.payment_status,
+                    "captured": money(row.amount_captured or 0, row.currency),
+                    "refunded": money(row.amount_refunded or 0, row.currency)} if row.intent_id else None,
+        "quote": row.quote, "created_at": row.created_at, "confirmed_at": row.confirmed_at,
+        "cancelled_at": row.cancelled_at,
+    }
+    if row.status in ("held", "confirmed", "active"):
+        out["access"] = {"qr_token": qr_token(secret=secret, reservation_id=row.id, lot_id=row.lot_id,
+                                              not_after=row.ends_at)}
+    return out
+
+
+@router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
+async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: NowDep,
+                             idempotency_key: IdemKey = None) -> JSONResponse:
+    deps = booking_deps(ctx)
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        rid = await service.hold(deps=deps, user_id=user.user_id, lot_id=body.lot_id, vehicle_type=body.vehicle_type,
+                                 starts_at=body.starts_at, ends_at=body.ends_at, plate=body.plate, now=now,
+                                 quote_token=body.quote_token, idempotency_key=idempotency_key)
+        secret = await service.create_payment_intent(deps=deps, reservation_id=rid)
+        async with ctx.engine.connect() as conn:
+            row = await service.get_reservation(conn, reservation_id=rid, user_id=user.user_id)
+        out = reservation_json(row, secret=ctx.settings.secret_bytes)
+        out["payment"] = {**(out["payment"] or {}), "provider": deps.payments.name, "client_secret": secret}
+        return 201, out
+
+    return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations", key=idempotency_key,
+                                body=body.model_dump(mode="json"), handler=handler)
+
+
+@router.get("/reservations/{reservation_id}", summary="A reservation of the caller")
+async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep, user: CurrentUser) -> dict[str, Any]:
+    row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
+    return reservation_json(row, secret=ctx.settings.secret_bytes)
+
+
+@router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed")
+async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: CtxDep, user: CurrentUser,
+                              now: NowDep, idempotency_key: IdemKey = None) -> JSONResponse:
+    deps = booking_deps(ctx)
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        await service.confirm(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
+                              payment_token=body.payment_token, now=now)
+        async with ctx.engine.connect() as conn:
+            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
+        return 200, reservation_json(row, secret=ctx.settings.secret_bytes)
+
+    return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/confirm",
+                                key=idempotency_key, body=body.model_dump(), handler=handler)
+
+
+@router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
+async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: CurrentUser, now: NowDep,
+                             idempotency_key: IdemKey = None) -> JSONResponse:
+    deps = booking_deps(ctx)
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        refund = await service.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now,
+                                      refund_policy=ctx.extras.get("refund_policy") or service.full_refund)  # type: ignore[arg-type]
+        async with ctx.engine.connect() as conn:
+            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
+        out = reservation_json(row, secret=ctx.settings.secret_bytes)
+        out["refund"] = refund.as_json()
+        return 200, out
+
+    return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/cancel",
+                                key=idempotency_key, body={}, handler=handler)
+
+
+@router.get("/me/reservations", summary="The caller's reservations, newest first")
+async def my_reservations(conn: ConnDep, ctx: CtxDep, user: CurrentUser,
+                          status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+                          limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                          cursor: Annotated[str | None, Query(max_length=500)] = None) -> dict[str, Any]:
+    after: tuple[datetime, uuid.UUID] | None = None
+    if cursor:
+        data = decode_cursor(cursor, fields=("c", "i"))
+        try:
+            after = (parse_cursor_time(data["c"]), uuid.UUID(str(data["i"])))
+        except ValueError:
+            from core.errors import ValidationFailed
+
+            raise ValidationFailed("malformed cursor", loc=("query", "cursor")) from None
+    rows = await service.list_reservations(conn, user_id=user.user_id, status=status, limit=limit + 1, after=after)
+    items = [reservation_json(r, secret=ctx.settings.secret_bytes) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor({"c": last.created_at.isoformat(), "i": str(last.id)})
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,48 @@
+"""How many compatible spots are free for a whole window: a count, never which spots."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from booking import queries as q
+from booking.runtime import REDIS_DOWN
+from booking.service import BookingDeps, Window
+from booking.slots import compatible_types
+from booking.slotstore import SlotStateMissing
+from core.errors import NotFound
+
+
+@dataclass(frozen=True)
+class FreeCount:
+    available: int
+    source: str  # "bitmap" (Redis) or "database" (PostgreSQL fallback)
+    as_of: datetime
+
+
+async def free_count(*, deps: BookingDeps, lot_id: uuid.UUID, vehicle_type: str, window: Window,
+                     now: datetime) -> FreeCount:
+    """Exact free count from the Redis bitmaps, or from PostgreSQL when Redis can't answer."""
+    types = compatible_types(vehicle_type)
+    if deps.slots is not None and deps.breaker.available():
+        try:
+            for _ in range(2):
+                try:
+                    n = await deps.slots.free_count(lot_id=str(lot_id), vehicle_type=vehicle_type,
+                                                    starts_at=window.slot_start, ends_at=window.slot_end)
+                    return FreeCount(n, "bitmap", now)
+                except SlotStateMissing:
+                    from booking.reconcile import rebuild_lot
+
+                    await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
+        except REDIS_DOWN as exc:
+            deps.breaker.trip(exc)
+    async with deps.engine.connect() as conn:
+        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
+        if lot is None:
+            raise NotFound(f"lot {lot_id} not found")
+        types = compatible_types(vehicle_type, ev_overflow=lot.ev_overflow)
+        n = await conn.scalar(q.FREE_COUNT_SQL, {"lot_id": lot_id, "types": list(types),
+                                                 "slot_start": window.slot_start, "slot_end": window.slot_end})
+    return FreeCount(int(n or 0), "database", now)

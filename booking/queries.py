@@ -1,0 +1,121 @@
+"""Every SQL statement of the booking engine, with bound parameters only."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+OCCUPYING_SQL = "('held','confirmed','active')"
+
+LOT_FOR_BOOKING = text(
+    "SELECT id, organisation_id, status, timezone, allocation_strategy, ev_overflow, booking_horizon_days,"
+    " no_show_grace_minutes, early_arrival_minutes, walk_in_horizon_minutes FROM lots WHERE id = :lot_id")
+
+LOT_SPOTS = text(
+    "SELECT s.idx, s.type, l.ordinal AS level, s.rank, s.status FROM spots s"
+    " JOIN levels l ON l.lot_id = s.lot_id AND l.id = s.level_id WHERE s.lot_id = :lot_id ORDER BY s.idx")
+
+UNPAID_HOLDS = text(
+    "SELECT count(*) FROM reservations WHERE user_id = :user_id AND status = 'held' AND hold_expires_at > :now")
+
+INSERT_RESERVATION_BY_IDX = text(
+    "INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash, starts_at, ends_at,"
+    " period, status, hold_expires_at, price_amount, currency, quote, idempotency_key, created_at, updated_at)"
+    " SELECT :lot_id, :id, :kind, :user_id, s.id, :vehicle_type, :plate, :plate_hash, :starts_at, :ends_at,"
+    " tstzrange(:slot_start, :slot_end, '[)'), :status, :hold_expires_at, :price, :currency, CAST(:quote AS jsonb),"
+    " :idem, :now, :now FROM spots s WHERE s.lot_id = :lot_id AND s.idx = :idx RETURNING id")
+
+# PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
+LOT_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(CAST(:lot_id AS uuid) AS text), 0))")
+
+FREE_SPOT_CANDIDATE = text(
+    "SELECT s.idx FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"
+    " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = s.lot_id AND r.spot_id = s.id"
+    f"  AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange(:slot_start, :slot_end, '[)'))"
+    " ORDER BY array_position(:types, s.type), s.rank, s.idx LIMIT 1")
+
+FREE_COUNT_SQL = text(
+    "SELECT count(*) FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"
+    " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = s.lot_id AND r.spot_id = s.id"
+    f"  AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange(:slot_start, :slot_end, '[)'))")
+
+RESERVATION_COLUMNS = (
+    "r.id, r.lot_id, r.kind, r.user_id, r.status, r.vehicle_type, r.plate, r.starts_at, r.ends_at,"
+    " lower(r.period) AS slot_start, upper(r.period) AS slot_end, r.hold_expires_at, r.price_amount, r.currency,"
+    " r.quote, r.created_at, r.confirmed_at, r.entered_at, r.exited_at, r.cancelled_at,"
+    " s.id AS spot_id, s.idx AS spot_idx, s.label AS spot_label, lv.name AS level_name,"
+    " p.provider AS payment_provider, p.intent_id, p.status AS payment_status, p.amount_captured,"
+    " p.amount_refunded")
+
+_FROM = (" FROM reservations r JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id"
+         " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id"
+         " LEFT JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id AND p.purpose = 'reservation'")
+
+RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id")
+RESERVATION_FOR_UPDATE = text(
+    "SELECT id, lot_id, user_id, status, starts_at, ends_at, hold_expires_at, price_amount, currency, plate_hash,"
+    " spot_id, vehicle_type FROM reservations WHERE id = :id FOR UPDATE")
+RESERVATIONS_OF_USER = text(
+    f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.user_id = :user_id"
+    " AND (CAST(:status AS text) IS NULL OR r.status = :status)"
+    " AND (CAST(:after_created AS timestamptz) IS NULL OR (r.created_at, r.id) < (:after_created, :after_id))"
+    " ORDER BY r.created_at DESC, r.id DESC LIMIT :limit")
+
+SET_STATUS = text(
+    "UPDATE reservations SET status = :status, updated_at = :now,"
+    " confirmed_at = CASE WHEN :status = 'confirmed' THEN :now ELSE confirmed_at END,"
+    " cancelled_at = CASE WHEN :status = 'cancelled' THEN :now ELSE cancelled_at END"
+    " WHERE id = :id AND status = :expected RETURNING id")
+
+SPOT_OCCUPANCY = text(
+    "SELECT lower(r.period) AS s, upper(r.period) AS e FROM reservations r JOIN spots sp"
+    " ON sp.lot_id = r.lot_id AND sp.id = r.spot_id WHERE r.lot_id = :lot_id AND sp.idx = :idx"
+    f" AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange(:from_, :to_, '[)')")
+
+LOT_OCCUPANCY = text(
+    "SELECT sp.idx, lower(r.period) AS s, upper(r.period) AS e FROM reservations r JOIN spots sp"
+    " ON sp.lot_id = r.lot_id AND sp.id = r.spot_id WHERE r.lot_id = :lot_id"
+    f" AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange(:from_, :to_, '[)')")
+
+INSERT_PAYMENT = text(
+    "INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
+    " VALUES (:lot_id, :reservation_id, :provider, :intent_id, 'reservation', :status, :amount, :currency)"
+    " ON CONFLICT (intent_id) DO NOTHING")
+
+PAYMENT_FOR_RESERVATION = text(
+    "SELECT id, provider, intent_id, status, amount, amount_authorised, amount_captured, amount_refunded, currency"
+    " FROM payments WHERE lot_id = :lot_id AND reservation_id = :reservation_id AND purpose = 'reservation'"
+    " FOR UPDATE")
+
+PAYMENT_AUTHORISED = text(
+    "UPDATE payments SET status = 'requires_capture', amount_authorised = :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_authorised = 0")
+
+PAYMENT_STATUS = text("UPDATE payments SET status = :status, updated_at = :now WHERE lot_id = :lot_id AND id = :id")
+
+PAYMENT_CAPTURED = text(
+    "UPDATE payments SET status = 'succeeded', amount_captured = :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_captured = 0 AND :amount <= amount_authorised")
+
+PAYMENT_REFUNDED = text(
+    "UPDATE payments SET amount_refunded = amount_refunded + :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_refunded + :amount <= amount_captured")
+
+# Sweepers: idempotent transitions; RETURNING tells the caller which slots to free in Redis.
+EXPIRE_HOLDS = text(
+    "UPDATE reservations SET status = 'expired', updated_at = :now WHERE status = 'held'"
+    " AND hold_expires_at <= :now RETURNING lot_id, id")
+
+MARK_NO_SHOWS = text(
+    "UPDATE reservations r SET status = 'no_show', updated_at = :now FROM lots l"
+    " WHERE l.id = r.lot_id AND r.status = 'confirmed' AND r.kind = 'reservation'"
+    " AND r.starts_at + make_interval(mins => l.no_show_grace_minutes) <= :now RETURNING r.lot_id, r.id")
+
+EARLY_DEPARTURES = text(
+    "SELECT r.lot_id, r.id, r.exited_at FROM reservations r WHERE r.status = 'completed'"
+    " AND r.exited_at IS NOT NULL AND upper(r.period) > r.exited_at AND r.exited_at > :since")
+
+TRIM_PERIOD = text(
+    "UPDATE reservations SET period = tstzrange(lower(period), :cut, '[)'), updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND upper(period) > :cut AND lower(period) < :cut")
+
+LOTS_WITH_SPOTS = text("SELECT id FROM lots WHERE capacity > 0 ORDER BY id")

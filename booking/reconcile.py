@@ -1,0 +1,123 @@
+"""Redis is derivable from PostgreSQL: rebuild a lot's slot state, repair one spot, detect a lost Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from booking import queries as q
+from booking.slots import SpotInfo
+from booking.slotstore import RepairStats, SlotStore
+from core.logging import get_logger
+
+if TYPE_CHECKING:
+    from booking.service import Window
+
+log = get_logger("parkgrid.reconcile")
+DEFAULT_HORIZON_DAYS = 31
+
+
+@dataclass
+class ReconcileReport:
+    lots: int = 0
+    bits_set: int = 0
+    bits_cleared: int = 0
+    seconds: float = 0.0
+    redis_was_reset: bool = False
+    repaired_lots: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {"lots": self.lots, "bits_set": self.bits_set, "bits_cleared": self.bits_cleared,
+                "seconds": round(self.seconds, 3), "redis_was_reset": self.redis_was_reset,
+                "repaired_lots": self.repaired_lots[:50]}
+
+
+def _days(now: datetime, horizon_days: int) -> list[date]:
+    start = (now - timedelta(days=1)).date()
+    return [start + timedelta(days=i) for i in range(horizon_days + 2)]
+
+
+async def rebuild_lot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, now: datetime,
+                      horizon_days: int = DEFAULT_HORIZON_DAYS) -> RepairStats:
+    """Make a lot's Redis state (metadata, bitmaps, counters) exactly what PostgreSQL says."""
+    days = _days(now, horizon_days)
+    horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=now.tzinfo)
+    horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+    async with engine.connect() as conn:
+        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
+        if lot is None:
+            return RepairStats()
+        spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
+        occupancy: list[tuple[int, datetime, datetime]] = [
+            (r.idx, r.s, r.e) for r in await conn.execute(q.LOT_OCCUPANCY, {"lot_id": lot_id, "from_": horizon_start,
+                                                                            "to_": horizon_end})]
+    if not spot_rows:
+        return RepairStats()
+    spots = [SpotInfo(idx=r.idx, type=r.type, level=r.level, rank=r.rank) for r in spot_rows]
+    # A spot out of service is busy for the whole horizon: never offered, never counted free.
+    occupancy += [(r.idx, horizon_start, horizon_end) for r in spot_rows if r.status != "in_service"]
+    return await slots.rebuild_lot(lot_id=str(lot_id), spots=spots, occupancy=occupancy,
+                                   strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow, days=days)
+
+
+async def repair_spot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, spot_idx: int,
+                      window: Window) -> RepairStats:
+    """Make one spot's bits on the window's days what PostgreSQL says."""
+    first = window.slot_start.date()
+    last = (window.slot_end - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    day_start = datetime.combine(first, datetime.min.time(), tzinfo=window.slot_start.tzinfo)
+    day_end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=window.slot_start.tzinfo)
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(q.SPOT_OCCUPANCY, {"lot_id": lot_id, "idx": spot_idx, "from_": day_start,
+                                                          "to_": day_end}))
+    stats = await slots.repair_spot(lot_id=str(lot_id), spot_idx=spot_idx, occupancy=[(r.s, r.e) for r in rows],
+                                    days=days)
+    log.info("spot_repaired", lot_id=str(lot_id), spot_idx=spot_idx, bits_set=stats.bits_set,
+             bits_cleared=stats.bits_cleared)
+    return stats
+
+
+async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
+                    lot_ids: Iterable[uuid.UUID] | None = None,
+                    horizon_days: int = DEFAULT_HORIZON_DAYS) -> ReconcileReport:
+    """Rebuild the given lots (default: every lot) and count what was repaired."""
+    started = time.perf_counter()
+    report = ReconcileReport()
+    report.redis_was_reset = await slots.ensure_epoch()
+    if lot_ids is None:
+        async with engine.connect() as conn:
+            lot_ids = [r.id for r in await conn.execute(q.LOTS_WITH_SPOTS)]
+    for lot_id in lot_ids:
+        stats = await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
+        report.lots += 1
+        report.bits_set += stats.bits_set
+        report.bits_cleared += stats.bits_cleared
+        if stats.bits_set or stats.bits_cleared:
+            report.repaired_lots.append(str(lot_id))
+    report.seconds = time.perf_counter() - started
+    log.info("reconciled", **report.as_json())
+    return report
+
+
+async def reconcile_if_reset(*, engine: AsyncEngine, slots: SlotStore, now: datetime) -> ReconcileReport | None:
+    """Rebuild everything only when Redis lost its state (the epoch key is gone)."""
+    if await slots.redis.exists(slots.keys.epoch()):
+        return None
+    return await reconcile(engine=engine, slots=slots, now=now)
+
+
+async def active_lot_ids(engine: AsyncEngine, *, now: datetime) -> list[uuid.UUID]:
+    """Lots with any occupying reservation from now on: the ones worth a periodic reconcile."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT DISTINCT lot_id FROM reservations WHERE status IN ('held','confirmed','active')"
+            " AND upper(period) > :now"), {"now": now})
+        return [r.lot_id for r in rows]

@@ -1,0 +1,365 @@
+"""Holds, confirmations, cancellations and window changes: Redis decides first, PostgreSQL last.
+
+The write path (DESIGN.md): a Lua hold in Redis claims a spot's slot bits, then the reservation
+row is inserted in PostgreSQL in the same request. If PostgreSQL refuses (Redis was stale), the
+bits are released, that spot is repaired from PostgreSQL and the next spot is tried. When Redis
+cannot answer, a PostgreSQL-only path (per-lot advisory lock, candidate query, exclusion
+constraint) serves the request.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from booking import lifecycle as lc
+from booking import queries as q
+from booking.payments import PaymentProvider
+from booking.runtime import REDIS_DOWN, RedisBreaker, log
+from booking.slots import compatible_types, widen
+from booking.slotstore import SlotStateMissing, SlotStore
+from core.db import set_lock_timeout
+from core.errors import (
+    Conflict,
+    HoldExpired,
+    NotFound,
+    PaymentFailed,
+    PlateConflict,
+    ServiceUnavailable,
+    SoldOut,
+    TooManyRequests,
+    ValidationFailed,
+)
+from core.money import Money
+from core.security import normalise_plate, plate_hash
+
+MAX_REDIS_ATTEMPTS = 6
+SPOT_GUARD = "reservations_no_double_booking"
+PLATE_GUARD = "reservations_one_car_one_reservation"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A requested window and the whole 15-minute slots it occupies."""
+
+    starts_at: datetime
+    ends_at: datetime
+    slot_start: datetime
+    slot_end: datetime
+
+
+@dataclass(frozen=True)
+class Priced:
+    price: Money
+    quote: dict[str, Any] | None = None
+
+
+#: prices a window: (conn, lot_id, vehicle_type, window, quote_token) -> Priced
+Pricer = Callable[[AsyncConnection, uuid.UUID, str, Window, str | None], Awaitable[Priced]]
+
+
+async def free_pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
+                      quote_token: str | None) -> Priced:
+    """Prices nothing: for lots without rates and for tests of the slot logic alone."""
+    return Priced(Money(0, "usd"))
+
+
+@dataclass
+class BookingDeps:
+    """What the booking functions need; built by the caller (API, worker, tests)."""
+
+    engine: AsyncEngine
+    slots: SlotStore | None
+    breaker: RedisBreaker
+    payments: PaymentProvider
+    hold_ttl: timedelta
+    max_holds_per_user: int
+    secret: bytes
+    max_window: timedelta = timedelta(days=7)
+    pricer: Pricer = free_pricer
+    use_redis: bool = True
+    #: the PostgreSQL-only path's per-lot advisory lock; only a race test's negative control turns it off
+    pg_lot_lock: bool = True
+
+
+def make_window(starts_at: datetime, ends_at: datetime, *, now: datetime, max_span: timedelta,
+                horizon_days: int | None = None, loc: str = "body") -> Window:
+    """Validate a window against the clock and widen it to whole slots."""
+    if starts_at.tzinfo is None:
+        raise ValidationFailed("starts_at must carry a timezone offset", loc=(loc, "starts_at"))
+    if ends_at.tzinfo is None:
+        raise ValidationFailed("ends_at must carry a timezone offset", loc=(loc, "ends_at"))
+    if ends_at <= starts_at:
+        raise ValidationFailed("ends_at must be after starts_at", loc=(loc, "ends_at"))
+    if ends_at - starts_at > max_span:
+        raise ValidationFailed(f"a window may last at most {max_span.days} days", loc=(loc, "ends_at"))
+    if starts_at < now - timedelta(minutes=15):
+        raise ValidationFailed("starts_at is in the past", loc=(loc, "starts_at"))
+    if horizon_days is not None and starts_at > now + timedelta(days=horizon_days):
+        raise ValidationFailed(f"this lot takes bookings at most {horizon_days} days ahead", loc=(loc, "starts_at"))
+    slot_start, slot_end = widen(starts_at, ends_at, max_span=max_span + timedelta(minutes=30))
+    return Window(starts_at, ends_at, slot_start, slot_end)
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    name = getattr(orig, "constraint_name", None) or getattr(getattr(orig, "__cause__", None), "constraint_name", None)
+    if name:
+        return str(name)
+    text_ = str(exc)
+    for candidate in (SPOT_GUARD, PLATE_GUARD):
+        if candidate in text_:
+            return candidate
+    return None
+
+
+async def _lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Any:
+    row = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
+    if row is None:
+        raise NotFound(f"lot {lot_id} not found")
+    return row
+
+
+async def hold(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
+               starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
+               quote_token: str | None = None, idempotency_key: str | None = None,
+               kind: str = "reservation", status: str = lc.HELD) -> uuid.UUID:
+    """Hold a compatible spot for the window; returns the reservation id (409 sold-out / plate-conflict)."""
+    compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
+    normalised = normalise_plate(plate) if plate else None
+    p_hash = plate_hash(deps.secret, normalised) if normalised else None
+    async with deps.engine.connect() as conn:
+        lot = await _lot(conn, lot_id)
+        if lot.status != "open":
+            raise Conflict("this lot is closed", loc=["body", "lot_id"])
+        window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
+                             horizon_days=lot.booking_horizon_days)
+        if user_id is not None and status == lc.HELD:
+            unpaid = await conn.scalar(q.UNPAID_HOLDS, {"user_id": user_id, "now": now})
+            if unpaid >= deps.max_holds_per_user:
+                raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
+        priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token)
+    row: dict[str, Any] = {
+        "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
+        "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,
+        "slot_start": window.slot_start, "slot_end": window.slot_end, "status": status,
+        "hold_expires_at": now + deps.hold_ttl if status == lc.HELD else None,
+        "price": priced.price.amount, "currency": priced.price.currency,
+        "quote": json.dumps(priced.quote) if priced.quote is not None else None, "idem": idempotency_key, "now": now,
+    }
+    if deps.use_redis and deps.slots is not None and deps.breaker.available():
+        try:
+            done = await _hold_via_redis(deps, lot, row, window)
+        except REDIS_DOWN as exc:
+            deps.breaker.trip(exc)
+        else:
+            if done is not None:
+                return done
+    return await _hold_via_postgres(deps, lot, row, window)
+
+
+async def _insert(deps: BookingDeps, row: dict[str, Any], idx: int) -> None:
+    async with deps.engine.begin() as conn:
+        await conn.execute(q.INSERT_RESERVATION_BY_IDX, {**row, "idx": idx})
+
+
+async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> uuid.UUID | None:
+    """Redis picks the spot; PostgreSQL confirms. None means 'give up on Redis, use the SQL path'."""
+    assert deps.slots is not None
+    lot_key, hold_id = str(row["lot_id"]), str(row["id"])
+    exclude: list[int] = []
+    for _ in range(MAX_REDIS_ATTEMPTS):
+        try:
+            idx = await deps.slots.hold(lot_id=lot_key, hold_id=hold_id, vehicle_type=row["vehicle_type"],
+                                        starts_at=window.slot_start, ends_at=window.slot_end, exclude=exclude)
+        except SlotStateMissing:
+            from booking.reconcile import rebuild_lot  # a lot never loaded (or evicted): load it now
+
+            await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], now=row["now"])
+            continue
+        if idx is None:
+            raise SoldOut()
+        try:
+            await _insert(deps, row, idx)
+            return row["id"]  # type: ignore[no-any-return]
+        except IntegrityError as exc:
+            await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
+            if _constraint(exc) == PLATE_GUARD:
+                raise PlateConflict() from None
+            if _constraint(exc) != SPOT_GUARD:
+                raise
+            # Redis was stale for this spot: make it exact from PostgreSQL and try the next one.
+            from booking.reconcile import repair_spot
+
+            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], spot_idx=idx,
+                              window=window)
+            exclude.append(idx)
+    log.warning("redis_stale_falling_back", lot_id=lot_key, excluded=exclude)
+    return None
+
+
+async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> uuid.UUID:
+    """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards."""
+    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot.ev_overflow))
+    try:
+        async with deps.engine.begin() as conn:
+            await set_lock_timeout(conn, 3000)
+            if deps.pg_lot_lock:
+                await conn.execute(q.LOT_ADVISORY_LOCK, {"lot_id": row["lot_id"]})
+            idx = await conn.scalar(q.FREE_SPOT_CANDIDATE, {"lot_id": row["lot_id"], "types": types,
+                                                            "slot_start": window.slot_start,
+                                                            "slot_end": window.slot_end})
+            if idx is None:
+                raise SoldOut()
+            await conn.execute(q.INSERT_RESERVATION_BY_IDX, {**row, "idx": idx})
+    except IntegrityError as exc:
+        if _constraint(exc) == PLATE_GUARD:
+            raise PlateConflict() from None
+        raise
+    except DBAPIError as exc:
+        if "lock timeout" in str(exc).lower() or "LockNotAvailable" in type(getattr(exc, "orig", exc)).__name__:
+            raise ServiceUnavailable("the lot is busy; retry shortly") from None
+        raise
+    return row["id"]  # type: ignore[no-any-return]
+
+
+async def release_slots(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uuid.UUID,
+                        from_: datetime | None = None) -> bool:
+    """Free a reservation's bits in Redis (idempotent). Redis trouble is left to the reconciler."""
+    if deps.slots is None or not deps.breaker.available():
+        return False
+    try:
+        return await deps.slots.release(lot_id=str(lot_id), hold_id=str(reservation_id), from_=from_)
+    except REDIS_DOWN as exc:
+        deps.breaker.trip(exc)
+        return False
+
+
+async def _locked(conn: AsyncConnection, reservation_id: uuid.UUID, user_id: uuid.UUID | None) -> Any:
+    row = (await conn.execute(q.RESERVATION_FOR_UPDATE, {"id": reservation_id})).first()
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFound(f"reservation {reservation_id} not found")
+    return row
+
+
+async def create_payment_intent(*, deps: BookingDeps, reservation_id: uuid.UUID) -> str | None:
+    """Create (idempotently) the PaymentIntent of a held reservation; returns its client secret."""
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, None)
+        if row.price_amount == 0:
+            return None
+        intent = await deps.payments.create_intent(
+            amount=int(row.price_amount), currency=row.currency.strip(), idempotency_key=f"reservation:{row.id}:intent",
+            metadata={"reservation_id": str(row.id), "lot_id": str(row.lot_id)})
+        # The intent id is stored before anything depends on it (webhooks look it up).
+        await conn.execute(q.INSERT_PAYMENT, {"lot_id": row.lot_id, "reservation_id": row.id,
+                                              "provider": deps.payments.name, "intent_id": intent.intent_id,
+                                              "status": intent.status, "amount": int(row.price_amount),
+                                              "currency": row.currency.strip()})
+    return intent.client_secret
+
+
+async def confirm(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None, payment_token: str,
+                  now: datetime) -> None:
+    """held -> confirmed after the payment is authorised (402 when declined; 409 when the hold expired)."""
+    expired = False
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, user_id)
+        lc.check_transition(row.status, lc.CONFIRMED)
+        if row.hold_expires_at <= now:
+            await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.EXPIRED, "expected": lc.HELD, "now": now})
+            expired = True
+        else:
+            if row.price_amount > 0:
+                pay = (await conn.execute(q.PAYMENT_FOR_RESERVATION, {"lot_id": row.lot_id,
+                                                                     "reservation_id": row.id})).first()
+                if pay is None:
+                    raise Conflict("no payment intent for this reservation")
+                result = await deps.payments.authorize(intent_id=pay.intent_id, payment_method=payment_token,
+                                                       amount=int(pay.amount),
+                                                       idempotency_key=f"reservation:{row.id}:authorize:{payment_token}")
+                if result.status != "requires_capture":
+                    await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": result.status,
+                                                          "now": now})
+                    raise PaymentFailed(f"payment not authorised: {result.decline_code or result.status}",
+                                        decline_code=result.decline_code)
+                await conn.execute(q.PAYMENT_AUTHORISED, {"lot_id": row.lot_id, "id": pay.id,
+                                                          "amount": int(pay.amount), "now": now})
+            await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.CONFIRMED, "expected": lc.HELD, "now": now})
+    if expired:
+        await release_slots(deps, row.lot_id, row.id)
+        raise HoldExpired()
+    if deps.slots is not None and deps.breaker.available():
+        try:  # keep the release handle as long as the reservation can still free its slots
+            await deps.slots.keep_hold(lot_id=str(row.lot_id), hold_id=str(row.id), until=row.ends_at)
+        except REDIS_DOWN as exc:
+            deps.breaker.trip(exc)
+
+
+#: refund policy: (conn, reservation row, paid amount, now) -> amount to refund
+RefundPolicy = Callable[[AsyncConnection, Any, int, datetime], Awaitable[int]]
+
+
+async def full_refund(conn: AsyncConnection, row: Any, paid: int, now: datetime) -> int:
+    return paid
+
+
+async def cancel(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None, now: datetime,
+                 refund_policy: RefundPolicy = full_refund) -> Money:
+    """held|confirmed -> cancelled; voids or refunds the payment per the lot's policy; frees the slots."""
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, user_id)
+        lc.check_transition(row.status, lc.CANCELLED)
+        refund = 0
+        pay = (await conn.execute(q.PAYMENT_FOR_RESERVATION, {"lot_id": row.lot_id, "reservation_id": row.id})).first()
+        if pay is not None and pay.amount_authorised > 0:
+            refund = max(0, min(int(pay.amount_authorised), await refund_policy(conn, row, int(pay.amount_authorised),
+                                                                                  now)))
+            keep = int(pay.amount_authorised) - refund
+            if pay.amount_captured == 0:
+                if keep > 0:  # capture only the cancellation fee; the rest of the hold is released
+                    await deps.payments.capture(intent_id=pay.intent_id, amount=keep,
+                                                idempotency_key=f"reservation:{row.id}:capture")
+                    await conn.execute(q.PAYMENT_CAPTURED, {"lot_id": row.lot_id, "id": pay.id, "amount": keep,
+                                                            "now": now})
+                else:
+                    await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
+                    await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled",
+                                                          "now": now})
+            else:
+                refund = min(refund, int(pay.amount_captured) - int(pay.amount_refunded))
+                if refund > 0:
+                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund,
+                                               idempotency_key=f"reservation:{row.id}:refund")
+                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund,
+                                                            "now": now})
+        elif pay is not None:
+            await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
+            await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled", "now": now})
+        await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.CANCELLED, "expected": row.status, "now": now})
+    await release_slots(deps, row.lot_id, row.id)
+    return Money(refund, row.currency.strip())
+
+
+async def get_reservation(conn: AsyncConnection, *, reservation_id: uuid.UUID,
+                          user_id: uuid.UUID | None) -> Any:
+    """A reservation row with its spot and payment; someone else's answers 404."""
+    row = (await conn.execute(q.RESERVATION_BY_ID, {"id": reservation_id})).first()
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFound(f"reservation {reservation_id} not found")
+    return row
+
+
+async def list_reservations(conn: AsyncConnection, *, user_id: uuid.UUID, status: str | None, limit: int,
+                            after: tuple[datetime, uuid.UUID] | None) -> list[Any]:
+    rows = await conn.execute(q.RESERVATIONS_OF_USER, {
+        "user_id": user_id, "status": status, "limit": limit,
+        "after_created": after[0] if after else None, "after_id": after[1] if after else None})
+    return list(rows)

@@ -1,0 +1,44 @@
+"""Sweepers: idempotent SQL transitions, safe to run twice at once; Redis is freed afterwards."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from booking import queries as q
+from booking.service import BookingDeps, release_slots
+from core.logging import get_logger
+
+log = get_logger("parkgrid.sweepers")
+
+
+async def expire_holds(*, deps: BookingDeps, now: datetime) -> int:
+    """held -> expired once hold_expires_at has passed; frees their slots. Returns how many."""
+    async with deps.engine.begin() as conn:
+        rows = list(await conn.execute(q.EXPIRE_HOLDS, {"now": now}))
+    for row in rows:  # only the sweeper whose UPDATE won a row frees it: no double free
+        await release_slots(deps, row.lot_id, row.id)
+    if rows:
+        log.info("holds_expired", count=len(rows))
+    return len(rows)
+
+
+async def mark_no_shows(*, deps: BookingDeps, now: datetime) -> int:
+    """confirmed -> no_show when nobody entered within the lot's grace after the start."""
+    async with deps.engine.begin() as conn:
+        rows = list(await conn.execute(q.MARK_NO_SHOWS, {"now": now}))
+    for row in rows:
+        await release_slots(deps, row.lot_id, row.id)
+    if rows:
+        log.info("no_shows_marked", count=len(rows))
+    return len(rows)
+
+
+async def release_early_departures(*, deps: BookingDeps, now: datetime, lookback: timedelta = timedelta(hours=6)) -> int:
+    """Free the slots after the exit of reservations that left early (the gate path does it first;
+    this catches any the gate could not, e.g. while Redis was down). Idempotent."""
+    async with deps.engine.connect() as conn:
+        rows = list(await conn.execute(q.EARLY_DEPARTURES, {"since": now - lookback}))
+    freed = 0
+    for row in rows:
+        freed += await release_slots(deps, row.lot_id, row.id, from_=row.exited_at)
+    return freed

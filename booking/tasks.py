@@ -1,0 +1,58 @@
+"""Celery tasks of the booking engine: thin wrappers that run the domain sweepers on the worker's context."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from booking import reconcile as rc
+from booking import sweepers
+from booking.runtime import slot_store
+from booking.wiring import booking_deps
+from core.celery_app import run_in_worker
+from core.context import AppContext
+
+
+@shared_task(name="booking.expire_holds", ignore_result=True)
+def expire_holds_task() -> int:
+    async def job(ctx: AppContext) -> int:
+        return await sweepers.expire_holds(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)
+
+
+@shared_task(name="booking.mark_no_shows", ignore_result=True)
+def mark_no_shows_task() -> int:
+    async def job(ctx: AppContext) -> int:
+        return await sweepers.mark_no_shows(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)
+
+
+@shared_task(name="booking.release_early_departures", ignore_result=True)
+def release_early_departures_task() -> int:
+    async def job(ctx: AppContext) -> int:
+        return await sweepers.release_early_departures(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)
+
+
+@shared_task(name="booking.reconcile_if_reset", ignore_result=True)
+def reconcile_if_reset_task() -> bool:
+    """Cheap check every few seconds: rebuild everything if Redis restarted (epoch key gone)."""
+    async def job(ctx: AppContext) -> bool:
+        report = await rc.reconcile_if_reset(engine=ctx.engine, slots=slot_store(ctx), now=ctx.clock.now())
+        return report is not None
+
+    return run_in_worker(job)
+
+
+@shared_task(name="booking.reconcile_active", ignore_result=True)
+def reconcile_active_task() -> dict[str, object]:
+    """Periodic drift repair of every lot with upcoming occupancy."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        now = ctx.clock.now()
+        lots = await rc.active_lot_ids(ctx.engine, now=now)
+        report = await rc.reconcile(engine=ctx.engine, slots=slot_store(ctx), now=now, lot_ids=lots)
+        return report.as_json()
+
+    return run_in_worker(job)

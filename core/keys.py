@@ -1,0 +1,74 @@
+"""Every Redis key ParkGrid uses is built here, so prefixes and hash tags have one home.
+
+All keys of one lot share the hash tag ``{lot:<lot_id>}``: a Lua script only ever touches
+one lot, so it runs on one shard of a Redis Cluster. The global prefix (settings.redis_prefix)
+lets several environments, or several test runs, share one Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+# Key kinds (the segment after the hash tag). Kept short: they are repeated in every key.
+BITMAP = "bm"  # per lot and day: bit spot_idx*96+slot is set when the spot is taken
+BOOKED = "bk"  # per lot and day: BITFIELD u16 counters at #(type_index*96+slot)
+HOLD = "h"  # per lot and hold id: what a hold set, so releasing it is exact and idempotent
+CANDIDATES = "c"  # per lot and vehicle type: packed candidate spots in allocation order
+SPOT_TYPES = "st"  # per lot: one byte per spot, the spot's type index
+META = "m"  # per lot: hash with capacities, strategy, compatibility, spot count
+DRIFT = "dr"  # per lot: counter of clamped counter updates (a sign Redis drifted)
+SCRATCH = "tmp"  # per lot: scratch key used by rebuild, deleted by the same script
+EPOCH = "epoch"  # global: missing means Redis lost its state and must be rebuilt
+
+
+class Keys:
+    """Builds every Redis key from one prefix; the only place key layouts are spelled out."""
+
+    def __init__(self, prefix: str) -> None:
+        if not prefix or any(c in prefix for c in "{}: "):
+            raise ValueError("redis prefix must be non-empty and contain no braces, colons or spaces")
+        self.prefix = prefix
+
+    def lot_tag(self, lot_id: str) -> str:
+        """The hash-tagged stem shared by every key of one lot."""
+        return f"{self.prefix}:{{lot:{lot_id}}}"
+
+    def bitmap(self, lot_id: str, day: date) -> str:
+        """Slot bitmap of all spots of a lot for one UTC day."""
+        return f"{self.lot_tag(lot_id)}:{BITMAP}:{day:%Y%m%d}"
+
+    def booked_counters(self, lot_id: str, day: date) -> str:
+        """Booked-slot counters per spot type for one UTC day."""
+        return f"{self.lot_tag(lot_id)}:{BOOKED}:{day:%Y%m%d}"
+
+    def hold(self, lot_id: str, hold_id: str) -> str:
+        """Record of one hold (spot and slot ranges it set)."""
+        return f"{self.lot_tag(lot_id)}:{HOLD}:{hold_id}"
+
+    def candidates(self, lot_id: str, vehicle_type: str) -> str:
+        """Candidate spots for a vehicle type, in allocation order."""
+        return f"{self.lot_tag(lot_id)}:{CANDIDATES}:{vehicle_type}"
+
+    def spot_types(self, lot_id: str) -> str:
+        """One byte per spot: its type index."""
+        return f"{self.lot_tag(lot_id)}:{SPOT_TYPES}"
+
+    def meta(self, lot_id: str) -> str:
+        """Hash of lot-level slot metadata (capacities, strategy, compatibility)."""
+        return f"{self.lot_tag(lot_id)}:{META}"
+
+    def drift(self, lot_id: str) -> str:
+        """Counter of clamped counter updates for a lot."""
+        return f"{self.lot_tag(lot_id)}:{DRIFT}"
+
+    def scratch(self, lot_id: str) -> str:
+        """Scratch key for rebuild scripts."""
+        return f"{self.lot_tag(lot_id)}:{SCRATCH}"
+
+    def epoch(self) -> str:
+        """Global epoch marker; its absence means Redis restarted empty."""
+        return f"{self.prefix}:{EPOCH}"
+
+    def lot_pattern(self, lot_id: str) -> str:
+        """SCAN MATCH pattern for all keys of one lot (braces escaped for glob)."""
+        return f"{self.prefix}:\\{{lot:{lot_id}\\}}:*"
