@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
 import typer
 
 from cli.common import emit, run_with_context
-from core.accounts import create_device, create_partner, create_user, ensure_organisation
+from core.accounts import (
+    create_device,
+    create_partner,
+    create_user,
+    ensure_organisation,
+    revoke_device,
+    revoke_partner,
+)
 from core.context import AppContext
+from core.errors import DomainError
 
 users = typer.Typer(no_args_is_help=True)
 devices = typer.Typer(no_args_is_help=True)
 partners = typer.Typer(no_args_is_help=True)
+
+
+def _run(job: Callable[[AppContext], Awaitable[dict[str, object]]], *, as_json: bool) -> None:
+    """Run a job and print its result; a domain error is one line on stderr and exit status 1."""
+    try:
+        result = run_with_context(job)
+    except DomainError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        raise SystemExit(1) from None
+    emit(result, as_json=as_json)
 
 
 def _create_user(role: str, email: str, password: str, org: str | None, as_json: bool) -> None:
@@ -25,7 +45,7 @@ def _create_user(role: str, email: str, password: str, org: str | None, as_json:
         return {"id": str(user.id), "email": user.email, "role": role,
                 "organisation_id": str(org_id) if org_id else None}
 
-    emit(run_with_context(job), as_json=as_json)
+    _run(job, as_json=as_json)
 
 
 @users.command("create-operator")
@@ -59,11 +79,23 @@ def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device c
             device_id, key = await create_device(conn=conn, lot_id=lot, name=name)
         return {"device_id": str(device_id), "lot_id": str(lot), "key": key}
 
-    emit(run_with_context(job), as_json=json)
+    _run(job, as_json=json)
+
+
+@devices.command("revoke")
+def device_revoke(device: uuid.UUID = typer.Option(..., "--device", help="the device id printed by `devices create`"),
+                  json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a controller's key at once (its requests get 401 from then on)."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            lot_id = await revoke_device(conn=conn, device_id=device, now=ctx.clock.now())
+        return {"device_id": str(device), "lot_id": str(lot_id), "revoked": True}
+
+    _run(job, as_json=json)
 
 
 @partners.command("create")
-def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600/minute"),
+def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600/minute", help="e.g. 600/minute"),
                    json: bool = typer.Option(False, "--json")) -> None:
     """Register an open data partner; prints its API key once."""
     async def job(ctx: AppContext) -> dict[str, object]:
@@ -71,4 +103,16 @@ def partner_create(name: str = typer.Option(...), quota: str = typer.Option("600
             partner_id, key = await create_partner(conn=conn, name=name, quota=quota)
         return {"partner_id": str(partner_id), "api_key": key}
 
-    emit(run_with_context(job), as_json=json)
+    _run(job, as_json=json)
+
+
+@partners.command("revoke")
+def partner_revoke(partner: uuid.UUID = typer.Option(..., "--partner", help="the partner id"),
+                   json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a partner's API key at once."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            await revoke_partner(conn=conn, partner_id=partner, now=ctx.clock.now())
+        return {"partner_id": str(partner), "revoked": True}
+
+    _run(job, as_json=json)

@@ -78,7 +78,9 @@ def decode_access_token(*, token: str, secret: bytes, issuer: str, audience: str
             raise Unauthorized("token algorithm not accepted")
         payload = jwt.decode(
             token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["exp", "iss", "aud", "sub"]},
+            # Time claims are checked below against the injected `now`, never PyJWT's wall clock.
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "require": ["exp", "iss", "aud", "sub"]},
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
@@ -99,6 +101,55 @@ def decode_access_token(*, token: str, secret: bytes, issuer: str, audience: str
         )
     except (KeyError, ValueError):
         raise Unauthorized("malformed token claims") from None
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    token_id: uuid.UUID
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+
+
+def create_refresh_token(
+    *, secret: bytes, token_id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID,
+    issuer: str, audience: str, expires_at: datetime, now: datetime,
+) -> str:
+    """A signed refresh token naming its database row; only the row decides whether it is still usable."""
+    payload: dict[str, Any] = {
+        "sub": str(user_id),
+        "jti": str(token_id),
+        "fam": str(family_id),
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()),
+        "typ": "refresh",
+    }
+    return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
+
+
+def decode_refresh_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> RefreshClaims:
+    """Verify a refresh token's signature, algorithm, issuer, audience, type and expiry."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != JWT_ALGORITHM:
+            raise Unauthorized("token algorithm not accepted")
+        payload = jwt.decode(
+            token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "require": ["exp", "iss", "aud", "sub", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid refresh token: {exc}") from None
+    if payload.get("typ") != "refresh":
+        raise Unauthorized("not a refresh token")
+    if int(payload["exp"]) <= now.timestamp():
+        raise Unauthorized("refresh token expired")
+    try:
+        return RefreshClaims(token_id=uuid.UUID(payload["jti"]), user_id=uuid.UUID(payload["sub"]),
+                             family_id=uuid.UUID(payload["fam"]))
+    except (KeyError, ValueError, TypeError):
+        raise Unauthorized("malformed refresh token claims") from None
 
 
 def new_api_key(prefix: str) -> str:
