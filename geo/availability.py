@@ -41,6 +41,12 @@ def compatible_spot_types(vehicle_type: str | None) -> tuple[tuple[str, ...], tu
     return base, (("ev",) if vehicle_type != "large" else ())
 
 
+def usable_mask(vehicle_type: str | None) -> tuple[list[int], int]:
+    """(1/0 per spot type in ALL_SPOT_TYPES order, 1 if ev spots count where the lot allows overflow)."""
+    base, overflow = compatible_spot_types(vehicle_type)
+    return [1 if t in base else 0 for t in ALL_SPOT_TYPES], 1 if "ev" in overflow else 0
+
+
 def widen_to_slots(starts_at: datetime, ends_at: datetime) -> tuple[datetime, datetime]:
     """The window widened to whole 15-minute UTC slots: start floored, end ceiled."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)

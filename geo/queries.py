@@ -50,60 +50,56 @@ ORDER BY c.level_id, c.spot_type
 """)
 
 # --- search -------------------------------------------------------------------------------------
+# Order and keyset use `location <-> point` (sphere distance, which the GiST index can return in order:
+# a KNN scan reads only the nearest rows), the reported distance is ST_Distance on the same sphere.
+# Capacity comes from lots.spots_in_service (kept by triggers), so no per-candidate join is needed.
 
+_POINT = "ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography"
 _ENVELOPE = ("ST_Segmentize(ST_MakeEnvelope(CAST(:{w} AS float8), CAST(:s AS float8), CAST(:{e} AS float8), "
              "CAST(:n AS float8), 4326), 0.05)::geography")
+_CAPACITY = ("lot_usable_capacity(l.spots_in_service, CAST(:usable AS integer[]), l.ev_overflow, "
+             "CAST(:ev_if_overflow AS integer))")
 PREFILTERS = {
-    "st_dwithin": "ST_DWithin(l.location, o.pt, CAST(:radius AS float8), false)",
+    "st_dwithin": f"ST_DWithin(l.location, {_POINT}, CAST(:radius AS float8), false)",
     "h3_r9": "l.h3_r9 = ANY(CAST(:cells AS bigint[]))",
     "h3_r7": "l.h3_r7 = ANY(CAST(:cells AS bigint[]))",
     "bbox": (f"(l.location && {_ENVELOPE.format(w='w1', e='e1')}"
              f" OR l.location && {_ENVELOPE.format(w='w2', e='e2')})"),
 }
-_REFINE_RADIUS = "c.distance_m <= CAST(:radius AS float8)"
-_REFINE_BBOX = ("c.lat BETWEEN CAST(:s AS float8) AND CAST(:n AS float8) AND "
-                "(c.lng BETWEEN CAST(:w1 AS float8) AND CAST(:e1 AS float8) "
-                "OR c.lng BETWEEN CAST(:w2 AS float8) AND CAST(:e2 AS float8))")
+_REFINE_RADIUS = f"ST_Distance(l.location, {_POINT}, false) <= CAST(:radius AS float8)"
+_LAT, _LNG = "ST_Y(l.location::geometry)", "ST_X(l.location::geometry)"
+_REFINE_BBOX = (f"{_LAT} BETWEEN CAST(:s AS float8) AND CAST(:n AS float8) AND "
+                f"({_LNG} BETWEEN CAST(:w1 AS float8) AND CAST(:e1 AS float8) "
+                f"OR {_LNG} BETWEEN CAST(:w2 AS float8) AND CAST(:e2 AS float8))")
 
 _SEARCH = """
-WITH origin AS (
-    SELECT ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography AS pt
-), cand AS (
-    SELECT l.id, l.name, l.ev_overflow, ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lng,
-           ST_Distance(l.location, o.pt, false) AS distance_m
-    FROM lots l CROSS JOIN origin o
-    WHERE l.status = 'open' AND {prefilter}
+SELECT p.id, p.name, p.sort_key, ST_Distance(p.location, {point}, false) AS distance_m, p.capacity,
+       ST_Y(p.location::geometry) AS lat, ST_X(p.location::geometry) AS lng
+FROM (
+    SELECT l.id, l.name, l.location, l.location <-> {point} AS sort_key, {capacity} AS capacity
+    FROM lots l
+    WHERE l.status = 'open' AND {prefilter} AND {refine}
       AND l.amenities @> CAST(:amenities AS text[])
       AND l.booking_horizon_days >= CAST(:horizon_days AS integer)
-)
-SELECT c.id, c.name, c.lat, c.lng, c.distance_m, cap.capacity
-FROM cand c
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(s.in_service), 0)::integer AS capacity FROM lot_spot_counts s
-    WHERE s.lot_id = c.id
-      AND (s.spot_type = ANY(CAST(:base AS text[])) OR (c.ev_overflow AND s.spot_type = ANY(CAST(:overflow AS text[]))))
-) cap
-WHERE {refine} AND cap.capacity > 0
-  AND (c.distance_m, c.id) > (CAST(:after_d AS float8), CAST(:after_id AS uuid))
-ORDER BY c.distance_m, c.id
-LIMIT CAST(:limit AS integer)
+      AND {capacity} > 0
+      AND (l.location <-> {point}, l.id) > (CAST(:after_d AS float8), CAST(:after_id AS uuid))
+    ORDER BY l.location <-> {point}, l.id
+    LIMIT CAST(:limit AS integer)
+) p
+ORDER BY p.sort_key, p.id
 """
 
 SEARCH: dict[str, TextClause] = {
-    name: text(_SEARCH.format(prefilter=clause, refine=_REFINE_BBOX if name == "bbox" else _REFINE_RADIUS))
+    name: text(_SEARCH.format(point=_POINT, capacity=_CAPACITY, prefilter=clause,
+                              refine=_REFINE_BBOX if name == "bbox" else _REFINE_RADIUS))
     for name, clause in PREFILTERS.items()
 }
 
 # --- zones (H3 heatmap) -------------------------------------------------------------------------
 
 ZONE_LOTS = text(f"""
-SELECT l.id, l.h3_r7, l.h3_r9, coalesce(cap.capacity, 0) AS capacity
+SELECT l.id, l.h3_r7, l.h3_r9, {_CAPACITY} AS capacity
 FROM lots l
-LEFT JOIN LATERAL (
-    SELECT sum(s.in_service)::integer AS capacity FROM lot_spot_counts s
-    WHERE s.lot_id = l.id
-      AND (s.spot_type = ANY(CAST(:base AS text[])) OR (l.ev_overflow AND s.spot_type = ANY(CAST(:overflow AS text[]))))
-) cap ON true
 WHERE l.status = 'open' AND {PREFILTERS['bbox']}
   AND ST_Y(l.location::geometry) BETWEEN CAST(:s AS float8) AND CAST(:n AS float8)
   AND (ST_X(l.location::geometry) BETWEEN CAST(:w1 AS float8) AND CAST(:e1 AS float8)

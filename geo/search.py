@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationFailed
 from geo import queries
-from geo.availability import SOURCE, CountsFn, available_counts, compatible_spot_types
+from geo.availability import SOURCE, CountsFn, available_counts, usable_mask
 from geo.window import BBox, Window
 
 EARTH_RADIUS_M = 6_371_008.7714  # the sphere PostGIS uses for geography with use_spheroid = false
@@ -167,8 +167,8 @@ async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Wind
     after_d, after_id = -1.0, uuid.UUID(int=0)
     if query.cursor is not None:
         after_d, after_id = decode_cursor(query.cursor, sort=query.sort, fingerprint=fingerprint)
-    base, overflow = compatible_spot_types(query.vehicle_type)
-    params: dict[str, Any] = {"base": list(base), "overflow": list(overflow), "amenities": list(query.amenities),
+    usable, ev_if_overflow = usable_mask(query.vehicle_type)
+    params: dict[str, Any] = {"usable": usable, "ev_if_overflow": ev_if_overflow, "amenities": list(query.amenities),
                               "horizon_days": window.horizon_days, "after_d": after_d, "after_id": after_id,
                               "limit": query.limit + 1}
     if query.bbox is not None:
@@ -204,6 +204,6 @@ async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Wind
     next_cursor = None
     if more:
         last = page[-1]
-        next_cursor = encode_cursor(sort=query.sort, distance_m=last.distance_m, lot_id=last.id,
+        next_cursor = encode_cursor(sort=query.sort, distance_m=last.sort_key, lot_id=last.id,
                                     fingerprint=fingerprint)
     return SearchPage(items=items, next_cursor=next_cursor, origin=(lat, lng), window=window, prefilter=statement)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationFailed
 from geo import queries
-from geo.availability import SOURCE, CountsFn, available_counts, compatible_spot_types
+from geo.availability import SOURCE, CountsFn, available_counts, usable_mask
 from geo.window import BBox, Window
 
 MIN_RES, MAX_RES = 0, 9  # lots are indexed at r7 and r9; coarser cells are their parents
@@ -41,8 +41,8 @@ async def zone_cells(conn: AsyncConnection, *, res: int, bbox: BBox, vehicle_typ
     """Per H3 cell at `res` (0..9) holding at least one open lot in `bbox`: lots, capacity, available."""
     if not MIN_RES <= res <= MAX_RES:
         raise ValidationFailed(f"res must be between {MIN_RES} and {MAX_RES}", loc=("query", "res"))
-    base, overflow = compatible_spot_types(vehicle_type)
-    rows = (await conn.execute(queries.ZONE_LOTS, {"base": list(base), "overflow": list(overflow),
+    usable, ev_if_overflow = usable_mask(vehicle_type)
+    rows = (await conn.execute(queries.ZONE_LOTS, {"usable": usable, "ev_if_overflow": ev_if_overflow,
                                                    "max_lots": MAX_LOTS + 1, **bbox.params()})).all()
     if len(rows) > MAX_LOTS:
         raise ValidationFailed(f"bbox holds more than {MAX_LOTS} lots; zoom in", loc=("query", "bbox"))
