@@ -91,7 +91,8 @@ ORDER BY p.sort_key, p.id
 
 SEARCH: dict[str, TextClause] = {
     name: text(_SEARCH.format(point=_POINT, capacity=_CAPACITY, prefilter=clause,
-                              refine=_REFINE_BBOX if name == "bbox" else _REFINE_RADIUS))
+                              # ST_DWithin on the sphere is already exact: no second distance test
+                              refine={"bbox": _REFINE_BBOX, "st_dwithin": "true"}.get(name, _REFINE_RADIUS)))
     for name, clause in PREFILTERS.items()
 }
 
