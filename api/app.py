@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routers import auth, availability, health, me, open_data, reservations
+from api.routers import auth, health, lots, me, open_data, reservations, search, zones
 from core.clock import Clock
 from core.context import AppContext, build_context, migration_head
 from core.logging import configure_logging
@@ -47,9 +47,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     install_problem_handlers(app)
 
     app.include_router(health.router)
+    app.include_router(search.router, prefix=API_PREFIX)  # before lots: /lots/search is not a lot id
+    app.include_router(lots.router, prefix=API_PREFIX)
+    app.include_router(zones.router, prefix=API_PREFIX)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(open_data.router)
     app.include_router(reservations.router)
-    app.include_router(availability.router)
     return app

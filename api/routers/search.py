@@ -1,0 +1,64 @@
+"""GET /api/v1/lots/search: open lots near a point or in a bbox, nearest first, JSON or GeoJSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ConnDep, NowDep
+from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
+from api.schemas.discovery import (
+    GEOJSON_MEDIA_TYPE,
+    SearchFeatureCollection,
+    SearchResponse,
+    search_geojson,
+    search_json,
+)
+from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
+from geo.window import parse_bbox
+
+router = APIRouter(prefix="/lots", tags=["discovery"])
+DEFAULT_RADIUS_M = 1000.0
+
+
+@router.get(
+    "/search", response_model=SearchResponse, summary="Find open lots nearby with availability for a window",
+    responses={200: {"content": {GEOJSON_MEDIA_TYPE: {"schema": SearchFeatureCollection.model_json_schema()}}}},
+    description=(
+        "By point (`lat`, `lng`, `radius_m`, default 1000 m, at most the configured maximum) or by "
+        "`bbox=minLng,minLat,maxLng,maxLat` (west > east crosses the antimeridian). Sorted by great-circle "
+        "distance, keyset-paginated with `next_cursor`. `max_price` (minor units) only drops lots whose quote "
+        "exceeds it, and `sort=price` orders like `distance`, until the pricing engine provides quotes. "
+        "`Accept: application/geo+json` returns an RFC 7946 FeatureCollection ([lng, lat])."),
+)
+async def search(
+    request: Request, conn: ConnDep, now: NowDep,
+    lat: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180, allow_inf_nan=False)] = None,
+    radius_m: Annotated[float | None, Query(allow_inf_nan=False, description="metres, > 0")] = None,
+    bbox: Annotated[str | None, Query(max_length=200, description="minLng,minLat,maxLng,maxLat")] = None,
+    starts_at: StartsAt = None, ends_at: EndsAt = None,
+    vehicle_type: VehicleTypeParam | None = None,
+    amenities: Annotated[list[str] | None, Query(max_length=20, description="e.g. covered,ev_charging")] = None,
+    max_price: Annotated[int | None, Query(ge=0, description="minor units; see description")] = None,
+    sort: Literal["distance", "price"] = "distance",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
+    prefilter: Annotated[Literal["h3", "st_dwithin"], Query(description="benchmark baseline switch")]
+    = DEFAULT_PREFILTER,
+) -> Any:
+    settings = request.app.state.settings
+    box = parse_bbox(bbox) if bbox is not None else None
+    if box is None and radius_m is None and lat is not None and lng is not None:
+        radius_m = min(DEFAULT_RADIUS_M, float(settings.max_search_radius_m))
+    query = SearchQuery(lat=lat, lng=lng, radius_m=radius_m, bbox=box, vehicle_type=vehicle_type,
+                        amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
+                        cursor=cursor, prefilter=prefilter)
+    window = window_from(request, starts_at, ends_at, now)
+    page = await search_lots(conn, query=query, window=window, now=now, max_radius_m=settings.max_search_radius_m)
+    if wants_geojson(request):
+        return JSONResponse(search_geojson(page).model_dump(mode="json", exclude_none=False),
+                            media_type=GEOJSON_MEDIA_TYPE)
+    return search_json(page)

@@ -1,0 +1,148 @@
+"""Response shapes of search, lot detail, availability and the H3 heatmap (JSON and RFC 7946 GeoJSON)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geojson_pydantic import Feature, FeatureCollection, Point
+from geojson_pydantic.types import Position2D
+from pydantic import BaseModel, Field
+
+from geo.detail import LotAvailability
+from geo.schemas import LatLng, Lot
+from geo.search import SearchItem, SearchPage
+from geo.zones import ZoneMap
+
+GEOJSON_MEDIA_TYPE = "application/geo+json"
+
+
+class Freshness(BaseModel):
+    source: str = Field(description="where the count comes from: database, bitmap, sensor, gate_counter")
+    as_of: datetime
+
+
+class LotRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    location: LatLng
+
+
+class SearchItemOut(BaseModel):
+    lot: LotRef
+    distance_m: float = Field(description="great-circle distance from the search point, metres")
+    available: int = Field(description="free compatible spots for the whole window (a count, never which)")
+    capacity: int = Field(description="in-service spots compatible with vehicle_type (all types when absent)")
+    quote: dict[str, Any] | None = Field(description="{total: money} once rates exist, else null")
+    freshness: Freshness
+
+
+class SearchResponse(BaseModel):
+    items: list[SearchItemOut]
+    next_cursor: str | None
+
+
+class SearchFeatureCollection(FeatureCollection[Feature[Point, dict[str, Any]]]):
+    """RFC 7946 FeatureCollection; `next_cursor` is a foreign member (section 6.1)."""
+
+    next_cursor: str | None = None
+
+
+def _item(item: SearchItem) -> SearchItemOut:
+    return SearchItemOut(
+        lot=LotRef(id=item.lot_id, name=item.name, location=LatLng(lat=item.lat, lng=item.lng)),
+        distance_m=round(item.distance_m, 2), available=item.available, capacity=item.capacity, quote=item.quote,
+        freshness=Freshness(source=item.source, as_of=item.as_of))
+
+
+def search_json(page: SearchPage) -> SearchResponse:
+    return SearchResponse(items=[_item(i) for i in page.items], next_cursor=page.next_cursor)
+
+
+def search_geojson(page: SearchPage) -> SearchFeatureCollection:
+    features = []
+    for item in page.items:
+        out = _item(item).model_dump(mode="json")
+        props = {"id": out["lot"]["id"], "name": out["lot"]["name"], **{k: v for k, v in out.items() if k != "lot"}}
+        features.append(Feature[Point, dict[str, Any]](
+            type="Feature", id=str(item.lot_id), properties=props,
+            geometry=Point(type="Point", coordinates=Position2D(longitude=item.lng, latitude=item.lat))))
+    return SearchFeatureCollection(type="FeatureCollection", features=features, next_cursor=page.next_cursor)
+
+
+class TypeAvailability(BaseModel):
+    capacity: int = Field(description="in-service spots of this type")
+    available: int
+
+
+class LevelAvailability(BaseModel):
+    id: uuid.UUID
+    name: str
+    capacity: int = Field(description="all spots of the level, in service or not")
+    by_type: dict[str, TypeAvailability]
+
+
+class LotDetailAvailability(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    by_type: dict[str, TypeAvailability]
+    freshness: Freshness
+
+
+class LotDetail(Lot):
+    availability: LotDetailAvailability
+    levels_availability: list[LevelAvailability]
+
+
+def lot_detail(view: LotAvailability) -> LotDetail:
+    levels = []
+    for level in view.lot.levels:
+        per_type = view.by_level.get(level.id, {})
+        levels.append(LevelAvailability(id=level.id, name=level.name, capacity=level.capacity, by_type={
+            t: TypeAvailability(capacity=c, available=a) for t, (c, a) in sorted(per_type.items())}))
+    availability = LotDetailAvailability(
+        starts_at=view.window.slot_start, ends_at=view.window.slot_end,
+        by_type={t: TypeAvailability(capacity=c, available=a) for t, (c, a) in view.by_type().items()},
+        freshness=Freshness(source=view.source, as_of=view.as_of))
+    return LotDetail(**view.lot.model_dump(), availability=availability, levels_availability=levels)
+
+
+class LotWindowAvailability(BaseModel):
+    lot_id: uuid.UUID
+    vehicle_type: str
+    starts_at: datetime = Field(description="widened to whole 15-minute slots")
+    ends_at: datetime
+    available: int
+    quote: dict[str, Any] | None = Field(description="{total, expires_at, token} once the pricing engine lands")
+    freshness: Freshness
+
+
+class ZoneCellOut(BaseModel):
+    cell: str = Field(description="H3 index (hex)")
+    res: int
+    centre: LatLng
+    lots: int
+    capacity: int
+    available: int
+
+
+class ZonesResponse(BaseModel):
+    res: int
+    starts_at: datetime
+    ends_at: datetime
+    items: list[ZoneCellOut]
+    freshness: Freshness
+
+
+def zones_json(zones: ZoneMap) -> ZonesResponse:
+    return ZonesResponse(
+        res=zones.res, starts_at=zones.window.slot_start, ends_at=zones.window.slot_end,
+        items=[ZoneCellOut(cell=c.cell, res=zones.res, centre=LatLng(lat=c.lat, lng=c.lng), lots=c.lots,
+                           capacity=c.capacity, available=c.available) for c in zones.cells],
+        freshness=Freshness(source=zones.source, as_of=zones.as_of))
+
+
+class Page(BaseModel):
+    items: list[Any]
+    next_cursor: str | None
