@@ -93,7 +93,7 @@ class Rule(_Model):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Rule:
-        if self.start_minute == self.end_minute % DAY_MINUTES:
+        if self.start_minute == self.end_minute:
             raise ValueError("from equals to: an empty band (write 00:00-24:00 for a whole day)")
         return self
 
