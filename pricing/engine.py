@@ -18,9 +18,10 @@ from core.errors import ValidationFailed
 from core.money import Money, percent_of
 from pricing.discounts import check_discount_code, discount_amount
 from pricing.rates import FlatRate, RateCard, parse_hhmm
-from pricing.timeline import Run, band_runs, split_at
+from pricing.timeline import Run, band_runs, cut_run
 
 DAY = timedelta(hours=24)
+MINUTE_US = 60_000_000
 MAX_WINDOW = timedelta(days=366)  # bounds the work one request can ask for
 
 
@@ -114,30 +115,46 @@ def _utc(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _band_lines(card: RateCard, groups: list[list[Run]]) -> list[Line]:
-    """Band lines per 24 h period, each followed by a cap line when the period's cap bites."""
+def _band_lines(card: RateCard, runs: list[Run], cuts: list[datetime]) -> list[Line]:
+    """Band lines (a run cut at 24 h period boundaries), then a cap line for each period whose cap bites."""
     lines: list[Line] = []
-    for period, runs in enumerate(groups):
-        period_sum, caps = 0, []
-        for run in runs:
-            rule = card.rules[run.rule]
-            seconds = run.seconds
-            if seconds <= 0:
+    capped: dict[int, int] = {}  # per period: sum of amounts from rules that have a daily_max
+    caps: dict[int, int] = {}  # per period: highest daily_max among rules touched in it
+    for run in runs:
+        rule = card.rules[run.rule]
+        inc, rate = rule.increment_minutes, rule.rate_per_hour
+
+        # Increments restart at every band run, not at 24 h period cuts: a run cut by a period
+        # boundary is charged as one run, each piece getting the growth of the run's cumulative
+        # charge. So the cut never adds rounding, and only the cap sees the periods.
+        def charged(micros: int, inc: int = inc) -> int:
+            return ceil_div(micros, inc * MINUTE_US) * inc
+
+        def amount(micros: int, rate: int = rate) -> int:
+            return ceil_div(charged(micros) * rate, 60)  # round up: keeps splitting never cheaper
+
+        done = 0
+        for period, piece in cut_run(run, cuts):
+            upto = done + piece.micros
+            if upto == done:
                 continue
-            # Increments restart in every run: each increment started in a band is charged in full.
-            charged = ceil_div(seconds, rule.increment_minutes * 60) * rule.increment_minutes
-            amount = ceil_div(charged * rule.rate_per_hour, 60)  # round up: keeps splitting never cheaper
-            period_sum += amount
-            caps.append(rule.daily_max)
+            line_amount = amount(upto) - amount(done)
+            if rule.daily_max is not None:
+                capped[period] = capped.get(period, 0) + line_amount
+                caps[period] = max(caps.get(period, 0), rule.daily_max)
             lines.append(
-                Line("band", rule.name, amount, run.starts_at, run.ends_at, ceil_div(seconds, 60), charged,
-                     rule.rate_per_hour, period)
+                Line("band", rule.name, line_amount, piece.starts_at, piece.ends_at,
+                     ceil_div(upto, MINUTE_US) - ceil_div(done, MINUTE_US), charged(upto) - charged(done), rate,
+                     period)
             )
-        # The cap of a 24 h period is the highest cap among rules touched in it; any uncapped rule lifts it.
-        cap = None if not caps or None in caps else max(c for c in caps if c is not None)
-        if cap is not None and period_sum > cap:
-            lines.append(Line("cap", f"daily max, day {period + 1}", cap - period_sum, period=period))
-    return lines
+            done = upto
+    out: list[Line] = []
+    for period in sorted({line.period for line in lines if line.period is not None}):
+        out.extend(line for line in lines if line.period == period)
+        # Capped bands share the highest cap touched in the period; uncapped bands come on top in full.
+        if period in caps and capped[period] > caps[period]:
+            out.append(Line("cap", f"daily max, day {period + 1}", caps[period] - capped[period], period=period))
+    return out
 
 
 def flat_rate_applies(*, flat: FlatRate, starts_at: datetime, ends_at: datetime, tz: ZoneInfo) -> bool:
@@ -187,7 +204,7 @@ def price_window(
     cuts: list[datetime] = []
     while start + DAY * (len(cuts) + 1) < end:
         cuts.append(start + DAY * (len(cuts) + 1))
-    lines = _band_lines(card, split_at(runs, cuts))
+    lines = _band_lines(card, runs, cuts)
     computed = sum(line.amount for line in lines)
 
     if end - start <= timedelta(minutes=card.grace_minutes):

@@ -6,6 +6,7 @@ for the time the car actually stood there; the wall clock only decides *which* b
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,8 +25,9 @@ class Run:
     ends_at: datetime
 
     @property
-    def seconds(self) -> int:
-        return int((self.ends_at - self.starts_at).total_seconds())
+    def micros(self) -> int:
+        """Elapsed microseconds, exact (timedelta arithmetic, no float)."""
+        return (self.ends_at - self.starts_at) // timedelta(microseconds=1)
 
 
 def _next_transition(tz: ZoneInfo, lo: datetime, hi: datetime) -> datetime | None:
@@ -65,18 +67,12 @@ def band_runs(*, card: RateCard, spot_type: str, starts_at: datetime, ends_at: d
     return runs
 
 
-def split_at(runs: list[Run], cuts: list[datetime]) -> list[list[Run]]:
-    """Partition runs into groups at the given instants (sorted), cutting any run that straddles one."""
-    groups: list[list[Run]] = [[] for _ in range(len(cuts) + 1)]
-    gi = 0
-    for run in runs:
-        start = run.starts_at
-        while gi < len(cuts) and cuts[gi] <= start:
-            gi += 1
-        while gi < len(cuts) and cuts[gi] < run.ends_at:
-            groups[gi].append(Run(run.rule, start, cuts[gi]))
-            start = cuts[gi]
-            gi += 1
-        groups[gi].append(Run(run.rule, start, run.ends_at))
-    return groups
-
+def cut_run(run: Run, cuts: list[datetime]) -> list[tuple[int, Run]]:
+    """Cut a run at the given sorted instants; each piece comes with the index of the span it falls in."""
+    period = bisect_right(cuts, run.starts_at)
+    pieces, start = [], run.starts_at
+    while period < len(cuts) and cuts[period] < run.ends_at:
+        pieces.append((period, Run(run.rule, start, cuts[period])))
+        start, period = cuts[period], period + 1
+    pieces.append((period, Run(run.rule, start, run.ends_at)))
+    return pieces
