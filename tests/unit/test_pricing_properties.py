@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -24,16 +25,21 @@ PROPS = settings(max_examples=int(os.environ.get("PRICING_PROPS_EXAMPLES", "150"
 
 
 @st.composite
-def day_bands(draw: st.DrawFn, days: list[str], cap: int | None | str) -> list[dict[str, Any]]:
+def day_bands(draw: st.DrawFn, days: list[str], cap: Any) -> list[dict[str, Any]]:
     """Rules tiling one day: k cut points, the last band wrapping midnight back to the first."""
     cuts = sorted(draw(st.sets(st.integers(0, 287).map(lambda i: i * 5), min_size=1, max_size=4)))
     if len(cuts) == 1:
         spans = [(0, 1440)]
     else:
-        spans = list(zip(cuts, cuts[1:], strict=False)) + [(cuts[-1], cuts[0])]
+        spans = [*pairwise(cuts), (cuts[-1], cuts[0])]
     rules = []
     for i, (s, e) in enumerate(spans):
-        rule_cap = draw(st.one_of(st.none(), st.integers(0, 6000))) if cap == "mixed" else cap
+        if cap == "mixed":
+            rule_cap = draw(st.one_of(st.none(), st.integers(0, 6000)))
+        elif isinstance(cap, tuple):  # ("same-or-none", M): either the shared cap or uncapped
+            rule_cap = draw(st.sampled_from([None, cap[1]]))
+        else:
+            rule_cap = cap
         rules.append({
             "name": f"{days[0]}-{i}", "spot_types": ["regular"], "days": days,
             "from": fmt_minutes(s), "to": "24:00" if e == 1440 else fmt_minutes(e % 1440),
@@ -47,10 +53,11 @@ def day_bands(draw: st.DrawFn, days: list[str], cap: int | None | str) -> list[d
 @st.composite
 def cards(draw: st.DrawFn, *, periodic: bool = False, cap: str = "any", extras: bool = True,
           tax: bool = True) -> RateCard:
-    """A valid rate card; `periodic` means the same bands every day; `cap` is none|same|mixed|any."""
+    """A valid rate card; `periodic`: same bands every day; `cap`: none|same|same-or-none|mixed|any."""
     if cap == "any":
-        cap = draw(st.sampled_from(["none", "same", "mixed"]))
-    cap_value: int | None | str = {"none": None, "same": draw(st.integers(0, 6000)), "mixed": "mixed"}[cap]
+        cap = draw(st.sampled_from(["none", "same", "same-or-none", "mixed"]))
+    shared = draw(st.integers(0, 6000))
+    cap_value = {"none": None, "same": shared, "same-or-none": ("same-or-none", shared), "mixed": "mixed"}[cap]
     if periodic or draw(st.booleans()):
         rules = draw(day_bands(WEEKDAYS, cap_value))
     else:
@@ -116,14 +123,16 @@ def test_daily_cap_bounds_the_price(card: RateCard, start: datetime, days: int, 
 
 
 @PROPS
-@given(cards(periodic=True, cap="same", extras=False), starts, durations, durations)
+@given(cards(periodic=True, cap="same-or-none", extras=False), starts, durations,
+       durations, st.sampled_from(ZONES))
 def test_splitting_a_window_is_never_cheaper_with_a_daily_cap(card: RateCard, a: datetime, ab: timedelta,
-                                                              bc: timedelta) -> None:
-    # Holds for day-periodic cards (same bands every day) with one daily_max, in a zone without DST:
-    # see docs/adr/0005-pricing-bands.md for why weekday/weekend differences can break it.
+                                                              bc: timedelta, tz: str) -> None:
+    # Holds when the bands are the same every day and capped bands share one daily_max (uncapped
+    # bands allowed). Different caps per band, or weekday/weekend bands, can break it: see
+    # docs/adr/0005-pricing-bands.md and the counterexamples tested below.
     b, c = a + ab, a + ab + bc
-    whole = quote(card, a, c, "UTC").subtotal.amount
-    parts = quote(card, a, b, "UTC").subtotal.amount + quote(card, b, c, "UTC").subtotal.amount
+    whole = quote(card, a, c, tz).subtotal.amount
+    parts = quote(card, a, b, tz).subtotal.amount + quote(card, b, c, tz).subtotal.amount
     assert parts >= whole
 
 
@@ -170,3 +179,35 @@ def test_uniform_rate_charges_elapsed_time_rounded_up(card: RateCard, start: dat
 
 def test_spot_types_constant_matches_api_contract() -> None:
     assert set(SPOT_TYPES) == {"motorcycle", "compact", "regular", "large", "ev", "handicap"}
+
+
+def _utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def _card(rules: list[tuple[list[str], str, str, int, int | None]]) -> RateCard:
+    return RateCard.model_validate({"currency": "usd", "rules": [
+        {"name": f"r{i}", "spot_types": ["regular"], "days": days, "from": f, "to": t, "rate_per_hour": rate,
+         "increment_minutes": 1, "daily_max": cap}
+        for i, (days, f, t, rate, cap) in enumerate(rules)
+    ]})
+
+
+def _split_gain(card: RateCard, a: datetime, b: datetime, c: datetime) -> int:
+    whole = quote(card, a, c, "UTC").subtotal.amount
+    return whole - quote(card, a, b, "UTC").subtotal.amount - quote(card, b, c, "UTC").subtotal.amount
+
+
+def test_known_limit_split_can_be_cheaper_when_days_differ() -> None:
+    # Documented limit of "cap per 24 h from the start" (ADR 0005): free Sunday, capped weekdays.
+    # Sun 00:30 -> Mon 01:00 has two 24 h periods that each reach Monday and hit the cap (200);
+    # Sun 00:30-01:00 (free) then Sun 01:00 -> Mon 01:00 touches Monday in one period only (100).
+    card = _card([(WEEKDAYS[:5], "00:00", "24:00", 600, 100), (WEEKDAYS[5:], "00:00", "24:00", 0, 100)])
+    assert _split_gain(card, _utc(2030, 3, 10, 0, 30), _utc(2030, 3, 10, 1, 0), _utc(2030, 3, 11, 1, 0)) == 100
+
+
+def test_known_limit_split_can_be_cheaper_with_different_caps() -> None:
+    # With caps 0 and 100, touching the 100-cap band lifts the cap for the whole period (max of caps).
+    card = _card([(WEEKDAYS, "00:00", "08:00", 600, 0), (WEEKDAYS, "08:00", "24:00", 600, 100)])
+    # 07:00-08:01 costs 610 capped at 100; 07:00-08:00 alone is capped at 0, then 08:00-08:01 costs 10.
+    assert _split_gain(card, _utc(2030, 3, 4, 7, 0), _utc(2030, 3, 4, 8, 0), _utc(2030, 3, 4, 8, 1)) == 90
