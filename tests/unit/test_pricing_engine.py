@@ -23,7 +23,7 @@ ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 def local(tz: str, *args: int) -> datetime:
     """A wall-clock time in `tz` (first occurrence if ambiguous), as UTC."""
-    return datetime(*args, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # type: ignore[misc,arg-type]
 
 
 def two_bands(**overrides: Any) -> RateCard:
@@ -276,3 +276,27 @@ def test_full_fee_refund_never_exceeds_paid_or_goes_negative() -> None:
 
 def test_no_show_fee() -> None:
     assert no_show_fee(demo_rate_card()) == Money(500)
+
+
+def test_uncapped_band_is_charged_on_top_of_the_capped_ones() -> None:
+    data = {"currency": "usd", "rules": [
+        {"name": "day", "spot_types": ["regular"], "days": ALL_DAYS, "from": "07:00", "to": "19:00",
+         "rate_per_hour": 400, "increment_minutes": 15, "daily_max": 2000},
+        {"name": "night", "spot_types": ["regular"], "days": ALL_DAYS, "from": "19:00", "to": "07:00",
+         "rate_per_hour": 150, "increment_minutes": 15},
+    ]}
+    q = price(RateCard.model_validate(data), local(NY, 2030, 3, 6, 7, 0), local(NY, 2030, 3, 6, 21, 0))
+    assert [(ln.kind, ln.amount) for ln in q.lines] == [("band", 4800), ("band", 300), ("cap", -2800)]
+    assert q.subtotal.amount == 2000 + 300
+
+
+def test_run_cut_by_a_24h_period_keeps_its_increments() -> None:
+    # 60-minute increments; the window's 24 h cut falls inside the night band: the cut adds no rounding.
+    data = {"currency": "usd", "rules": [
+        {"name": "all", "spot_types": ["regular"], "days": ALL_DAYS, "from": "00:00", "to": "24:00",
+         "rate_per_hour": 100, "increment_minutes": 60},
+    ]}
+    start = local(NY, 2030, 3, 6, 10, 30)
+    q = price(RateCard.model_validate(data), start, start + timedelta(hours=24, minutes=30))
+    assert q.subtotal.amount == 2500  # 24.5 h -> 25 increments, not 24 + 1 + 1
+    assert [(ln.period, ln.amount) for ln in q.lines] == [(0, 2400), (1, 100)]  # one run across midnight

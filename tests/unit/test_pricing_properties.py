@@ -182,7 +182,7 @@ def test_spot_types_constant_matches_api_contract() -> None:
 
 
 def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc,arg-type]
 
 
 def _card(rules: list[tuple[list[str], str, str, int, int | None]]) -> RateCard:
