@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking import queries as q
 from booking.slots import SpotInfo
+from booking.runtime import REDIS_DOWN, RedisBreaker
 from booking.slotstore import RepairStats, SlotStore
 from core.logging import get_logger
 
@@ -121,3 +122,12 @@ async def active_lot_ids(engine: AsyncEngine, *, now: datetime) -> list[uuid.UUI
             "SELECT DISTINCT lot_id FROM reservations WHERE status IN ('held','confirmed','active')"
             " AND upper(period) > :now"), {"now": now})
         return [r.lot_id for r in rows]
+
+
+async def forget_lot(*, slots: SlotStore, breaker: RedisBreaker, lot_id: uuid.UUID) -> None:
+    """The lot's spots or policies changed: make the next Redis use rebuild it from PostgreSQL."""
+    try:
+        await slots.forget_lot(lot_id=str(lot_id))
+    except REDIS_DOWN as exc:
+        breaker.trip(exc)
+        breaker.dirty_lots.add(lot_id)

@@ -265,6 +265,8 @@ async def release_slots(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uu
             window = Window(row.slot_start, row.slot_end, row.slot_start, row.slot_end)
             await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=row.idx, window=window)
         return False
+    except SlotStateMissing:
+        return False  # the lot is not loaded in Redis: its next use rebuilds it from PostgreSQL
     except REDIS_DOWN as exc:
         deps.breaker.trip(exc)
         deps.breaker.dirty_lots.add(lot_id)

@@ -136,6 +136,10 @@ class SlotStore:
             pipe.hset(k.meta(lot_id), mapping=meta)
             await pipe.execute()
 
+    async def forget_lot(self, *, lot_id: str) -> None:
+        """Drop a lot's metadata so its next use rebuilds it from PostgreSQL (after spots changed)."""
+        await self.redis.delete(self.keys.meta(lot_id))
+
     async def ensure_epoch(self) -> bool:
         """Create the epoch key if missing; True means Redis had lost its state (rebuild it)."""
         created = await self.redis.set(self.keys.epoch(), uuid.uuid4().hex, nx=True)

@@ -13,7 +13,10 @@ from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, win
 from api.schemas.discovery import Freshness, LotDetail, LotWindowAvailability, lot_detail
 from booking.availability import free_count
 from booking.service import Window as BookingWindow
+from booking.reconcile import forget_lot
+from booking.runtime import breaker, slot_store
 from booking.wiring import booking_deps
+from core.context import AppContext
 from core.errors import ValidationFailed
 from geo import lots
 from geo.detail import lot_with_availability
@@ -63,6 +66,10 @@ async def list_lots(user: OperatorUser, conn: ConnDep, limit: Annotated[int, Que
     return LotPage(items=items[:limit], next_cursor=str(items[limit - 1].id) if more else None)
 
 
+async def _slots_changed(ctx: AppContext, lot_id: uuid.UUID) -> None:
+    await forget_lot(slots=slot_store(ctx), breaker=breaker(ctx), lot_id=lot_id)
+
+
 @router.get("/{lot_id}", response_model=LotDetail, summary="A lot with levels and availability by level and type")
 async def get_lot(request: Request, lot_id: uuid.UUID, conn: ConnDep, now: NowDep, starts_at: StartsAt = None,
                   ends_at: EndsAt = None) -> LotDetail:
@@ -90,8 +97,11 @@ async def lot_availability(request: Request, lot_id: uuid.UUID, conn: ConnDep, c
 
 
 @router.patch("/{lot_id}", response_model=Lot, summary="Change a lot: name, place, hours, amenities, policies")
-async def update_lot(lot_id: uuid.UUID, body: LotUpdate, user: OperatorUser, conn: ConnDep, now: NowDep) -> Lot:
-    return await lots.update_lot(conn, lot_id=lot_id, organisation_id=_scope(user), changes=body, now=now)
+async def update_lot(lot_id: uuid.UUID, body: LotUpdate, user: OperatorUser, conn: ConnDep, ctx: CtxDep,
+                     now: NowDep) -> Lot:
+    lot = await lots.update_lot(conn, lot_id=lot_id, organisation_id=_scope(user), changes=body, now=now)
+    await _slots_changed(ctx, lot_id)  # strategy or EV overflow may have changed
+    return lot
 
 
 @router.post("/{lot_id}/close", response_model=Lot, summary="Close a lot: hidden from search, bookings kept")
@@ -117,11 +127,15 @@ async def list_spots(lot_id: uuid.UUID, user: OperatorUser, conn: ConnDep,
 
 
 @router.post("/{lot_id}/spots", status_code=201, response_model=Lot, summary="Add spots of one type to a level")
-async def add_spots(lot_id: uuid.UUID, body: SpotsAdd, user: OperatorUser, conn: ConnDep) -> Lot:
-    return await lots.add_spots(conn, lot_id=lot_id, organisation_id=_scope(user), batch=body)
+async def add_spots(lot_id: uuid.UUID, body: SpotsAdd, user: OperatorUser, conn: ConnDep, ctx: CtxDep) -> Lot:
+    lot = await lots.add_spots(conn, lot_id=lot_id, organisation_id=_scope(user), batch=body)
+    await _slots_changed(ctx, lot_id)
+    return lot
 
 
 @router.post("/{lot_id}/spots/status", response_model=SpotsChanged, summary="Put spots in or out of service")
-async def set_spots_status(lot_id: uuid.UUID, body: SpotsStatus, user: OperatorUser, conn: ConnDep) -> Any:
+async def set_spots_status(lot_id: uuid.UUID, body: SpotsStatus, user: OperatorUser, conn: ConnDep,
+                           ctx: CtxDep) -> Any:
     changed = await lots.set_spots_status(conn, lot_id=lot_id, organisation_id=_scope(user), change=body)
+    await _slots_changed(ctx, lot_id)
     return SpotsChanged(changed=changed)

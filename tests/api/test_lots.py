@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from core.clock import ManualClock
 from tests.factories import UserFactory
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # A past start: PyJWT checks `iat` against the wall clock, so tokens minted at the default 2030 start
-    # are refused by core.security.decode_access_token (reported to the integrator).
-    return ManualClock(datetime(2025, 1, 6, 16, 0, tzinfo=UTC))
 
 LOT = {
     "name": "Civic Center Garage", "address": "355 McAllister St", "location": {"lat": 37.7807, "lng": -122.4177},
