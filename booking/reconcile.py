@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking import queries as q
-from booking.slots import SpotInfo
 from booking.runtime import REDIS_DOWN, RedisBreaker
+from booking.slots import SpotInfo
 from booking.slotstore import RepairStats, SlotStore
 from core.logging import get_logger
 

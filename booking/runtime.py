@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import cast
 
 from redis.exceptions import RedisError
 
@@ -51,14 +52,14 @@ def slot_store(ctx: AppContext) -> SlotStore:
         store = SlotStore(ctx.redis, Keys(s.redis_prefix), hold_ttl=timedelta(seconds=s.hold_ttl_seconds),
                           max_span=timedelta(days=s.max_window_days))
         ctx.extras["slot_store"] = store
-    return store  # type: ignore[no-any-return]
+    return cast(SlotStore, store)
 
 
 def breaker(ctx: AppContext) -> RedisBreaker:
     b = ctx.extras.get("redis_breaker")
     if b is None:
         b = ctx.extras["redis_breaker"] = RedisBreaker()
-    return b  # type: ignore[no-any-return]
+    return cast(RedisBreaker, b)
 
 
 def payment_provider(ctx: AppContext) -> PaymentProvider:
@@ -71,4 +72,4 @@ def payment_provider(ctx: AppContext) -> PaymentProvider:
         else:
             provider = LocalProvider()
         ctx.extras["payment_provider"] = provider
-    return provider  # type: ignore[no-any-return]
+    return cast(PaymentProvider, provider)

@@ -12,9 +12,9 @@ from api.deps import ConnDep, CtxDep, NowDep, OperatorUser, Principal
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, window_from
 from api.schemas.discovery import Freshness, LotDetail, LotWindowAvailability, lot_detail
 from booking.availability import free_count
-from booking.service import Window as BookingWindow
 from booking.reconcile import forget_lot
 from booking.runtime import breaker, slot_store
+from booking.service import Window as BookingWindow
 from booking.wiring import booking_deps
 from core.context import AppContext
 from core.errors import ValidationFailed

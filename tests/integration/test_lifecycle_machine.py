@@ -5,13 +5,14 @@ is within [0, capacity] and equals PostgreSQL's; terminal states never change.
 """
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import text
@@ -89,11 +90,9 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
         @rule(data=st.data(), card=st.sampled_from(("pm_card_visa", "pm_card_visa", "pm_card_chargeDeclined")))
         def confirm(self, data: st.DataObject, card: str) -> None:
             rid = data.draw(st.sampled_from(self._in(lc.HELD)))
-            try:
+            with contextlib.suppress(PaymentFailed, InvalidTransition, Exception):
                 self.run(service.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=card,
                                          now=self.clock.now()))
-            except (PaymentFailed, InvalidTransition, Exception):
-                pass
             self.run(self._sync())
 
         @precondition(lambda self: self._in(lc.HELD) + self._in(lc.CONFIRMED))
@@ -150,7 +149,7 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
 
 
 @pytest.mark.timeout(600)
-def test_reservation_lifecycle_state_machine(settings: Settings) -> None:  # noqa: F811 - hypothesis.settings
+def test_reservation_lifecycle_state_machine(settings: Settings) -> None:
     machine = make_machine(settings.database_url, settings.redis_prefix)
     run = machine.TestCase
     run.settings = __import__("hypothesis").settings(max_examples=40, stateful_step_count=30, deadline=None,

@@ -341,7 +341,7 @@ async def test_epoch_is_missing_after_a_redis_restart(tmp_path: object) -> None:
             try:
                 await client.ping()
                 return SlotStore(client, Keys("pg"))
-            except Exception:  # noqa: BLE001 - waiting for the server to listen
+            except Exception:
                 await asyncio.sleep(0.05)
         raise RuntimeError("private redis-server did not start")
 

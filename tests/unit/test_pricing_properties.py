@@ -21,17 +21,15 @@ ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata"]
 INCREMENTS = [1, 5, 7, 15, 30, 45, 60]
 
 # PRICING_PROPS_EXAMPLES=5000 for a deep run; the default keeps the unit suite fast.
-PROPS = settings(max_examples=int(os.environ.get("PRICING_PROPS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=int(os.environ.get("PRICING_PROPS_EXAMPLES", "150")), deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
 def day_bands(draw: st.DrawFn, days: list[str], cap: Any) -> list[dict[str, Any]]:
     """Rules tiling one day: k cut points, the last band wrapping midnight back to the first."""
     cuts = sorted(draw(st.sets(st.integers(0, 287).map(lambda i: i * 5), min_size=1, max_size=4)))
-    if len(cuts) == 1:
-        spans = [(0, 1440)]
-    else:
-        spans = [*pairwise(cuts), (cuts[-1], cuts[0])]
+    spans = [(0, 1440)] if len(cuts) == 1 else [*pairwise(cuts), (cuts[-1], cuts[0])]
     rules = []
     for i, (s, e) in enumerate(spans):
         if cap == "mixed":
