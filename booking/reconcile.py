@@ -105,7 +105,24 @@ async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
             report.repaired_lots.append(str(lot_id))
     report.seconds = time.perf_counter() - started
     log.info("reconciled", **report.as_json())
+    try:  # shared across processes, exported by the API's /metrics
+        totals_key = slots.keys.reconcile_stats()
+        async with slots.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(totals_key, "runs", 1)
+            pipe.hincrby(totals_key, "lots", report.lots)
+            pipe.hincrby(totals_key, "bits_set", report.bits_set)
+            pipe.hincrby(totals_key, "bits_cleared", report.bits_cleared)
+            pipe.hincrby(totals_key, "resets", int(report.redis_was_reset))
+            await pipe.execute()
+    except REDIS_DOWN:
+        pass
     return report
+
+
+async def reconcile_stats(slots: SlotStore) -> dict[str, int]:
+    """Totals of every reconcile run so far (runs, lots, bits_set, bits_cleared, resets)."""
+    raw = await slots.redis.hgetall(slots.keys.reconcile_stats())
+    return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
 
 async def reconcile_if_reset(*, engine: AsyncEngine, slots: SlotStore, now: datetime) -> ReconcileReport | None:

@@ -29,6 +29,10 @@ class Keys:
             raise ValueError("redis prefix must be non-empty and contain no braces, colons or spaces")
         self.prefix = prefix
 
+    def reconcile_stats(self) -> str:
+        """Hash of reconcile totals shared by every process (exported by /metrics)."""
+        return f"{self.prefix}:stats:reconcile"
+
     def lot_tag(self, lot_id: str) -> str:
         """The hash-tagged stem shared by every key of one lot."""
         return f"{self.prefix}:{{lot:{lot_id}}}"

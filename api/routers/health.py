@@ -11,6 +11,8 @@ from sqlalchemy import text
 
 from api.deps import CtxDep
 from api.problems import problem
+from booking.reconcile import reconcile_stats
+from booking.runtime import REDIS_DOWN, slot_store
 from core.broker import check_broker
 from core.context import AppContext, database_revision
 
@@ -70,5 +72,13 @@ async def readyz(request: Request, ctx: CtxDep) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, ctx: CtxDep) -> Response:
+    body = generate_latest(request.app.state.registry).decode()
+    try:  # process-shared counters kept in Redis by the workers
+        stats = await asyncio.wait_for(reconcile_stats(slot_store(ctx)), 0.5)
+    except (TimeoutError, *REDIS_DOWN):
+        stats = {}
+    for name, value in sorted(stats.items()):
+        metric = f"parkgrid_reconcile_{name}_total"
+        body += f"# HELP {metric} Slot reconciler total of {name}\n# TYPE {metric} counter\n{metric} {value}\n"
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -104,3 +104,19 @@ async def test_reconciler_repairs_drift_both_ways(ctx: AppContext, clock: Manual
     assert report.bits_set == 4 and report.bits_cleared == 4
     again = await reconcile.reconcile(engine=ctx.engine, slots=store, now=clock.now(), lot_ids=[lot])
     assert (again.bits_set, again.bits_cleared) == (0, 0)
+
+
+async def test_reconcile_totals_are_exported_in_metrics(ctx: AppContext, clock: ManualClock) -> None:
+    import httpx
+
+    from api.app import create_app
+
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+    store = slot_store(ctx)
+    await reconcile.reconcile(engine=ctx.engine, slots=store, now=clock.now(), lot_ids=[lot])
+    app = create_app(ctx.settings, context=ctx)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        text_ = (await http.get("/metrics")).text
+    assert "parkgrid_reconcile_runs_total 1" in text_
+    assert "parkgrid_reconcile_lots_total 1" in text_
