@@ -124,3 +124,8 @@ SET_COMPLETED = text("UPDATE reservations SET status = 'completed', exited_at = 
 RESERVATION_SLOTS = text(
     "SELECT s.idx, lower(r.period) AS slot_start, upper(r.period) AS slot_end FROM reservations r"
     " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id WHERE r.id = :id")
+
+CHANGE_WINDOW = text(
+    "UPDATE reservations SET starts_at = :starts_at, ends_at = :ends_at, period = tstzrange(:slot_start, :slot_end, '[)'),"
+    " price_amount = :price, quote = CAST(:quote AS jsonb), updated_at = :now WHERE id = :id AND status = :status"
+    " RETURNING id")

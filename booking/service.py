@@ -412,3 +412,58 @@ async def check_out(*, deps: BookingDeps, reservation_id: uuid.UUID, now: dateti
         await conn.execute(q.SET_COMPLETED, {"id": row.id, "now": now})
     if now < row.ends_at:
         await release_slots(deps, row.lot_id, row.id, from_=now)
+
+
+async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None,
+                        starts_at: datetime, ends_at: datetime, now: datetime) -> None:
+    """Extend or shorten a reservation on its own spot; PostgreSQL's constraint decides, Redis is repaired.
+
+    An extension happens only if the spot is free for the added slots (409 sold-out otherwise). After the
+    change the hold record no longer describes the bits, so it is dropped: later releases repair the
+    spot from PostgreSQL instead of trusting stale ranges.
+    """
+    async with deps.engine.begin() as conn:
+        row = await _locked(conn, reservation_id, user_id)
+        if row.status not in (lc.HELD, lc.CONFIRMED, lc.ACTIVE):
+            raise Conflict(f"a {row.status} reservation cannot change its window")
+        if row.status == lc.ACTIVE and starts_at != row.starts_at:
+            raise ValidationFailed("an active reservation can only change its end", loc=("body", "starts_at"))
+        lot = await _lot(conn, row.lot_id)
+        window = make_window(starts_at, ends_at, now=now if row.status != lc.ACTIVE else row.starts_at,
+                             max_span=deps.max_window, horizon_days=lot.booking_horizon_days)
+        priced = await deps.pricer(conn, row.lot_id, row.vehicle_type, window, None)
+        try:
+            async with conn.begin_nested():
+                await conn.execute(q.CHANGE_WINDOW, {
+                    "id": row.id, "status": row.status, "starts_at": window.starts_at, "ends_at": window.ends_at,
+                    "slot_start": window.slot_start, "slot_end": window.slot_end, "now": now,
+                    "price": priced.price.amount if row.status == lc.HELD else row.price_amount,
+                    "quote": json.dumps(priced.quote) if priced.quote is not None else None})
+        except IntegrityError as exc:
+            if _constraint(exc) == PLATE_GUARD:
+                raise PlateConflict() from None
+            if _constraint(exc) == SPOT_GUARD:
+                raise SoldOut("the spot is not free for the new window") from None
+            raise
+        spot_idx = (await conn.execute(q.RESERVATION_SLOTS, {"id": row.id})).one().idx
+    old = Window(row.starts_at, row.ends_at, row.starts_at, row.ends_at)
+    await _resync_spot(deps, row.lot_id, row.id, spot_idx, old, window)
+
+
+async def _resync_spot(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uuid.UUID, spot_idx: int,
+                       old: Window, new: Window) -> None:
+    if deps.slots is None or not deps.use_redis or not deps.breaker.available():
+        deps.breaker.dirty_lots.add(lot_id)
+        return
+    from booking.reconcile import repair_spot
+
+    covering = Window(min(old.slot_start, new.slot_start), max(old.slot_end, new.slot_end),
+                      min(old.slot_start, new.slot_start), max(old.slot_end, new.slot_end))
+    try:
+        await deps.slots.redis.delete(deps.slots.keys.hold(str(lot_id), str(reservation_id)))
+        await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=spot_idx, window=covering)
+    except SlotStateMissing:
+        pass
+    except REDIS_DOWN as exc:
+        deps.breaker.trip(exc)
+        deps.breaker.dirty_lots.add(lot_id)

@@ -34,6 +34,11 @@ class HoldIn(BaseModel):
     quote_token: str | None = Field(None, max_length=2000)
 
 
+class WindowChangeIn(BaseModel):
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
 class ConfirmIn(BaseModel):
     payment_token: str = Field(min_length=1, max_length=200)
 
@@ -119,6 +124,22 @@ async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: Curre
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/cancel",
                                 key=idempotency_key, body={}, handler=handler)
+
+
+@router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window")
+async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, ctx: CtxDep, user: CurrentUser,
+                                    now: NowDep, idempotency_key: IdemKey = None) -> JSONResponse:
+    deps = booking_deps(ctx)
+
+    async def handler() -> tuple[int, dict[str, Any]]:
+        await service.change_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
+                                    starts_at=body.starts_at, ends_at=body.ends_at, now=now)
+        async with ctx.engine.connect() as conn:
+            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
+        return 200, reservation_json(row, secret=ctx.settings.secret_bytes)
+
+    return await run_idempotent(ctx, scope=f"{user.user_id}:PATCH:/reservations/{reservation_id}",
+                                key=idempotency_key, body=body.model_dump(mode="json"), handler=handler)
 
 
 @router.get("/me/reservations", summary="The caller's reservations, newest first")

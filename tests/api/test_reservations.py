@@ -150,3 +150,31 @@ async def test_availability_counts_and_widens(client: httpx.AsyncClient, ctx: Ap
     assert body["available"] == 3  # the compact car took the compact spot first? no: a regular car took a regular
     assert body["starts_at"].startswith((clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
     assert body["freshness"]["source"] == "bitmap"
+
+
+async def test_extend_only_if_free_and_shorten_frees_slots(client: httpx.AsyncClient, ctx: AppContext,
+                                                           users: UserFactory, clock: ManualClock) -> None:
+    lot = await _lot(ctx, regular=1)
+    a, b = await users.create(), await users.create()
+    first = (await client.post("/api/v1/reservations", json=_body(lot, clock, plate="EXT1", hours=2),
+                               headers=a.headers)).json()
+    later = _body(lot, clock, plate="EXT2", hours=1, start_h=4)
+    assert (await client.post("/api/v1/reservations", json=later, headers=b.headers)).status_code == 201
+    start = clock.now() + timedelta(hours=1)
+
+    def window(hours: float) -> dict[str, str]:
+        return {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=hours)).isoformat()}
+
+    ok = await client.patch(f"/api/v1/reservations/{first['id']}", json=window(3), headers=a.headers)
+    assert ok.status_code == 200 and ok.json()["ends_at"].startswith((start + timedelta(hours=3)).strftime("%Y-%m-%dT%H"))
+    clash = await client.patch(f"/api/v1/reservations/{first['id']}", json=window(3.5), headers=a.headers)
+    assert clash.status_code == 409 and clash.json()["type"].endswith("/sold-out")
+    shorter = await client.patch(f"/api/v1/reservations/{first['id']}", json=window(1), headers=a.headers)
+    assert shorter.status_code == 200
+    freed = await client.get(f"/api/v1/lots/{lot}/availability", params={
+        "vehicle_type": "regular", "starts_at": (start + timedelta(hours=1)).isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat()})
+    assert freed.json()["available"] == 1 and freed.json()["freshness"]["source"] == "bitmap"
+    other = await client.patch(f"/api/v1/reservations/{first['id']}", json=window(2), headers=b.headers)
+    assert other.status_code == 404
+    assert await overlapping_pairs(ctx.engine) == 0
