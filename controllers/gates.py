@@ -39,7 +39,6 @@ from controllers import queries_gates as q
 from controllers import walkins
 from controllers.fees import ExitFee, reservation_exit_fee, walk_in_exit_fee
 from core.context import AppContext
-from core.db import set_lock_timeout
 from core.errors import Conflict, InvalidTransition, NotFound, SoldOut, ValidationFailed
 from core.logging import get_logger
 from core.money import Money
@@ -125,8 +124,8 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, ev
     async with deps.slots:
         if not deps.atomic_ledger:
             return await _decide_unguarded(deps=deps, device_id=device_id, gate_id=gate_id, event=event, now=now)
+        # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
         async with deps.booking.engine.begin() as ledger:
-            await set_lock_timeout(ledger, 10_000)
             gate = await _gate(ledger, gate_id)
             inserted = await ledger.scalar(q.LEDGER_INSERT, _ledger_row(gate, device_id, event, now))
             if inserted is None:
@@ -240,15 +239,16 @@ async def _entry(run: _Run) -> tuple[Decision, str]:
         return Decision(ATTENDANT, None, None, None, "Plate not read clearly; an attendant is on the way"), \
             "decision_only"
     if run.plate_hash is not None:
-        res = (await run.conn.execute(q.RESERVATION_AT_ENTRY, {
-            "lot_id": run.gate.lot_id, "plate_hash": run.plate_hash, "early": run.gate.early, "now": run.at})).first()
-        if res is not None:
-            return await _enter_reservation(run, res.id)
-        current = (await run.conn.execute(q.ACTIVE_SESSION_BY_PLATE, {"lot_id": run.gate.lot_id,
-                                                                     "plate_hash": run.plate_hash})).first()
-        if current is not None:  # its exit was never seen: the same car, the same session
-            return Decision(OPEN, current.id, await _spot(run, current.spot_id), None, "Welcome back"), "enter_area"
-        if await _has_pass(run):
+        local = run.at.astimezone(ZoneInfo(run.gate.timezone)).date()
+        found = (await run.conn.execute(q.ENTRY_LOOKUP, {
+            "lot_id": run.gate.lot_id, "plate_hash": run.plate_hash, "early": run.gate.early, "now": run.at,
+            "month": date(local.year, local.month, 1)})).one()
+        if found.reservation_id is not None:
+            return await _enter_reservation(run, found.reservation_id)
+        if found.session_id is not None:  # its exit was never seen: the same car, the same session
+            return Decision(OPEN, found.session_id, await _spot(run, found.session_spot_id), None, "Welcome back"), \
+                "enter_area"
+        if found.has_pass:
             sid = await _insert_session(run, kind="pass", reservation_id=None, spot_id=None)
             return Decision(OPEN, sid, None, None, "Welcome, pass holder"), "enter_area"
     return await _enter_walk_in(run)
@@ -287,21 +287,18 @@ async def _enter_reservation(run: _Run, reservation_id: uuid.UUID) -> tuple[Deci
     return Decision(OPEN, sid, spot, None, f"Welcome. Your spot: {where}"), "enter_area"
 
 
-async def _has_pass(run: _Run) -> bool:
-    local = run.at.astimezone(ZoneInfo(run.gate.timezone)).date()
-    row = (await run.conn.execute(q.PASS_FOR_PLATE, {"lot_id": run.gate.lot_id, "plate_hash": run.plate_hash,
-                                                     "month": date(local.year, local.month, 1)})).first()
-    return row is not None
-
-
 async def _enter_walk_in(run: _Run) -> tuple[Decision, str]:
     if run.gate.lot_status != "open" and not run.event.decided_locally:
         return Decision(DENY, None, None, None, "Closed"), "decision_only"
     try:
-        rid = await walkins.admit_walk_in(deps=run.deps.booking, lot_id=run.gate.lot_id, plate=run.plate,
-                                          vehicle_type=run.event.vehicle_type,
-                                          horizon=timedelta(minutes=run.gate.horizon),
-                                          event_key=f"gate:{run.event.event_id}", now=run.now)
+        key = f"gate:{run.event.event_id}"
+        # Only an earlier attempt at this very event that crashed before its ledger commit can have booked one.
+        rid = await run.conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": run.gate.lot_id, "key": key})
+        if rid is None:
+            rid = await walkins.admit_walk_in(deps=run.deps.booking, lot_id=run.gate.lot_id, plate=run.plate,
+                                              vehicle_type=run.event.vehicle_type,
+                                              horizon=timedelta(minutes=run.gate.horizon), event_key=key, now=run.now,
+                                              check_existing=False, mark_entered=False)
     except (SoldOut, Conflict):
         if not run.event.decided_locally:
             return Decision(DENY, None, None, None, "Full"), "decision_only"
@@ -310,9 +307,15 @@ async def _enter_walk_in(run: _Run) -> tuple[Decision, str]:
                                     flags=["entered_while_full"])
         log.warning("edge_entry_while_full", lot_id=str(run.gate.lot_id), event_id=run.event.event_id)
         return Decision(OPEN, sid, None, None, "Welcome"), "enter_area"
-    res = (await run.conn.execute(q.RESERVATION_FOR_GATE, {"id": rid})).one()
-    sid = await _insert_session(run, kind="walk_in", reservation_id=rid, spot_id=res.spot_id)
-    spot = await _spot(run, res.spot_id)
+    row = (await run.conn.execute(q.OPEN_WALK_IN_SESSION, {
+        "reservation_id": rid, "id": uuid.uuid4(), "plate": run.plate, "plate_hash": run.plate_hash,
+        "entered_at": run.at, "gate_id": run.gate.id, "flags": ["decided_locally"] if run.event.decided_locally else [],
+        "now": run.now})).one()
+    sid = row.session_id
+    if sid is None:  # a retried event after a crash: the walk-in already has its session
+        sid = (await run.conn.execute(q.SESSION_BY_RESERVATION, {"lot_id": run.gate.lot_id,
+                                                                 "reservation_id": rid})).one().id
+    spot = {"id": str(row.spot_id), "label": row.label, "level": row.level}
     return Decision(OPEN, sid, spot, None, f"Welcome. Please park at {spot['label']}" if spot else "Welcome"), \
         "enter_area"
 

@@ -114,3 +114,27 @@ EXTEND_WALK_IN = text(
 FLAG_OVERSTAY_RISK = text(
     "UPDATE parking_sessions SET overstay_risk_at = :now WHERE lot_id = :lot_id AND reservation_id = :reservation_id"
     " AND status = 'active' AND overstay_risk_at IS NULL RETURNING id")
+
+# The hot entry path in one round trip each: what the plate has here (reservation in its window, an active
+# session, a pass this month, a walk-in already booked by this very event before a crash).
+ENTRY_LOOKUP = text(
+    "SELECT (SELECT id FROM reservations WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND kind = 'reservation'"
+    "  AND status IN ('confirmed','active') AND starts_at - make_interval(mins => :early) <= :now AND :now < ends_at"
+    "  ORDER BY starts_at LIMIT 1) AS reservation_id,"
+    " (SELECT id FROM parking_sessions WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND status = 'active'"
+    "  ORDER BY entered_at DESC LIMIT 1) AS session_id,"
+    " (SELECT spot_id FROM parking_sessions WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND status = 'active'"
+    "  ORDER BY entered_at DESC LIMIT 1) AS session_spot_id,"
+    " EXISTS (SELECT 1 FROM monthly_passes WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND month = :month"
+    "  AND status = 'active') AS has_pass")
+
+# Mark the walk-in entered, open its session and return the spot to show, in one statement.
+OPEN_WALK_IN_SESSION = text(
+    "WITH r AS (UPDATE reservations SET entered_at = coalesce(entered_at, :entered_at) WHERE id = :reservation_id"
+    "  RETURNING lot_id, id, spot_id)"
+    " , ins AS (INSERT INTO parking_sessions (lot_id, id, kind, reservation_id, spot_id, plate, plate_hash, status,"
+    "  entered_at, entry_gate_id, currency, flags, created_at) SELECT r.lot_id, :id, 'walk_in', r.id, r.spot_id, :plate,"
+    "  :plate_hash, 'active', :entered_at, :gate_id, 'usd', CAST(:flags AS text[]), :now FROM r"
+    "  ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id)"
+    " SELECT (SELECT id FROM ins) AS session_id, s.id AS spot_id, s.label, lv.name AS level FROM r"
+    " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")

@@ -32,17 +32,20 @@ _SET_ENTERED = text("UPDATE reservations SET entered_at = :now WHERE id = :id AN
 
 
 async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | None, vehicle_type: str,
-                        horizon: timedelta, event_key: str, now: datetime) -> uuid.UUID:
+                        horizon: timedelta, event_key: str, now: datetime, check_existing: bool = True,
+                        mark_entered: bool = True) -> uuid.UUID:
     """Book a compatible spot for [now, now + horizon) as an active walk-in; SoldOut when none is free.
 
-    Idempotent by `event_key` (a retried gate event finds the walk-in it already booked). Walk-ins are
+    Idempotent by `event_key` when `check_existing` (a retried gate event finds the walk-in it already booked;
+    the gate path knows from its ledger when no earlier attempt can exist and skips the look-up). Walk-ins are
     priced at the exit, so the hold itself is free. A plate that already holds an overlapping reservation
     (e.g. one starting later today) still gets in: the walk-in is booked without the plate key.
     """
-    async with deps.engine.connect() as conn:
-        existing = await conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": lot_id, "key": event_key})
-    if existing is not None:
-        return existing  # type: ignore[no-any-return]
+    if check_existing:
+        async with deps.engine.connect() as conn:
+            existing = await conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": lot_id, "key": event_key})
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
     walk_deps = replace(deps, pricer=free_pricer)
     args = {"deps": walk_deps, "user_id": None, "lot_id": lot_id, "vehicle_type": vehicle_type, "starts_at": now,
             "ends_at": now + horizon, "now": now, "idempotency_key": event_key, "kind": "walk_in", "status": "active"}
@@ -50,8 +53,9 @@ async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | No
         rid = await service.hold(plate=plate, **args)  # type: ignore[arg-type]
     except PlateConflict:
         rid = await service.hold(plate=None, **args)  # type: ignore[arg-type]
-    async with deps.engine.begin() as conn:
-        await conn.execute(_SET_ENTERED, {"id": rid, "now": now})
+    if mark_entered:
+        async with deps.engine.begin() as conn:
+            await conn.execute(_SET_ENTERED, {"id": rid, "now": now})
     await _keep_release_handle(deps, lot_id, rid, now + horizon)
     return rid
 

@@ -33,11 +33,13 @@ UPGRADE = [
     " WHERE reservation_id IS NOT NULL",
     "CREATE UNIQUE INDEX plate_debts_session_key ON plate_debts (lot_id, session_id) WHERE session_id IS NOT NULL",
     "CREATE INDEX reservations_walk_in_active_idx ON reservations (ends_at) WHERE status = 'active' AND kind = 'walk_in'",
+    "CREATE INDEX reservations_walk_in_key_idx ON reservations (lot_id, idempotency_key) WHERE kind = 'walk_in'",
     "CREATE INDEX reservations_lot_plate_idx ON reservations (lot_id, plate_hash) WHERE status IN ('confirmed','active')",
 ]
 
 DOWNGRADE = [
     "DROP INDEX IF EXISTS reservations_lot_plate_idx",
+    "DROP INDEX IF EXISTS reservations_walk_in_key_idx",
     "DROP INDEX IF EXISTS reservations_walk_in_active_idx",
     "DROP INDEX IF EXISTS plate_debts_session_key",
     "DROP INDEX IF EXISTS parking_sessions_reservation_key",
