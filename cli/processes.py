@@ -11,6 +11,7 @@ from core.celery_app import create_celery
 
 # Task modules and periodic jobs; each domain package owns its tasks module.
 TASK_MODULES: list[str] = ["booking.tasks", "core.tasks"]
+TASK_MODULES.append("controllers.tasks")
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-holds": {"task": "booking.expire_holds", "schedule": 15.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
@@ -18,6 +19,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "reconcile-if-reset": {"task": "booking.reconcile_if_reset", "schedule": 10.0},
     "reconcile-active": {"task": "booking.reconcile_active", "schedule": 300.0},
     "purge-plates-daily": {"task": "parkgrid.privacy.purge_plates", "schedule": 86_400.0},
+    "extend-walk-ins": {"task": "controllers.extend_walk_ins", "schedule": 60.0},
 }
 
 

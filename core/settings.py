@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     public_base_url: str = "http://127.0.0.1:8000"
+    #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
+    gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
 
     @field_validator("secret_key")
     @classmethod

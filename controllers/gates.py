@@ -1,0 +1,509 @@
+"""Gate events: entry and exit decisions by plate or QR token, applied exactly once.
+
+Decisions are `open`, `deny`, `pay` or `attendant`. Every event goes through the controller_events
+ledger (primary key lot_id + event_id): the ledger row is inserted and the decision written in ONE
+transaction, so a repeated event_id -- sequential or concurrent -- gets the first decision back (a
+concurrent duplicate waits on the primary key until the first transaction commits, then reads it).
+
+Never trap a car (DESIGN.md invariant 7). The exit rule:
+  1. nothing due (prepaid, pass, within grace, no rates, unknown session) -> `open`;
+  2. the event carries a `payment_token` (pay terminal or saved card) -> charge it: `open` whatever the
+     outcome; a failed charge (declined, or the provider unreachable) records a plate debt;
+  3. otherwise the first exit event of the session answers `pay` with the amount (the session stays
+     active and remembers it asked); ANY later exit event of that session opens and records the unpaid
+     amount as a plate debt -- so `pay` is answered at most once per session;
+  4. an exit the edge agent already opened (`decided_locally`) is a fact: the session is closed and
+     anything due becomes a plate debt.
+Physical events are facts: an exit with no known session opens (logged); an entry the edge agent
+already let in is recorded even when the lot looks full (session flagged `entered_while_full`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from booking import service
+from booking.access import verify_qr_token
+from booking.service import BookingDeps
+from booking.wiring import booking_deps
+from controllers import queries_gates as q
+from controllers import walkins
+from controllers.fees import ExitFee, reservation_exit_fee, walk_in_exit_fee
+from core.context import AppContext
+from core.errors import Conflict, InvalidTransition, NotFound, SoldOut, ValidationFailed
+from core.logging import get_logger
+from core.money import Money
+from core.security import mask_plate, normalise_plate, plate_hash
+from pricing.rates import RateCard, parse_rate_card
+
+log = get_logger("parkgrid.gates")
+
+OPEN, DENY, PAY, ATTENDANT = "open", "deny", "pay", "attendant"
+DECISIONS = (OPEN, DENY, PAY, ATTENDANT)
+
+
+@dataclass(frozen=True)
+class GateEvent:
+    """One event from a gate controller (or replayed by the edge agent)."""
+
+    event_id: str
+    sequence: int
+    occurred_at: datetime
+    direction: str | None = None  # defaults to the gate's own direction
+    plate: str | None = None
+    plate_confidence: float | None = None
+    qr_token: str | None = None
+    vehicle_type: str = "regular"  # what a walk-in is booked as (ALPR rarely knows better)
+    payment_token: str | None = None  # a pay terminal's card token, charged at the exit
+    decided_locally: bool = False  # the edge agent already acted on this event: a fact to record
+    local_decision: str | None = None  # what the edge agent decided
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    session_id: uuid.UUID | None
+    spot: dict[str, Any] | None
+    fee: Money | None
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"decision": self.decision, "session_id": str(self.session_id) if self.session_id else None,
+                "spot": self.spot, "fee": self.fee.as_json() if self.fee else None, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        fee = data.get("fee")
+        sid = data.get("session_id")
+        return cls(decision=data["decision"], session_id=uuid.UUID(sid) if sid else None, spot=data.get("spot"),
+                   fee=Money(int(fee["amount"]), fee["currency"]) if fee else None, message=data.get("message", ""))
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    decision: Decision
+    duplicate: bool
+
+
+@dataclass
+class GateDeps:
+    """What gate decisions need; built per process (API, edge replay, tests)."""
+
+    booking: BookingDeps
+    min_plate_confidence: float = 0.8
+    #: bounds concurrent decisions so each can take a second pooled connection while holding its ledger row
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
+    #: only a race test's negative control turns this off (check-then-insert instead of insert-or-return)
+    atomic_ledger: bool = True
+    rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Gate:
+    id: uuid.UUID
+    lot_id: uuid.UUID
+    direction: str
+    timezone: str
+    lot_status: str
+    early: int
+    horizon: int
+
+
+async def decide(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, event: GateEvent,
+                 now: datetime) -> GateOutcome:
+    """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
+    async with deps.slots:
+        if not deps.atomic_ledger:
+            return await _decide_unguarded(deps=deps, device_id=device_id, gate_id=gate_id, event=event, now=now)
+        # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
+        async with deps.booking.engine.begin() as ledger:
+            gate = await _gate(ledger, gate_id)
+            inserted = await ledger.scalar(q.LEDGER_INSERT, _ledger_row(gate, device_id, event, now))
+            if inserted is None:
+                return GateOutcome(await _stored(ledger, gate.lot_id, event.event_id), duplicate=True)
+            decision, cds = await _decide(deps, ledger, gate, event, now)
+            await ledger.execute(q.LEDGER_SET_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id,
+                                                         "decision": json.dumps(decision.as_json()), "cds": cds})
+    log.info("gate_decision", lot_id=str(gate.lot_id), gate_id=str(gate_id), event_id=event.event_id,
+             decision=decision.decision, cds=cds, decided_locally=event.decided_locally)
+    return GateOutcome(decision, duplicate=False)
+
+
+async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, event: GateEvent,
+                            now: datetime) -> GateOutcome:
+    """Check-then-act (the race the ledger prevents); exists only as the negative control of the race test."""
+    async with deps.booking.engine.connect() as conn:
+        gate = await _gate(conn, gate_id)
+        stored = await conn.scalar(q.LEDGER_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id})
+    if stored is not None:
+        return GateOutcome(Decision.from_json(stored), duplicate=True)
+    async with deps.booking.engine.begin() as conn:
+        decision, cds = await _decide(deps, conn, gate, event, now)
+        await conn.execute(q.LEDGER_INSERT, _ledger_row(gate, device_id, event, now))
+        await conn.execute(q.LEDGER_SET_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id,
+                                                   "decision": json.dumps(decision.as_json()), "cds": cds})
+    return GateOutcome(decision, duplicate=False)
+
+
+async def _gate(conn: AsyncConnection, gate_id: uuid.UUID) -> _Gate:
+    row = (await conn.execute(q.GATE, {"gate_id": gate_id})).first()
+    if row is None:
+        raise NotFound(f"gate {gate_id} not found")
+    return _Gate(gate_id, row.lot_id, row.direction, row.timezone, row.lot_status, row.early_arrival_minutes,
+                 row.walk_in_horizon_minutes)
+
+
+def _ledger_row(gate: _Gate, device_id: uuid.UUID, event: GateEvent, now: datetime) -> dict[str, Any]:
+    plate = _plate(event.plate)
+    payload = {  # no plate in clear: the ledger outlives the plate retention period
+        "gate_id": str(gate.id), "direction": event.direction or gate.direction,
+        "plate_masked": mask_plate(plate), "plate_confidence": event.plate_confidence,
+        "has_qr": event.qr_token is not None, "decided_locally": event.decided_locally,
+        "local_decision": event.local_decision, "vehicle_type": event.vehicle_type,
+    }
+    return {"lot_id": gate.lot_id, "event_id": event.event_id, "device_id": device_id, "sequence": event.sequence,
+            "source": "edge" if event.decided_locally else "gate", "occurred_at": event.occurred_at, "now": now,
+            "payload": json.dumps(payload)}
+
+
+async def _stored(conn: AsyncConnection, lot_id: uuid.UUID, event_id: str) -> Decision:
+    data = await conn.scalar(q.LEDGER_DECISION, {"lot_id": lot_id, "event_id": event_id})
+    if data is None:  # only rows written by something other than decide() can lack a decision
+        return Decision(ATTENDANT, None, None, None, "Event already received; please wait for an attendant")
+    return Decision.from_json(data)
+
+
+def _plate(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalise_plate(raw)
+    except ValidationFailed:
+        return None  # an unreadable plate is a read failure, not a client error
+
+
+@dataclass
+class _Run:
+    """One decision in progress: its inputs, resolved once."""
+
+    deps: GateDeps
+    conn: AsyncConnection  # the ledger transaction
+    gate: _Gate
+    event: GateEvent
+    now: datetime  # the server's clock
+    at: datetime  # when it happened: now, or (replayed from the edge) occurred_at, never in the future
+    plate: str | None
+    plate_hash: bytes | None
+
+    @property
+    def secret(self) -> bytes:
+        return self.deps.booking.secret
+
+    @property
+    def unsure(self) -> bool:
+        c = self.event.plate_confidence
+        return c is not None and c < self.deps.min_plate_confidence
+
+
+async def _decide(deps: GateDeps, conn: AsyncConnection, gate: _Gate, event: GateEvent,
+                  now: datetime) -> tuple[Decision, str]:
+    plate = _plate(event.plate)
+    at = min(event.occurred_at, now) if event.decided_locally else now
+    run = _Run(deps, conn, gate, event, now, at, plate, plate_hash(deps.booking.secret, plate) if plate else None)
+    direction = event.direction or gate.direction
+    if direction == "entry":
+        return await _entry(run)
+    return await _exit(run)
+
+
+# -- entry ---------------------------------------------------------------------------------------
+
+async def _entry(run: _Run) -> tuple[Decision, str]:
+    ev = run.event
+    if ev.decided_locally and ev.local_decision in (DENY, ATTENDANT):
+        return Decision(ev.local_decision, None, None, None, "Decided at the edge; nobody entered"), "decision_only"
+    if ev.qr_token:
+        return await _entry_by_qr(run)
+    if run.plate is None and not ev.decided_locally:
+        return Decision(ATTENDANT, None, None, None, "Plate not read; an attendant is on the way"), "decision_only"
+    if run.unsure and not ev.decided_locally:
+        return Decision(ATTENDANT, None, None, None, "Plate not read clearly; an attendant is on the way"), \
+            "decision_only"
+    if run.plate_hash is not None:
+        local = run.at.astimezone(ZoneInfo(run.gate.timezone)).date()
+        found = (await run.conn.execute(q.ENTRY_LOOKUP, {
+            "lot_id": run.gate.lot_id, "plate_hash": run.plate_hash, "early": run.gate.early, "now": run.at,
+            "month": date(local.year, local.month, 1)})).one()
+        if found.reservation_id is not None:
+            return await _enter_reservation(run, found.reservation_id)
+        if found.session_id is not None:  # its exit was never seen: the same car, the same session
+            return Decision(OPEN, found.session_id, await _spot(run, found.session_spot_id), None, "Welcome back"), \
+                "enter_area"
+        if found.has_pass:
+            sid = await _insert_session(run, kind="pass", reservation_id=None, spot_id=None)
+            return Decision(OPEN, sid, None, None, "Welcome, pass holder"), "enter_area"
+    return await _enter_walk_in(run)
+
+
+async def _entry_by_qr(run: _Run) -> tuple[Decision, str]:
+    assert run.event.qr_token is not None
+    try:
+        grant = verify_qr_token(secret=run.secret, token=run.event.qr_token, now=run.at)
+    except ValidationFailed as exc:
+        if run.event.decided_locally:
+            return await _enter_walk_in(run)
+        return Decision(DENY, None, None, None, f"Ticket not valid: {exc.detail}"), "decision_only"
+    if grant.lot_id != run.gate.lot_id:
+        if run.event.decided_locally:
+            return await _enter_walk_in(run)
+        return Decision(DENY, None, None, None, "This ticket is for another car park"), "decision_only"
+    return await _enter_reservation(run, grant.reservation_id)
+
+
+async def _enter_reservation(run: _Run, reservation_id: uuid.UUID) -> tuple[Decision, str]:
+    res = (await run.conn.execute(q.RESERVATION_FOR_GATE, {"id": reservation_id})).first()
+    in_window = res is not None and res.starts_at - timedelta(minutes=run.gate.early) <= run.at < res.ends_at
+    if res is None or res.lot_id != run.gate.lot_id or res.kind != "reservation" \
+            or res.status not in ("confirmed", "active") or not in_window:
+        if run.event.decided_locally:
+            return await _enter_walk_in(run)
+        return Decision(DENY, None, None, None, "No valid reservation for this time"), "decision_only"
+    if res.status == "confirmed":
+        with contextlib.suppress(InvalidTransition):  # a concurrent event for the same car checked it in first
+            await service.check_in(deps=run.deps.booking, reservation_id=res.id, now=run.at)
+    sid = await _insert_session(run, kind="reservation", reservation_id=res.id, spot_id=res.spot_id,
+                                plate=run.plate or res.plate, p_hash=run.plate_hash or res.plate_hash)
+    spot = await _spot(run, res.spot_id)
+    where = f"{spot['label']} (level {spot['level']})" if spot else "any free spot"
+    return Decision(OPEN, sid, spot, None, f"Welcome. Your spot: {where}"), "enter_area"
+
+
+async def _enter_walk_in(run: _Run) -> tuple[Decision, str]:
+    if run.gate.lot_status != "open" and not run.event.decided_locally:
+        return Decision(DENY, None, None, None, "Closed"), "decision_only"
+    try:
+        key = f"gate:{run.event.event_id}"
+        # Only an earlier attempt at this very event that crashed before its ledger commit can have booked one.
+        rid = await run.conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": run.gate.lot_id, "key": key})
+        if rid is None:
+            rid = await walkins.admit_walk_in(deps=run.deps.booking, lot_id=run.gate.lot_id, plate=run.plate,
+                                              vehicle_type=run.event.vehicle_type,
+                                              horizon=timedelta(minutes=run.gate.horizon), event_key=key, now=run.now,
+                                              check_existing=False, mark_entered=False)
+    except (SoldOut, Conflict):
+        if not run.event.decided_locally:
+            return Decision(DENY, None, None, None, "Full"), "decision_only"
+        # The edge let the car in: it is inside. Record it without a spot; counts reconcile from sessions.
+        sid = await _insert_session(run, kind="walk_in", reservation_id=None, spot_id=None,
+                                    flags=["entered_while_full"])
+        log.warning("edge_entry_while_full", lot_id=str(run.gate.lot_id), event_id=run.event.event_id)
+        return Decision(OPEN, sid, None, None, "Welcome"), "enter_area"
+    row = (await run.conn.execute(q.OPEN_WALK_IN_SESSION, {
+        "reservation_id": rid, "id": uuid.uuid4(), "plate": run.plate, "plate_hash": run.plate_hash,
+        "entered_at": run.at, "gate_id": run.gate.id, "flags": ["decided_locally"] if run.event.decided_locally else [],
+        "now": run.now})).one()
+    sid = row.session_id
+    if sid is None:  # a retried event after a crash: the walk-in already has its session
+        sid = (await run.conn.execute(q.SESSION_BY_RESERVATION, {"lot_id": run.gate.lot_id,
+                                                                 "reservation_id": rid})).one().id
+    spot = {"id": str(row.spot_id), "label": row.label, "level": row.level}
+    return Decision(OPEN, sid, spot, None, f"Welcome. Please park at {spot['label']}" if spot else "Welcome"), \
+        "enter_area"
+
+
+async def _insert_session(run: _Run, *, kind: str, reservation_id: uuid.UUID | None, spot_id: uuid.UUID | None,
+                          plate: str | None = None, p_hash: bytes | None = None,
+                          flags: list[str] | None = None) -> uuid.UUID:
+    flags = list(flags or [])
+    if run.event.decided_locally:
+        flags.append("decided_locally")
+    sid = await run.conn.scalar(q.INSERT_SESSION, {
+        "lot_id": run.gate.lot_id, "id": uuid.uuid4(), "kind": kind, "reservation_id": reservation_id,
+        "spot_id": spot_id, "plate": plate or run.plate, "plate_hash": p_hash or run.plate_hash,
+        "entered_at": run.at, "gate_id": run.gate.id, "currency": "usd", "flags": flags, "now": run.now})
+    if sid is None:  # the reservation already has its session (the car re-entered, or a replay)
+        existing = (await run.conn.execute(q.SESSION_BY_RESERVATION, {"lot_id": run.gate.lot_id,
+                                                                      "reservation_id": reservation_id})).first()
+        return existing.id  # type: ignore[no-any-return,union-attr]
+    return sid  # type: ignore[no-any-return]
+
+
+async def _spot(run: _Run, spot_id: uuid.UUID | None) -> dict[str, Any] | None:
+    if spot_id is None:
+        return None
+    row = (await run.conn.execute(q.SPOT_VIEW, {"lot_id": run.gate.lot_id, "spot_id": spot_id})).first()
+    return {"id": str(row.id), "label": row.label, "level": row.level} if row else None
+
+
+# -- exit ----------------------------------------------------------------------------------------
+
+async def _exit(run: _Run) -> tuple[Decision, str]:
+    ev = run.event
+    session = None
+    if ev.qr_token:
+        try:
+            # an overstayer's token has expired by now: accept it for a week past its end at the exit
+            grant = verify_qr_token(secret=run.secret, token=ev.qr_token, now=run.at - timedelta(days=8))
+        except ValidationFailed:
+            grant = None
+        if grant is not None and grant.lot_id == run.gate.lot_id:
+            session = (await run.conn.execute(q.SESSION_BY_RESERVATION, {
+                "lot_id": run.gate.lot_id, "reservation_id": grant.reservation_id})).first()
+            if session is not None and session.status != "active":
+                session = None
+    if session is None and run.plate_hash is not None:
+        if run.unsure and not ev.decided_locally and not ev.qr_token:
+            return Decision(ATTENDANT, None, None, None, "Plate not read clearly; an attendant is on the way"), \
+                "decision_only"
+        session = (await run.conn.execute(q.ACTIVE_SESSION_BY_PLATE, {"lot_id": run.gate.lot_id,
+                                                                     "plate_hash": run.plate_hash})).first()
+    if session is None:
+        if run.plate is None and not ev.qr_token and not ev.decided_locally:
+            return Decision(ATTENDANT, None, None, None, "Plate not read; an attendant is on the way"), "decision_only"
+        log.warning("exit_without_session", lot_id=str(run.gate.lot_id), event_id=ev.event_id,
+                    plate=mask_plate(run.plate))
+        return Decision(OPEN, None, None, None, "Goodbye"), "exit_area"
+
+    fee, release = await _exit_fee(run, session)
+    due = max(fee.amount.amount - int(session.paid_amount), 0)
+    spot = await _spot(run, session.spot_id)
+    money_due = Money(due, fee.amount.currency)
+    if due == 0:
+        await _complete(run, session, fee=fee.amount, paid=0)
+        await release()
+        return Decision(OPEN, session.id, spot, fee.amount if fee.amount.amount else None, "Goodbye"), "exit_area"
+    if ev.decided_locally:
+        await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "offline_exit"))
+        await release()
+        return Decision(OPEN, session.id, spot, money_due, "Left while offline; the amount is recorded"), "exit_area"
+    if ev.payment_token:
+        paid = await _charge(run, session, money_due)
+        await _complete(run, session, fee=fee.amount, paid=due if paid else 0,
+                        debt=None if paid else (money_due, "payment_failed"))
+        await release()
+        message = "Paid. Goodbye" if paid else "Payment failed; the amount is recorded against your plate"
+        return Decision(OPEN, session.id, spot, money_due, message), "exit_area"
+    if session.pay_requested_at is None:
+        await run.conn.execute(q.SESSION_PAY_REQUESTED, {"lot_id": run.gate.lot_id, "id": session.id,
+                                                         "now": run.now})
+        return Decision(PAY, session.id, spot, money_due,
+                        f"Please pay {due / 100:.2f} {money_due.currency.upper()}"), "decision_only"
+    # `pay` was answered once already: never keep the car at the barrier.
+    await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "unpaid_exit"))
+    await release()
+    return Decision(OPEN, session.id, spot, money_due, "Unpaid; the amount is recorded against your plate"), \
+        "exit_area"
+
+
+async def rate_card(deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID) -> RateCard | None:
+    """The lot's rate card, parsed once per version per process."""
+    row = (await conn.execute(q.RATE_CARD, {"lot_id": lot_id})).first()
+    if row is None:
+        return None
+    cached = deps.rate_cards.get(lot_id)
+    if cached is not None and cached[0] == (row.version, row.updated_at):
+        return cached[1]
+    try:
+        card = parse_rate_card(row.body)
+    except (ValueError, ValidationFailed):
+        log.error("rate_card_invalid", lot_id=str(lot_id))
+        return None
+    deps.rate_cards[lot_id] = ((row.version, row.updated_at), card)
+    return card
+
+
+async def session_fee(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID, timezone: str, session: Any,
+                      now: datetime) -> ExitFee:
+    """What a session owes if it left at `now` (before anything already paid)."""
+    if session.kind == "pass":
+        return ExitFee(Money(0, "usd"), "pass")
+    if session.reservation_id is None:  # let in by the edge with no spot booked: priced as a regular walk-in
+        card = await rate_card(deps, conn, lot_id)
+        return walk_in_exit_fee(card=card, spot_type="regular", entered_at=session.entered_at, now=now, tz=timezone)
+    res = (await conn.execute(q.RESERVATION_FOR_GATE, {"id": session.reservation_id})).one()
+    card = await rate_card(deps, conn, lot_id)
+    if session.kind == "reservation":
+        return reservation_exit_fee(card=card, ends_at=res.ends_at, now=now)
+    spot_row = (await conn.execute(q.SPOT_VIEW, {"lot_id": lot_id, "spot_id": session.spot_id})).first()
+    spot_type = spot_row.type if spot_row is not None else res.vehicle_type
+    return walk_in_exit_fee(card=card, spot_type=spot_type, entered_at=session.entered_at, now=now, tz=timezone)
+
+
+async def _exit_fee(run: _Run, session: Any) -> tuple[ExitFee, Any]:
+    """The fee, and an awaitable that frees the remaining slots of the session's booking (idempotent)."""
+    fee = await session_fee(deps=run.deps, conn=run.conn, lot_id=run.gate.lot_id, timezone=run.gate.timezone,
+                            session=session, now=run.at)
+
+    async def release() -> None:
+        if session.reservation_id is None:
+            return
+        if session.kind == "walk_in":
+            await walkins.finish_walk_in(deps=run.deps.booking, reservation_id=session.reservation_id, now=run.at)
+            return
+        with contextlib.suppress(InvalidTransition):  # already completed (a retried exit)
+            await service.check_out(deps=run.deps.booking, reservation_id=session.reservation_id, now=run.at)
+
+    return fee, release
+
+
+async def _complete(run: _Run, session: Any, *, fee: Money, paid: int,
+                    debt: tuple[Money, str] | None = None) -> None:
+    flags = ["decided_locally"] if run.event.decided_locally else []
+    await run.conn.execute(q.COMPLETE_SESSION, {"lot_id": run.gate.lot_id, "id": session.id, "now": run.at,
+                                                "gate_id": run.gate.id, "fee": fee.amount, "paid": paid,
+                                                "currency": fee.currency, "flags": flags})
+    if debt is not None and session.plate_hash is not None:
+        await run.conn.execute(q.INSERT_DEBT, {"lot_id": run.gate.lot_id, "plate_hash": session.plate_hash,
+                                               "session_id": session.id, "amount": debt[0].amount,
+                                               "currency": debt[0].currency, "reason": debt[1], "now": run.now})
+        log.warning("plate_debt_recorded", lot_id=str(run.gate.lot_id), session_id=str(session.id),
+                    amount=debt[0].amount, reason=debt[1])
+
+
+async def _charge(run: _Run, session: Any, amount: Money) -> bool:
+    """Charge the exit fee to the event's payment token; False on any decline or provider failure."""
+    payments = run.deps.booking.payments
+    key = f"session:{session.id}:exit:{amount.amount}"
+    status, captured = "failed", 0
+    intent_id: str | None = None
+    try:
+        intent = await payments.create_intent(amount=amount.amount, currency=amount.currency,
+                                              idempotency_key=f"{key}:intent",
+                                              metadata={"session_id": str(session.id), "lot_id": str(run.gate.lot_id)})
+        intent_id = intent.intent_id
+        auth = await payments.authorize(intent_id=intent.intent_id, payment_method=run.event.payment_token or "",
+                                        amount=amount.amount, idempotency_key=f"{key}:authorize")
+        status = auth.status
+        if auth.status == "requires_capture":
+            cap = await payments.capture(intent_id=intent.intent_id, amount=amount.amount,
+                                         idempotency_key=f"{key}:capture")
+            status = cap.status
+            captured = amount.amount if cap.status == "succeeded" else 0
+    except Exception as exc:  # the provider is away or broke: open anyway (invariant 7); logged, never raised
+        log.warning("exit_charge_failed", session_id=str(session.id), error=type(exc).__name__)
+    if intent_id is not None:
+        await run.conn.execute(q.INSERT_EXIT_PAYMENT, {
+            "lot_id": run.gate.lot_id, "session_id": session.id, "provider": payments.name, "intent_id": intent_id,
+            "status": status, "amount": amount.amount, "authorised": captured, "captured": captured,
+            "currency": amount.currency})
+    return captured > 0
+
+
+def gate_deps(ctx: AppContext) -> GateDeps:
+    """The process's GateDeps (one per context: the semaphore and the rate-card cache are shared)."""
+    deps = ctx.extras.get("gate_deps")
+    if not isinstance(deps, GateDeps):
+        s = ctx.settings
+        deps = GateDeps(booking=booking_deps(ctx), min_plate_confidence=s.gate_min_plate_confidence,
+                        slots=asyncio.Semaphore(max(1, s.database_pool_size // 2)))
+        ctx.extras["gate_deps"] = deps
+    return deps

@@ -1,0 +1,141 @@
+"""Walk-ins: a spot booked at the entry gate through the same hold path as reservations, extended while the
+car stays, and released when it leaves.
+
+A walk-in is a `reservations` row of kind `walk_in`, status `active`, covering [entry, entry + the lot's
+walk-in horizon). It takes the same Redis bits and the same exclusion constraint as every booking, so it can
+never take a spot a confirmed reservation needs. The sweeper extends it (same spot) before its period ends;
+when the spot is booked by someone else next, the session is flagged as an overstay risk instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from booking import service
+from booking.reconcile import repair_spot
+from booking.runtime import REDIS_DOWN
+from booking.service import BookingDeps, Window, free_pricer
+from booking.slots import widen
+from booking.slotstore import SlotStateMissing
+from controllers import queries_gates as q
+from core.errors import InvalidTransition, PlateConflict
+from core.logging import get_logger
+
+log = get_logger("parkgrid.walkins")
+
+_SET_ENTERED = text("UPDATE reservations SET entered_at = :now WHERE id = :id AND entered_at IS NULL")
+
+
+async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | None, vehicle_type: str,
+                        horizon: timedelta, event_key: str, now: datetime, check_existing: bool = True,
+                        mark_entered: bool = True) -> uuid.UUID:
+    """Book a compatible spot for [now, now + horizon) as an active walk-in; SoldOut when none is free.
+
+    Idempotent by `event_key` when `check_existing` (a retried gate event finds the walk-in it already booked;
+    the gate path knows from its ledger when no earlier attempt can exist and skips the look-up). Walk-ins are
+    priced at the exit, so the hold itself is free. A plate that already holds an overlapping reservation
+    (e.g. one starting later today) still gets in: the walk-in is booked without the plate key.
+    """
+    if check_existing:
+        async with deps.engine.connect() as conn:
+            existing = await conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": lot_id, "key": event_key})
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+    walk_deps = replace(deps, pricer=free_pricer)
+    args = {"deps": walk_deps, "user_id": None, "lot_id": lot_id, "vehicle_type": vehicle_type, "starts_at": now,
+            "ends_at": now + horizon, "now": now, "idempotency_key": event_key, "kind": "walk_in", "status": "active"}
+    try:
+        rid = await service.hold(plate=plate, **args)  # type: ignore[arg-type]
+    except PlateConflict:
+        rid = await service.hold(plate=None, **args)  # type: ignore[arg-type]
+    if mark_entered:
+        async with deps.engine.begin() as conn:
+            await conn.execute(_SET_ENTERED, {"id": rid, "now": now})
+    await _keep_release_handle(deps, lot_id, rid, now + horizon)
+    return rid
+
+
+async def _keep_release_handle(deps: BookingDeps, lot_id: uuid.UUID, rid: uuid.UUID, until: datetime) -> None:
+    if deps.slots is not None and deps.breaker.available():
+        try:
+            await deps.slots.keep_hold(lot_id=str(lot_id), hold_id=str(rid), until=until)
+        except REDIS_DOWN as exc:
+            deps.breaker.trip(exc)
+
+
+async def _repair(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, start: datetime, end: datetime) -> None:
+    """Make one spot's bits exact from PostgreSQL (Redis trouble is left to the reconciler)."""
+    if deps.slots is None or not deps.breaker.available():
+        deps.breaker.dirty_lots.add(lot_id)
+        return
+    try:
+        s, e = widen(start, end, max_span=timedelta(days=400))
+        await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=spot_idx,
+                          window=Window(s, e, s, e))
+    except SlotStateMissing:
+        pass  # not loaded: its next use rebuilds the lot from PostgreSQL
+    except REDIS_DOWN as exc:
+        deps.breaker.trip(exc)
+        deps.breaker.dirty_lots.add(lot_id)
+
+
+async def finish_walk_in(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:
+    """active -> completed at the exit; the rest of its (possibly extended) period is freed. Idempotent."""
+    try:
+        await service.check_out(deps=deps, reservation_id=reservation_id, now=now)
+    except InvalidTransition:
+        return
+    async with deps.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT r.lot_id, s.idx, upper(r.period) AS slot_end FROM reservations r JOIN spots s"
+            " ON s.lot_id = r.lot_id AND s.id = r.spot_id WHERE r.id = :id"), {"id": reservation_id})).first()
+    if row is not None and row.slot_end > now:
+        # The release above frees the original hold's bits; an extension's bits are made exact here.
+        await _repair(deps, row.lot_id, row.idx, now, row.slot_end)
+
+
+@dataclass(frozen=True)
+class ExtensionReport:
+    extended: int
+    at_risk: int
+
+
+async def extend_walk_ins(*, deps: BookingDeps, now: datetime, lead: timedelta = timedelta(minutes=30),
+                          limit: int = 500) -> ExtensionReport:
+    """Extend active walk-ins whose booked period ends within `lead` by the lot's horizon, on the same spot.
+
+    PostgreSQL decides (the exclusion constraint refuses an extension into someone else's booking); the
+    spot's Redis bits are then repaired from PostgreSQL. A walk-in that cannot be extended has its session
+    flagged `overstay_risk_at` (listed under the lot's violations). Safe to run twice at once.
+    """
+    async with deps.engine.connect() as conn:
+        rows = list(await conn.execute(q.WALK_INS_ENDING, {"until": now + lead, "limit": limit}))
+    extended = at_risk = 0
+    for row in rows:
+        new_end = max(row.ends_at, now) + timedelta(minutes=row.walk_in_horizon_minutes)
+        _, slot_end = widen(row.slot_start, new_end, max_span=timedelta(days=400))
+        try:
+            async with deps.engine.begin() as conn:
+                done = await conn.scalar(q.EXTEND_WALK_IN, {"id": row.id, "ends_at": new_end, "slot_end": slot_end,
+                                                            "now": now})
+        except IntegrityError:
+            done = None
+            async with deps.engine.begin() as conn:
+                flagged = await conn.scalar(q.FLAG_OVERSTAY_RISK, {"lot_id": row.lot_id, "reservation_id": row.id,
+                                                                   "now": now})
+            if flagged is not None:
+                at_risk += 1
+                log.warning("walk_in_overstay_risk", lot_id=str(row.lot_id), reservation_id=str(row.id),
+                            ends_at=row.ends_at.isoformat())
+            continue
+        if done is not None:
+            extended += 1
+            await _repair(deps, row.lot_id, row.spot_idx, row.slot_end, slot_end)
+    if extended or at_risk:
+        log.info("walk_ins_extended", extended=extended, at_risk=at_risk)
+    return ExtensionReport(extended=extended, at_risk=at_risk)
