@@ -35,9 +35,18 @@ def register(app: typer.Typer) -> None:
                 loop.add_signal_handler(sig, stop.set)
             ingestor = Ingestor(engine=ctx.engine, counters=counters_for(ctx), clock=ctx.clock,
                                 flush_every=flush_ms / 1000)
+            ready = asyncio.Event()
+
+            async def announce() -> None:
+                await ready.wait()
+                print(f"parkgrid ingest: subscribed on {settings.mqtt_url}", flush=True)
+
+            announcer = asyncio.create_task(announce())
             try:
-                await run_ingest(ingestor=ingestor, mqtt_url=settings.mqtt_url, client_id=client_id, stop=stop)
+                await run_ingest(ingestor=ingestor, mqtt_url=settings.mqtt_url, client_id=client_id, stop=stop,
+                                 ready=ready)
             finally:
+                announcer.cancel()
                 await ctx.aclose()
 
         asyncio.run(main())

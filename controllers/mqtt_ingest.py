@@ -154,18 +154,26 @@ async def run_ingest(*, ingestor: Ingestor, mqtt_url: str, client_id: str = "par
                 if ready is not None:
                     ready.set()
                 flusher = asyncio.create_task(_flush_loop(ingestor, stop))
+                consumer = asyncio.create_task(_consume(client, ingestor))
+                stopper = asyncio.create_task(stop.wait())
                 try:
-                    async for message in client.messages:
-                        await ingestor.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
-                        if stop.is_set():
-                            break
+                    await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    flusher.cancel()
+                    for task in (flusher, consumer, stopper):
+                        task.cancel()
+                    await asyncio.gather(flusher, stopper, return_exceptions=True)
                     await ingestor.flush()
+                if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
+                    raise consumer.exception()  # type: ignore[misc]
         except aiomqtt.MqttError as exc:
             log.warning("MQTT connection lost (%s); reconnecting in %.1fs", exc, backoff)
             await asyncio.sleep(backoff)  # waiting on the broker, not on domain time
             backoff = min(backoff * 2, 10.0)
+
+
+async def _consume(client: aiomqtt.Client, ingestor: Ingestor) -> None:
+    async for message in client.messages:
+        await ingestor.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
 
 
 async def _flush_loop(ingestor: Ingestor, stop: asyncio.Event) -> None:

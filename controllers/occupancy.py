@@ -111,7 +111,7 @@ class OccupancyCounters:
     async def rebuild(self, *, lot_id: uuid.UUID) -> list[GroupCount]:
         """Replace the lot's counters with counts computed from PostgreSQL (sensors are the truth)."""
         groups = await counts_from_db(self.engine, lot_id=lot_id)
-        mapping: dict[str, Any] = {READY: 1}
+        mapping: dict[str | bytes, Any] = {READY: 1}
         for g in groups:
             stem = group_of(g.level_id, g.spot_type)
             mapping.update({f"{stem}|c": g.capacity, f"{stem}|n": g.sensors, f"{stem}|o": g.occupied,
@@ -120,7 +120,7 @@ class OccupancyCounters:
         key = occupancy_key(self.prefix, lot_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
             await pipe.execute()
         self.dirty.discard(lot_id)
         return groups
@@ -137,10 +137,10 @@ class OccupancyCounters:
         return parse_counters(raw)
 
 
-def parse_counters(raw: dict[bytes, bytes]) -> list[GroupCount]:
+def parse_counters(raw: dict[Any, Any]) -> list[GroupCount]:
     values: dict[str, dict[str, int]] = {}
     for field, value in raw.items():
-        name = field.decode()
+        name = field.decode() if isinstance(field, bytes) else str(field)
         if name == READY:
             continue
         stem, _, kind = name.rpartition("|")

@@ -132,7 +132,7 @@ async def ingest_sensor_events(*, engine: AsyncEngine, counters: OccupancyCounte
                                                               last_seen_at=row.last_seen_at, confidence=row.confidence)
             for sid, row in rows.items()}
         start = dict(states)
-        ev: dict[str, list[Any]] = defaultdict(list)
+        ev: dict[str, list[Any]] = defaultdict(list)  # column -> values, for unnest()
         ce: dict[str, list[Any]] = defaultdict(list)
         for r in fresh:
             new, outcome = apply_reading(states[r.sensor_id], r, rules=rules, now=now)
@@ -152,10 +152,11 @@ async def ingest_sensor_events(*, engine: AsyncEngine, counters: OccupancyCounte
                 for cds in cds_events(old.state, new.state):
                     if first and cds == "comms_restored":
                         continue
-                    for col, value in (("event_ids", ledger_id(f"sensor:{r.event_id}:{cds}")), ("cds", cds),
-                                       ("occurred", r.occurred_at), ("sensor_ids", r.sensor_id),
-                                       ("spot_ids", str(spot) if spot else None)):
-                        ce[col].append(value)
+                    ce["event_ids"].append(ledger_id(f"sensor:{r.event_id}:{cds}"))
+                    ce["cds"].append(cds)
+                    ce["occurred"].append(r.occurred_at)
+                    ce["sensor_ids"].append(r.sensor_id)
+                    ce["spot_ids"].append(str(spot) if spot else None)
         await conn.execute(q.UPDATE_SENSORS, {
             "lot_id": lot_id, "ids": list(states), "states": [s.state for s in states.values()],
             "since": [s.state_since for s in states.values()], "seen": [s.last_seen_at for s in states.values()],

@@ -10,6 +10,7 @@ the local commit) applies nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -169,10 +170,8 @@ class EdgeAgent:
                     next_snapshot = loop.time() + self.config.snapshot_every
             except CloudUnavailable as exc:
                 log.debug("cloud unavailable: %s", exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.config.sync_every)
-            except TimeoutError:
-                pass
 
     async def status(self) -> dict[str, Any]:
         return {"online": self.online, "snapshot_at": self.meta.get("generated_at"), **await self.store.counts()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import httpx
 from sqlalchemy import text
@@ -114,7 +113,7 @@ async def test_silent_sensor_goes_unknown_never_free(client: httpx.AsyncClient, 
 
 async def test_device_of_another_lot_gets_404(client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
     lot, headers = await _lot(ctx)
-    other, other_headers = await _lot(ctx)
+    _other, other_headers = await _lot(ctx)
     ev = [_ev("x", "L0-001", "occupied", clock.now().isoformat())]
     r = await client.post(f"/api/v1/lots/{lot}/sensor-events", json={"events": ev}, headers=other_headers)
     assert r.status_code == 404
