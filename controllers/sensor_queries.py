@@ -14,9 +14,12 @@ RETURNING event_id
 # A sensor is mapped to the spot whose label or id equals the sensor id (first event registers it).
 REGISTER_SENSORS = text("""
 INSERT INTO sensors (lot_id, id, spot_id)
-SELECT :lot_id, sid, (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id AND (sp.label = sid OR sp.id::text = sid)
-                      ORDER BY (sp.label = sid) DESC LIMIT 1)
+SELECT :lot_id, sid, coalesce(
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id AND sp.label = sid),
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id
+       AND sp.id = CASE WHEN sid ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN sid::uuid END))
 FROM unnest(CAST(:sensor_ids AS text[])) AS sid
+WHERE NOT EXISTS (SELECT 1 FROM sensors se WHERE se.lot_id = :lot_id AND se.id = sid)
 ON CONFLICT DO NOTHING
 RETURNING id
 """)
