@@ -10,7 +10,20 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routers import auth, gates, health, lots, me, open_data, reservations, search, sessions, zones
+from api.routers import (
+    auth,
+    displays,
+    gates,
+    health,
+    lots,
+    me,
+    open_data,
+    reservations,
+    search,
+    sensors,
+    sessions,
+    zones,
+)
 from core.clock import Clock
 from core.context import AppContext, build_context, migration_head
 from core.logging import configure_logging
@@ -56,4 +69,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(reservations.router)
     app.include_router(gates.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(sensors.router, prefix=API_PREFIX)
+    app.include_router(displays.router, prefix=API_PREFIX)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, db, demo, lots, processes
+from cli import accounts, booking, controllers, db, demo, lots, processes
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -16,6 +16,7 @@ app.add_typer(accounts.partners, name="partners", help="Open data partners.")
 app.add_typer(lots.app, name="lots", help="Lot registry: bulk import.")
 processes.register(app)
 booking.register(app)
+controllers.register(app)
 
 
 def main() -> None:

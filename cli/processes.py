@@ -10,8 +10,7 @@ from cli.common import settings_or_exit
 from core.celery_app import create_celery
 
 # Task modules and periodic jobs; each domain package owns its tasks module.
-TASK_MODULES: list[str] = ["booking.tasks", "core.tasks"]
-TASK_MODULES.append("controllers.tasks")
+TASK_MODULES: list[str] = ["booking.tasks", "core.tasks", "controllers.tasks", "controllers.tasks_sensors"]
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-holds": {"task": "booking.expire_holds", "schedule": 15.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
@@ -20,6 +19,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "reconcile-active": {"task": "booking.reconcile_active", "schedule": 300.0},
     "purge-plates-daily": {"task": "parkgrid.privacy.purge_plates", "schedule": 86_400.0},
     "extend-walk-ins": {"task": "controllers.extend_walk_ins", "schedule": 60.0},
+    "mark-stale-sensors": {"task": "controllers.mark_stale_sensors", "schedule": 30.0},
+    "occupancy-snapshots": {"task": "controllers.occupancy_snapshots", "schedule": 300.0},
+    "prune-sensor-event-ids": {"task": "controllers.prune_sensor_event_ids", "schedule": 3_600.0},
 }
 
 

@@ -1,0 +1,185 @@
+"""`parkgrid ingest`: MQTT controller topics into the same domain functions as HTTP.
+
+Sensor topics `parkgrid/lots/{lot_id}/sensors/{sensor_id}` (one event JSON each) are buffered for a
+few milliseconds and applied per lot in batches through `ingest_sensor_events` (exactly once by
+event_id, so QoS 1 redeliveries are duplicates). Gate topics `parkgrid/lots/{lot_id}/gates/{gate_id}/events`
+go to the gates domain function when it is importable, otherwise into mqtt_gate_inbox (never lost).
+The session is persistent (clean_session off) so QoS 1 messages published while we reconnect wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import aiomqtt
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from controllers import sensor_queries as q
+from controllers.occupancy import OccupancyCounters
+from controllers.sensors import ingest_sensor_events
+from core.clock import Clock
+
+log = logging.getLogger(__name__)
+
+SENSOR_TOPIC = "parkgrid/lots/+/sensors/+"
+GATE_TOPIC = "parkgrid/lots/+/gates/+/events"
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # "sensor" | "gate"
+    lot_id: uuid.UUID
+    subject: str  # sensor id or gate id
+
+
+def route(topic: str) -> Route | None:
+    """Which lot and sensor/gate a topic names; None for anything else."""
+    parts = topic.split("/")
+    try:
+        if len(parts) == 5 and parts[:2] == ["parkgrid", "lots"] and parts[3] == "sensors" and parts[4]:
+            return Route("sensor", uuid.UUID(parts[2]), parts[4])
+        if len(parts) == 6 and parts[:2] == ["parkgrid", "lots"] and parts[3] == "gates" and parts[5] == "events":
+            return Route("gate", uuid.UUID(parts[2]), str(uuid.UUID(parts[4])))
+    except ValueError:
+        return None
+    return None
+
+
+def _gate_handler() -> Callable[..., Any] | None:
+    """The gates branch's domain function, when it is installed."""
+    try:
+        from controllers import gates  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(gates, "handle_gate_event", None)
+
+
+class Ingestor:
+    """Buffers sensor messages per lot and flushes them as batches."""
+
+    def __init__(self, *, engine: AsyncEngine, counters: OccupancyCounters | None, clock: Clock,
+                 flush_every: float = 0.05, max_batch: int = 2000) -> None:
+        self.engine = engine
+        self.counters = counters
+        self.clock = clock
+        self.flush_every = flush_every
+        self.max_batch = max_batch
+        self.pending: dict[uuid.UUID, list[Any]] = defaultdict(list)
+        self.lots_known: dict[uuid.UUID, bool] = {}
+        self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "ignored": 0, "gate": 0, "dropped": 0}
+
+    async def _lot_exists(self, lot_id: uuid.UUID) -> bool:
+        if lot_id not in self.lots_known:
+            async with self.engine.connect() as conn:
+                self.lots_known[lot_id] = (await conn.execute(q.LOT_EXISTS, {"lot_id": lot_id})).first() is not None
+        return self.lots_known[lot_id]
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        r = route(topic)
+        if r is None or not await self._lot_exists(r.lot_id):
+            self.stats["dropped"] += 1
+            return
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        if r.kind == "sensor":
+            if isinstance(body, dict):
+                body.setdefault("sensor_id", r.subject)
+            self.pending[r.lot_id].append(body)
+            if len(self.pending[r.lot_id]) >= self.max_batch:
+                await self.flush()
+            return
+        await self._gate(r, body)
+
+    async def _gate(self, r: Route, body: Any) -> None:
+        self.stats["gate"] += 1
+        handler = _gate_handler()
+        if not isinstance(body, dict) or not isinstance(body.get("event_id"), str):
+            log.warning("malformed gate event on lot %s gate %s", r.lot_id, r.subject)
+            return
+        if handler is not None:
+            await handler(engine=self.engine, lot_id=r.lot_id, gate_id=uuid.UUID(r.subject), event=body,
+                          now=self.clock.now())
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(q.RECORD_MQTT_GATE_EVENT, {"lot_id": r.lot_id, "event_id": body["event_id"][:100],
+                                                          "gate_id": r.subject, "payload": json.dumps(body),
+                                                          "now": self.clock.now()})
+
+    async def flush(self) -> None:
+        batches, self.pending = self.pending, defaultdict(list)
+        for lot_id, events in batches.items():
+            try:
+                res = await ingest_sensor_events(engine=self.engine, counters=self.counters, lot_id=lot_id,
+                                                 events=events, now=self.clock.now())
+            except Exception:
+                self.pending[lot_id][:0] = events  # retried on the next flush (exactly once by event_id)
+                raise
+            self.stats["accepted"] += res.accepted
+            self.stats["duplicates"] += res.duplicates
+            self.stats["rejected"] += len(res.rejected)
+            self.stats["ignored"] += len(res.ignored)
+
+
+def _client(mqtt_url: str, client_id: str) -> aiomqtt.Client:
+    u = urlparse(mqtt_url)
+    return aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
+                          password=u.password, identifier=client_id, clean_session=False, keepalive=30)
+
+
+async def run_ingest(*, ingestor: Ingestor, mqtt_url: str, client_id: str = "parkgrid-ingest",
+                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Consume the controller topics until `stop` is set; reconnect with backoff when the broker drops.
+
+    Messages are acknowledged (QoS 1 PUBACK) by aiomqtt on receipt; a crash between receipt and the
+    batch commit loses at most the in-memory buffer of one flush interval (documented limitation).
+    """
+    stop = stop or asyncio.Event()
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            async with _client(mqtt_url, client_id) as client:
+                await client.subscribe(SENSOR_TOPIC, qos=1)
+                await client.subscribe(GATE_TOPIC, qos=1)
+                backoff = 0.5
+                if ready is not None:
+                    ready.set()
+                flusher = asyncio.create_task(_flush_loop(ingestor, stop))
+                consumer = asyncio.create_task(_consume(client, ingestor))
+                stopper = asyncio.create_task(stop.wait())
+                try:
+                    await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (flusher, consumer, stopper):
+                        task.cancel()
+                    await asyncio.gather(flusher, stopper, return_exceptions=True)
+                    await ingestor.flush()
+                if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
+                    raise consumer.exception()  # type: ignore[misc]
+        except aiomqtt.MqttError as exc:
+            log.warning("MQTT connection lost (%s); reconnecting in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)  # waiting on the broker, not on domain time
+            backoff = min(backoff * 2, 10.0)
+
+
+async def _consume(client: aiomqtt.Client, ingestor: Ingestor) -> None:
+    async for message in client.messages:
+        await ingestor.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+
+
+async def _flush_loop(ingestor: Ingestor, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(ingestor.flush_every)
+        try:
+            await ingestor.flush()
+        except Exception:  # one failed flush (PostgreSQL blip) must not stop the consumer
+            log.exception("sensor batch flush failed")

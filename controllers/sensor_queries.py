@@ -1,0 +1,104 @@
+"""SQL for sensors, live occupancy and snapshots (SQLAlchemy Core text, bound parameters only)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+CLAIM_EVENT_IDS = text("""
+INSERT INTO sensor_event_ids (lot_id, event_id, received_at)
+SELECT :lot_id, e, :now FROM unnest(CAST(:event_ids AS text[])) AS e
+ON CONFLICT DO NOTHING
+RETURNING event_id
+""")
+
+# A sensor is mapped to the spot whose label or id equals the sensor id (first event registers it).
+REGISTER_SENSORS = text("""
+INSERT INTO sensors (lot_id, id, spot_id)
+SELECT :lot_id, sid, coalesce(
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id AND sp.label = sid),
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id
+       AND sp.id = CASE WHEN sid ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN sid::uuid END))
+FROM unnest(CAST(:sensor_ids AS text[])) AS sid
+WHERE NOT EXISTS (SELECT 1 FROM sensors se WHERE se.lot_id = :lot_id AND se.id = sid)
+ON CONFLICT DO NOTHING
+RETURNING id
+""")
+
+LOCK_SENSORS = text("""
+SELECT se.id, se.state, se.state_since, se.last_seen_at, se.confidence, se.spot_id, sp.level_id, sp.type AS spot_type
+FROM sensors se LEFT JOIN spots sp ON sp.lot_id = se.lot_id AND sp.id = se.spot_id
+WHERE se.lot_id = :lot_id AND se.id = ANY(CAST(:sensor_ids AS text[]))
+ORDER BY se.id
+FOR UPDATE OF se
+""")
+
+UPDATE_SENSORS = text("""
+UPDATE sensors se SET state = u.state, state_since = u.state_since, last_seen_at = u.last_seen_at,
+                      confidence = u.confidence
+FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:since AS timestamptz[]),
+            CAST(:seen AS timestamptz[]), CAST(:conf AS real[])) AS u(id, state, state_since, last_seen_at, confidence)
+WHERE se.lot_id = :lot_id AND se.id = u.id
+""")
+
+INSERT_SENSOR_EVENTS = text("""
+INSERT INTO sensor_events (lot_id, event_id, sensor_id, state, confidence, occurred_at, received_at, accepted)
+SELECT :lot_id, e.event_id, e.sensor_id, e.state, e.confidence, e.occurred_at, :now, e.accepted
+FROM unnest(CAST(:event_ids AS text[]), CAST(:sensor_ids AS text[]), CAST(:states AS text[]),
+            CAST(:confidences AS real[]), CAST(:occurred AS timestamptz[]), CAST(:accepted AS boolean[]))
+     AS e(event_id, sensor_id, state, confidence, occurred_at, accepted)
+ON CONFLICT DO NOTHING
+""")
+
+INSERT_CONTROLLER_EVENTS = text("""
+INSERT INTO controller_events (lot_id, event_id, device_id, source, cds_event_type, occurred_at, received_at, payload)
+SELECT :lot_id, e.event_id, :device_id, 'sensor', e.cds, e.occurred_at, :now,
+       jsonb_build_object('sensor_id', e.sensor_id, 'spot_id', e.spot_id)
+FROM unnest(CAST(:event_ids AS text[]), CAST(:cds AS text[]), CAST(:occurred AS timestamptz[]),
+            CAST(:sensor_ids AS text[]), CAST(:spot_ids AS text[])) AS e(event_id, cds, occurred_at, sensor_id, spot_id)
+ON CONFLICT DO NOTHING
+""")
+
+# Sensors silent past their heartbeat become unknown (one statement: safe to run twice at once).
+MARK_STALE = text("""
+UPDATE sensors se SET state = 'unknown', state_since = CAST(:now AS timestamptz)
+FROM sensors old LEFT JOIN spots sp ON sp.lot_id = old.lot_id AND sp.id = old.spot_id
+WHERE se.lot_id = old.lot_id AND se.id = old.id
+  AND se.state <> 'unknown'  -- rechecked on the locked row: a concurrent sweep changes nothing twice
+  AND (se.last_seen_at IS NULL OR se.last_seen_at < CAST(:now AS timestamptz) - make_interval(secs => se.heartbeat_seconds))
+  AND (old.last_seen_at IS NULL OR old.last_seen_at < CAST(:now AS timestamptz) - make_interval(secs => old.heartbeat_seconds))
+  AND (CAST(:lot_id AS uuid) IS NULL OR se.lot_id = CAST(:lot_id AS uuid))
+RETURNING se.lot_id, se.id, old.state AS old_state, old.spot_id, sp.level_id, sp.type AS spot_type
+""")
+
+# Per level and spot type: in-service capacity, mapped sensors by state, and the newest reading.
+OCCUPANCY_BY_GROUP = text("""
+SELECT sp.level_id, sp.type AS spot_type,
+       count(*) FILTER (WHERE sp.status = 'in_service') AS capacity,
+       count(se.id) AS sensors,
+       count(*) FILTER (WHERE se.state = 'occupied') AS occupied,
+       count(*) FILTER (WHERE se.state = 'unknown') AS unknown,
+       max(se.last_seen_at) AS as_of
+FROM spots sp LEFT JOIN sensors se ON se.lot_id = sp.lot_id AND se.spot_id = sp.id
+WHERE sp.lot_id = :lot_id
+GROUP BY sp.level_id, sp.type
+""")
+
+LEVELS = text("SELECT id, name, ordinal FROM levels WHERE lot_id = :lot_id ORDER BY ordinal")
+
+LOT_EXISTS = text("SELECT 1 FROM lots WHERE id = :lot_id")
+
+LOTS_WITH_SENSORS = text("SELECT DISTINCT lot_id FROM sensors")
+
+INSERT_SNAPSHOT = text("""
+INSERT INTO occupancy_snapshots (lot_id, taken_at, spot_type, occupied, capacity, source, by_level)
+VALUES (:lot_id, :taken_at, :spot_type, :occupied, :capacity, :source, CAST(:by_level AS jsonb))
+ON CONFLICT (lot_id, taken_at, spot_type) DO NOTHING
+""")
+
+PRUNE_EVENT_IDS = text("DELETE FROM sensor_event_ids WHERE received_at < :before")
+
+RECORD_MQTT_GATE_EVENT = text("""
+INSERT INTO mqtt_gate_inbox (lot_id, event_id, gate_id, payload, received_at)
+VALUES (:lot_id, :event_id, :gate_id, CAST(:payload AS jsonb), :now)
+ON CONFLICT DO NOTHING
+""")

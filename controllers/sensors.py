@@ -1,0 +1,213 @@
+"""Bay sensor ingestion: one domain function for HTTP batches and MQTT, exactly once per event_id.
+
+Each event is validated on its own (one bad event never sinks a batch), claimed by event_id in
+PostgreSQL, applied through the debounce/confidence rules under a row lock on its sensor, recorded
+raw in sensor_events and, when a bay changes state, as a CDS controller event. Live counters in
+Redis move after the commit; PostgreSQL stays the truth they are rebuilt from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from controllers import sensor_queries as q
+from controllers.debounce import (
+    APPLIED,
+    DEFAULT_RULES,
+    UNSEEN,
+    Reading,
+    SensorRules,
+    SensorState,
+    apply_reading,
+    cds_events,
+)
+from controllers.occupancy import Delta, OccupancyCounters, contribution, group_of
+from core.clock import ensure_utc
+
+MAX_BATCH = 5000
+_STATES = ("occupied", "vacant")
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, str | None]] = field(default_factory=list)
+    ignored: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
+                "ignored": self.ignored}
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return ensure_utc(value, field="occurred_at")
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("occurred_at must be an RFC 3339 timestamp")
+    return ensure_utc(datetime.fromisoformat(value.replace("Z", "+00:00")), field="occurred_at")
+
+
+def parse_event(raw: Any, *, sensor_id: str | None = None) -> Reading:
+    """One event from JSON, or ValueError naming what is wrong (MQTT passes the topic's sensor id)."""
+    if not isinstance(raw, dict):
+        raise ValueError("event must be a JSON object")
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 100:
+        raise ValueError("event_id must be a string of 1-100 characters")
+    sid = raw.get("sensor_id", sensor_id)
+    if sensor_id is not None and sid != sensor_id:
+        raise ValueError("sensor_id differs from the topic's")
+    if not isinstance(sid, str) or not 1 <= len(sid) <= 100:
+        raise ValueError("sensor_id must be a string of 1-100 characters")
+    state = raw.get("state")
+    if state not in _STATES:
+        raise ValueError("state must be occupied or vacant")
+    conf = raw.get("confidence")
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or not math.isfinite(conf) or not 0 <= conf <= 1:
+        raise ValueError("confidence must be a number between 0 and 1")
+    try:
+        occurred_at = _parse_time(raw.get("occurred_at"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc) or "occurred_at must be an RFC 3339 timestamp") from None
+    return Reading(event_id=event_id, sensor_id=sid, state=state, confidence=float(conf), occurred_at=occurred_at)
+
+
+def ledger_id(value: str) -> str:
+    """A controller_events id of at most 100 characters (long ids are hashed, deterministically)."""
+    return value if len(value) <= 100 else "sensor:h:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _event_id_of(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("event_id"), str):
+        return str(raw["event_id"])[:100]
+    return None
+
+
+async def ingest_sensor_events(*, engine: AsyncEngine, counters: OccupancyCounters | None, lot_id: uuid.UUID,
+                               events: list[Any], now: datetime, device_id: uuid.UUID | None = None,
+                               rules: SensorRules = DEFAULT_RULES, sensor_id: str | None = None) -> BatchResult:
+    """Validate, deduplicate and apply a batch of sensor events for one lot; counters follow after commit."""
+    result = BatchResult()
+    readings: list[Reading] = []
+    seen_ids: set[str] = set()
+    for raw in events:
+        try:
+            reading = parse_event(raw, sensor_id=sensor_id)
+        except ValueError as exc:
+            result.rejected.append({"event_id": _event_id_of(raw), "reason": str(exc)})
+            continue
+        if reading.occurred_at > now + rules.max_future:
+            result.rejected.append({"event_id": reading.event_id, "reason": "occurred_at is in the future"})
+            continue
+        if reading.event_id in seen_ids:
+            result.duplicates += 1
+            continue
+        seen_ids.add(reading.event_id)
+        readings.append(reading)
+    if not readings:
+        return result
+
+    deltas: dict[str, Delta] = defaultdict(Delta)
+    async with engine.begin() as conn:
+        claimed = set((await conn.execute(q.CLAIM_EVENT_IDS, {
+            "lot_id": lot_id, "now": now, "event_ids": sorted(r.event_id for r in readings)})).scalars())
+        result.duplicates += len(readings) - len(claimed)
+        fresh = sorted((r for r in readings if r.event_id in claimed), key=lambda r: (r.occurred_at, r.event_id))
+        if not fresh:
+            return result
+        sensor_ids = sorted({r.sensor_id for r in fresh})
+        registered = set((await conn.execute(q.REGISTER_SENSORS, {"lot_id": lot_id, "sensor_ids": sensor_ids})).scalars())
+        rows = {r.id: r for r in (await conn.execute(q.LOCK_SENSORS, {"lot_id": lot_id, "sensor_ids": sensor_ids})).all()}
+        states: dict[str, SensorState] = {
+            sid: UNSEEN if sid in registered else SensorState(state=row.state, state_since=row.state_since,
+                                                              last_seen_at=row.last_seen_at, confidence=row.confidence)
+            for sid, row in rows.items()}
+        start = dict(states)
+        ev: dict[str, list[Any]] = defaultdict(list)  # column -> values, for unnest()
+        ce: dict[str, list[Any]] = defaultdict(list)
+        for r in fresh:
+            new, outcome = apply_reading(states[r.sensor_id], r, rules=rules, now=now)
+            old = states[r.sensor_id]
+            states[r.sensor_id] = new
+            applied = outcome in APPLIED
+            for col, value in (("event_ids", r.event_id), ("sensor_ids", r.sensor_id), ("states", r.state),
+                               ("confidences", r.confidence), ("occurred", r.occurred_at), ("accepted", applied)):
+                ev[col].append(value)
+            if applied:
+                result.accepted += 1
+            else:
+                result.ignored.append({"event_id": r.event_id, "reason": outcome})
+            if outcome == "changed":
+                spot = rows[r.sensor_id].spot_id
+                first = r.sensor_id in registered and old.last_seen_at is None
+                for cds in cds_events(old.state, new.state):
+                    if first and cds == "comms_restored":
+                        continue
+                    ce["event_ids"].append(ledger_id(f"sensor:{r.event_id}:{cds}"))
+                    ce["cds"].append(cds)
+                    ce["occurred"].append(r.occurred_at)
+                    ce["sensor_ids"].append(r.sensor_id)
+                    ce["spot_ids"].append(str(spot) if spot else None)
+        await conn.execute(q.UPDATE_SENSORS, {
+            "lot_id": lot_id, "ids": list(states), "states": [s.state for s in states.values()],
+            "since": [s.state_since for s in states.values()], "seen": [s.last_seen_at for s in states.values()],
+            "conf": [s.confidence for s in states.values()]})
+        await conn.execute(q.INSERT_SENSOR_EVENTS, {"lot_id": lot_id, "now": now, **ev})
+        if ce:
+            await conn.execute(q.INSERT_CONTROLLER_EVENTS, {"lot_id": lot_id, "now": now, "device_id": device_id, **ce})
+    for sid, new in states.items():
+        row = rows[sid]
+        if row.level_id is None:
+            continue  # a sensor mapped to no spot counts towards nothing
+        d = deltas[group_of(row.level_id, row.spot_type)]
+        o0, u0 = contribution(start[sid].state)
+        o1, u1 = contribution(new.state)
+        is_new = sid in registered
+        d.add(occupied=o1 - (0 if is_new else o0), unknown=u1 - (0 if is_new else u0), sensors=1 if is_new else 0,
+              seen=new.last_seen_at)
+    if counters is not None:
+        await counters.apply(lot_id=lot_id, deltas=dict(deltas))
+    return result
+
+
+async def mark_stale_sensors(*, engine: AsyncEngine, counters: OccupancyCounters | None, now: datetime,
+                             lot_id: uuid.UUID | None = None) -> int:
+    """Sensors silent past their heartbeat become unknown (a comms_lost event each); returns how many."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(q.MARK_STALE, {"now": now, "lot_id": lot_id})).all()
+        by_lot: dict[uuid.UUID, list[Any]] = defaultdict(list)
+        for r in rows:
+            by_lot[r.lot_id].append(r)
+        for lot, items in by_lot.items():
+            stamp = now.strftime("%Y%m%dT%H%M%S")
+            await conn.execute(q.INSERT_CONTROLLER_EVENTS, {
+                "lot_id": lot, "now": now, "device_id": None,
+                "event_ids": [ledger_id(f"sensor:{r.id}:comms_lost:{stamp}") for r in items],
+                "cds": ["comms_lost"] * len(items), "occurred": [now] * len(items),
+                "sensor_ids": [r.id for r in items], "spot_ids": [str(r.spot_id) if r.spot_id else None for r in items]})
+    if counters is not None:
+        for lot, items in by_lot.items():
+            deltas: dict[str, Delta] = defaultdict(Delta)
+            for r in items:
+                if r.level_id is None:
+                    continue
+                o0, _ = contribution(r.old_state)
+                deltas[group_of(r.level_id, r.spot_type)].add(occupied=-o0, unknown=1)
+            await counters.apply(lot_id=lot, deltas=dict(deltas))
+    return len(rows)
+
+
+async def prune_event_ids(*, engine: AsyncEngine, now: datetime, keep: timedelta = timedelta(days=7)) -> int:
+    """Forget event ids older than `keep` (a device never replays a week-old event)."""
+    async with engine.begin() as conn:
+        res = await conn.execute(q.PRUNE_EVENT_IDS, {"before": now - keep})
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
