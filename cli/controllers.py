@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from cli.common import settings_or_exit
+from controllers.gates import decide_mqtt, gate_deps
 
 edge = typer.Typer(no_args_is_help=True, help="The edge agent beside a lot's gates.")
 
@@ -33,8 +37,13 @@ def register(app: typer.Typer) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            gates = gate_deps(ctx)
+
+            async def decide_gate(lot_id: uuid.UUID, gate_id: uuid.UUID, body: dict[str, Any], now: datetime) -> None:
+                await decide_mqtt(deps=gates, lot_id=lot_id, gate_id=gate_id, body=body, now=now)
+
             ingestor = Ingestor(engine=ctx.engine, counters=counters_for(ctx), clock=ctx.clock,
-                                flush_every=flush_ms / 1000)
+                                flush_every=flush_ms / 1000, gate_decider=decide_gate)
             ready = asyncio.Event()
 
             async def announce() -> None:

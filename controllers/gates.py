@@ -118,7 +118,7 @@ class _Gate:
     horizon: int
 
 
-async def decide(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, event: GateEvent,
+async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID, event: GateEvent,
                  now: datetime) -> GateOutcome:
     """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
     async with deps.slots:
@@ -138,7 +138,7 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, ev
     return GateOutcome(decision, duplicate=False)
 
 
-async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID, gate_id: uuid.UUID, event: GateEvent,
+async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID, event: GateEvent,
                             now: datetime) -> GateOutcome:
     """Check-then-act (the race the ledger prevents); exists only as the negative control of the race test."""
     async with deps.booking.engine.connect() as conn:
@@ -162,7 +162,7 @@ async def _gate(conn: AsyncConnection, gate_id: uuid.UUID) -> _Gate:
                  row.walk_in_horizon_minutes)
 
 
-def _ledger_row(gate: _Gate, device_id: uuid.UUID, event: GateEvent, now: datetime) -> dict[str, Any]:
+def _ledger_row(gate: _Gate, device_id: uuid.UUID | None, event: GateEvent, now: datetime) -> dict[str, Any]:
     plate = _plate(event.plate)
     payload = {  # no plate in clear: the ledger outlives the plate retention period
         "gate_id": str(gate.id), "direction": event.direction or gate.direction,
@@ -507,3 +507,32 @@ def gate_deps(ctx: AppContext) -> GateDeps:
                         slots=asyncio.Semaphore(max(1, s.database_pool_size // 2)))
         ctx.extras["gate_deps"] = deps
     return deps
+
+
+def gate_event_from_json(body: dict[str, Any]) -> GateEvent:
+    """A gate event from an MQTT message (same fields as the HTTP body); ValueError when malformed."""
+    try:
+        occurred = datetime.fromisoformat(str(body["occurred_at"]).replace("Z", "+00:00"))
+        if occurred.tzinfo is None:
+            raise ValueError("occurred_at needs an offset")
+        event_id = str(body["event_id"])
+        if not 1 <= len(event_id) <= 100:
+            raise ValueError("event_id must be 1-100 characters")
+        confidence = body.get("plate_confidence")
+        return GateEvent(event_id=event_id, sequence=int(body.get("sequence", 0)), occurred_at=occurred,
+                         direction=body.get("direction"), plate=body.get("plate"),
+                         plate_confidence=float(confidence) if confidence is not None else None,
+                         qr_token=body.get("qr_token"), vehicle_type=str(body.get("vehicle_type") or "regular"))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed gate event: {exc}") from None
+
+
+async def decide_mqtt(*, deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, body: dict[str, Any],
+                      now: datetime) -> GateOutcome:
+    """A gate event that arrived over MQTT (the broker authenticated the device): decided exactly like HTTP."""
+    event = gate_event_from_json(body)
+    async with deps.booking.engine.connect() as conn:
+        gate = await _gate(conn, gate_id)
+    if gate.lot_id != lot_id:
+        raise NotFound(f"gate {gate_id} is not in lot {lot_id}")
+    return await decide(deps=deps, device_id=None, gate_id=gate_id, event=event, now=now)

@@ -71,7 +71,9 @@ async def test_mqtt_sensor_and_gate_events_end_to_end(ctx: AppContext, settings:
         async def arrived() -> bool:
             async with ctx.engine.connect() as conn:
                 n = await conn.scalar(text("SELECT count(*) FROM sensors WHERE lot_id = :l"), {"l": lot})
-                g = await conn.scalar(text("SELECT count(*) FROM mqtt_gate_inbox WHERE lot_id = :l"), {"l": lot})
+                g = await conn.scalar(text(  # decided by the gates domain, exactly like an HTTP gate event
+                    "SELECT count(*) FROM controller_events WHERE lot_id = :l AND event_id = 'g1'"
+                    " AND decision->>'decision' = 'open'"), {"l": lot})
             return n == 4 and g == 1
 
         await _wait(arrived)
