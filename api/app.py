@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routers import auth, health, lots, me, open_data, reservations, search, zones
+from api.routers import auth, health, lots, me, open_data, passes, payments, rates, reservations, search, zones
 from core.clock import Clock
 from core.context import AppContext, build_context, migration_head
 from core.logging import configure_logging
@@ -54,4 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(me.router)
     app.include_router(open_data.router)
     app.include_router(reservations.router)
+    app.include_router(rates.router, prefix=API_PREFIX)
+    app.include_router(passes.router, prefix=API_PREFIX)
+    app.include_router(payments.router)
     return app
