@@ -367,12 +367,12 @@ async def cancel(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.
                     await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
                     await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled",
                                                           "now": now})
-            else:  # refunded at most once per intent
-                refund = min(refund, int(pay.amount_captured)) if pay.amount_refunded == 0 else 0
-                if refund > 0:
-                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund,
+            else:  # already captured: refund what exceeds the fee kept, at most once per intent
+                refund_now = max(0, int(pay.amount_captured) - keep) if pay.amount_refunded == 0 else 0
+                if refund_now > 0:
+                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund_now,
                                                idempotency_key=f"reservation:{row.id}:refund")
-                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund,
+                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund_now,
                                                             "now": now})
         elif pay is not None:
             await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
