@@ -26,9 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from booking import queries as q
 from booking.payments import IntentResult
 from booking.service import BookingDeps
+from core.errors import Conflict
 from core.logging import get_logger
 
 log = get_logger("parkgrid.payments")
+
+
+class PaymentEventDeferred(Conflict):
+    slug, title = "payment-event-deferred", "Payment event arrived too early"
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,13 @@ async def apply_intent_state(conn: AsyncConnection, *, intent_id: str, status: s
     params: dict[str, Any] = {"intent_id": intent_id, "now": now}
     if amount_refunded is not None:
         res = await conn.execute(q.INTENT_REFUNDED, {**params, "amount": amount_refunded})
-        return "applied" if res.first() else "no_change"
+        if res.first():
+            return "applied"
+        row = (await conn.execute(q.PAYMENT_BY_INTENT, {"intent_id": intent_id})).first()
+        if row is None:
+            return "unknown_intent"
+        # A refund larger than what we know was captured: the capture's event has not arrived yet.
+        return "deferred" if amount_refunded > int(row.amount_captured) else "no_change"
     if status == "requires_capture":
         res = await conn.execute(q.INTENT_AUTHORISED, {**params, "amount": amount_capturable})
     elif status == "succeeded":
@@ -148,6 +159,8 @@ async def apply_payment_event(conn: AsyncConnection, *, provider: str, event_id:
         outcome = "ignored"
     else:
         outcome = await apply_intent_state(conn, intent_id=intent_id, now=now, **state)
+    if outcome == "deferred":  # not recorded (the caller's transaction rolls back): the provider redelivers it
+        raise PaymentEventDeferred(f"event {event_id} arrived before the state it builds on; retry later")
     await conn.execute(q.SET_PAYMENT_EVENT_OUTCOME, {"provider": provider, "event_id": event_id, "outcome": outcome})
     log.info("payment_event", provider=provider, event_id=event_id, type=event_type, outcome=outcome)
     return outcome

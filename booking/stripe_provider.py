@@ -130,7 +130,7 @@ def verify_webhook(*, payload: bytes, header: str | None, secret: str | None, no
         raise WebhookRejected(f"signature timestamp outside the {tolerance} s tolerance")
     try:
         event = stripe.Webhook.construct_event_without_verification(payload)
-        return _reduce(str(event["id"]), str(event["type"]), dict(event["data"]["object"]))
+        return _reduce(str(event.id), str(event.type), event.data.object.to_dict())
     except (ValueError, KeyError, TypeError) as exc:
         raise WebhookRejected(f"not a Stripe event: {str(exc)[:120]}") from None
 

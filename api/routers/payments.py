@@ -16,9 +16,11 @@ router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 @router.post("/stripe/webhook", summary="Stripe webhook (raw body, Stripe-Signature header)",
              description="Verified with the Stripe SDK against PARKGRID_STRIPE_WEBHOOK_SECRET; a missing, bad, "
                          "tampered or stale (over 300 s by the server clock) signature is 400. Without a configured "
-                         "secret every call is 503. Events are applied once by event id; unknown types are "
-                         "acknowledged (200) and ignored.",
-             responses={400: {"description": "bad signature"}, 503: {"description": "no webhook secret configured"}})
+                         "secret every call is 503. Events are applied once by event id, in any order; unknown types "
+                         "are acknowledged (200) and ignored; an event that builds on one not yet received (a refund "
+                         "before its capture) is 409 and not recorded, so Stripe's redelivery applies it.",
+             responses={400: {"description": "bad signature"}, 409: {"description": "arrived too early"},
+                        503: {"description": "no webhook secret configured"}})
 async def stripe_webhook(request: Request, ctx: CtxDep, now: NowDep,
                          stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature", max_length=2000)]
                          = None) -> dict[str, Any]:
