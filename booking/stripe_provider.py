@@ -67,6 +67,11 @@ class StripeProvider:
                                 decline_code=getattr(exc, "code", None) or "card_declined")
         except stripe.InvalidRequestError as exc:
             return await self._current(intent_id, exc)
+        response = getattr(intent, "last_response", None)
+        if response is not None and str(response.headers.get("Idempotent-Replayed", "")).lower() == "true":
+            # A replayed reply describes the intent as it was: it may have been cancelled since (a cancel
+            # whose reply we lost). Authorisation must be judged on the intent as it is now.
+            intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
         return self._result(intent, "authentication_required" if intent.status == "requires_action" else None)
 
     async def capture(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:

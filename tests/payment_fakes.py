@@ -60,8 +60,9 @@ class StrictProvider:
 
     async def authorize(self, *, intent_id: str, payment_method: str, amount: int,
                         idempotency_key: str) -> IntentResult:
-        if idempotency_key in self.replies:
-            return self.replies[idempotency_key]  # type: ignore[no-any-return]
+        if idempotency_key in self.replies:  # like StripeProvider: a replayed authorisation is re-read
+            replay: IntentResult = self.replies[idempotency_key]
+            return replay if replay.status != "requires_capture" else self._state(intent_id)
         i = self.intents[intent_id]
         if i.status != "requires_payment_method":
             return self._reply(idempotency_key, self._state(intent_id))
