@@ -38,9 +38,10 @@ class StripeProvider:
 
     @staticmethod
     def _result(intent: Any, decline_code: str | None = None) -> IntentResult:
-        return IntentResult(intent_id=intent.id, status=intent.status, client_secret=intent.get("client_secret"),
-                            amount_capturable=int(intent.get("amount_capturable") or 0),
-                            amount_received=int(intent.get("amount_received") or 0), decline_code=decline_code)
+        data = intent.to_dict()
+        return IntentResult(intent_id=data["id"], status=data["status"], client_secret=data.get("client_secret"),
+                            amount_capturable=int(data.get("amount_capturable") or 0),
+                            amount_received=int(data.get("amount_received") or 0), decline_code=decline_code)
 
     async def _current(self, intent_id: str, exc: stripe.InvalidRequestError) -> IntentResult:
         # The intent already moved on (a retry after our reply was lost, or a racing webhook path):
