@@ -1,5 +1,6 @@
 """Quotes over HTTP: availability and search carry signed quotes; a hold with a valid token pays exactly that."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -36,6 +37,7 @@ async def test_multi_band_overnight_quote(client: httpx.AsyncClient, ctx: AppCon
                                           clock: ManualClock) -> None:
     _, lot = await _lot(ctx, users)
     quote = await _quote(client, lot)
+    print(json.dumps({k: v for k, v in quote.items() if k != "policy"}, indent=2))  # the worked example (pytest -s)
     lines = quote["breakdown"]["lines"]
     assert [(line["label"], line["minutes"], line["amount"]) for line in lines] == [
         ("day", 90, 600), ("night", 720, 1800), ("day", 135, 900)]
