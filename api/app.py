@@ -18,6 +18,9 @@ from api.routers import (
     lots,
     me,
     open_data,
+    passes,
+    payments,
+    rates,
     reservations,
     search,
     sensors,
@@ -71,4 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(sensors.router, prefix=API_PREFIX)
     app.include_router(displays.router, prefix=API_PREFIX)
+    app.include_router(rates.router, prefix=API_PREFIX)
+    app.include_router(passes.router, prefix=API_PREFIX)
+    app.include_router(payments.router)
     return app

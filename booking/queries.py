@@ -96,9 +96,58 @@ PAYMENT_CAPTURED = text(
     "UPDATE payments SET status = 'succeeded', amount_captured = :amount, updated_at = :now"
     " WHERE lot_id = :lot_id AND id = :id AND amount_captured = 0 AND :amount <= amount_authorised")
 
+# Each intent is refunded at most once by us: the first refund sticks, a retry changes nothing.
 PAYMENT_REFUNDED = text(
-    "UPDATE payments SET amount_refunded = amount_refunded + :amount, updated_at = :now"
-    " WHERE lot_id = :lot_id AND id = :id AND amount_refunded + :amount <= amount_captured")
+    "UPDATE payments SET amount_refunded = :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_refunded = 0 AND :amount <= amount_captured")
+
+# Settlement (booking.settlement): the reservation and its payment locked together, with the policy snapshot.
+PAYMENT_TO_SETTLE = text(
+    "SELECT p.id, p.lot_id, p.provider, p.intent_id, p.status, p.amount, p.amount_authorised, p.amount_captured,"
+    " p.amount_refunded, p.currency, r.id AS reservation_id, r.status AS reservation_status, r.starts_at,"
+    " COALESCE(r.quote -> 'policy' ->> 'capture', 'at_exit') AS capture_policy,"
+    " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee"
+    " FROM reservations r JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id"
+    " AND p.purpose = 'reservation' WHERE r.id = :reservation_id FOR UPDATE")
+
+# Reservations whose money is not where their status says it should be (the settlement sweeper's work list).
+PAYMENTS_TO_SETTLE = text(
+    "SELECT r.id FROM reservations r JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id"
+    " AND p.purpose = 'reservation' WHERE p.status <> 'canceled' AND ("
+    "  (r.status IN ('expired','cancelled') AND p.amount_captured = 0)"
+    "  OR (r.status IN ('no_show','completed') AND p.amount_captured = 0)"
+    "  OR (r.status = 'no_show' AND p.amount_refunded = 0 AND p.amount_captured >"
+    "      COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0))"
+    "  OR (r.status IN ('confirmed','active') AND (r.status = 'active' OR r.starts_at <= :now) AND p.amount_authorised > 0"
+    "      AND p.amount_captured = 0 AND r.quote -> 'policy' ->> 'capture' = 'at_start'))"
+    " ORDER BY r.id LIMIT :limit")
+
+# Provider truth (API replies and webhooks) applied monotonically: each amount is set once, never lowered.
+INTENT_AUTHORISED = text(
+    "UPDATE payments SET status = 'requires_capture', amount_authorised = :amount, updated_at = :now"
+    " WHERE intent_id = :intent_id AND amount_authorised = 0 AND :amount > 0"
+    " AND status NOT IN ('canceled','succeeded') RETURNING id")
+INTENT_CAPTURED = text(
+    "UPDATE payments SET status = 'succeeded', amount_authorised = GREATEST(amount_authorised, :amount),"
+    " amount_captured = :amount, updated_at = :now"
+    " WHERE intent_id = :intent_id AND amount_captured = 0 AND :amount > 0 AND status <> 'canceled' RETURNING id")
+INTENT_CANCELED = text(
+    "UPDATE payments SET status = 'canceled', updated_at = :now"
+    " WHERE intent_id = :intent_id AND amount_captured = 0 AND status <> 'canceled' RETURNING id")
+INTENT_FAILED = text(
+    "UPDATE payments SET status = :status, updated_at = :now WHERE intent_id = :intent_id AND amount_authorised = 0"
+    " AND status NOT IN ('canceled','succeeded','requires_capture') AND status <> :status RETURNING id")
+INTENT_REFUNDED = text(
+    "UPDATE payments SET amount_refunded = :amount, updated_at = :now"
+    " WHERE intent_id = :intent_id AND amount_refunded < :amount AND :amount <= amount_captured RETURNING id")
+PAYMENT_BY_INTENT = text("SELECT id, lot_id, status, amount_captured FROM payments WHERE intent_id = :intent_id")
+
+# Webhook ledger: one row per provider event id; the first delivery applies, repeats are acknowledged.
+INSERT_PAYMENT_EVENT = text(
+    "INSERT INTO payment_events (provider, event_id, type, intent_id, received_at, outcome)"
+    " VALUES (:provider, :event_id, :type, :intent_id, :now, 'pending') ON CONFLICT DO NOTHING RETURNING event_id")
+SET_PAYMENT_EVENT_OUTCOME = text(
+    "UPDATE payment_events SET outcome = :outcome WHERE provider = :provider AND event_id = :event_id")
 
 # Sweepers: idempotent transitions; RETURNING tells the caller which slots to free in Redis.
 EXPIRE_HOLDS = text(

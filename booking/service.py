@@ -326,6 +326,9 @@ async def confirm(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid
             await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.CONFIRMED, "expected": lc.HELD, "now": now})
     if expired:
         await release_slots(deps, row.lot_id, row.id)
+        from booking.settlement import settle_quietly  # cancels the intent of the expired hold
+
+        await settle_quietly(deps=deps, reservation_id=row.id, now=now)
         raise HoldExpired()
     if deps.slots is not None and deps.breaker.available():
         try:  # keep the release handle as long as the reservation can still free its slots
@@ -364,12 +367,12 @@ async def cancel(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.
                     await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
                     await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled",
                                                           "now": now})
-            else:
-                refund = min(refund, int(pay.amount_captured) - int(pay.amount_refunded))
-                if refund > 0:
-                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund,
+            else:  # already captured: refund what exceeds the fee kept, at most once per intent
+                refund_now = max(0, int(pay.amount_captured) - keep) if pay.amount_refunded == 0 else 0
+                if refund_now > 0:
+                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund_now,
                                                idempotency_key=f"reservation:{row.id}:refund")
-                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund,
+                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund_now,
                                                             "now": now})
         elif pay is not None:
             await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
@@ -402,6 +405,9 @@ async def check_in(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetim
         row = await _locked(conn, reservation_id, None)
         lc.check_transition(row.status, lc.ACTIVE)
         await conn.execute(q.SET_ACTIVE, {"id": row.id, "now": now})
+    from booking.settlement import settle_quietly  # captures now when the lot captures at start
+
+    await settle_quietly(deps=deps, reservation_id=row.id, now=now)
 
 
 async def check_out(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:
@@ -412,6 +418,9 @@ async def check_out(*, deps: BookingDeps, reservation_id: uuid.UUID, now: dateti
         await conn.execute(q.SET_COMPLETED, {"id": row.id, "now": now})
     if now < row.ends_at:
         await release_slots(deps, row.lot_id, row.id, from_=now)
+    from booking.settlement import settle_quietly  # captures at exit (a failure is retried by the sweeper)
+
+    await settle_quietly(deps=deps, reservation_id=row.id, now=now)
 
 
 async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None,

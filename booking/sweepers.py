@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from booking import queries as q
 from booking.service import BookingDeps, release_slots
+from booking.settlement import settle_due_payments, settle_quietly
 from core.logging import get_logger
 
 log = get_logger("parkgrid.sweepers")
@@ -17,6 +18,7 @@ async def expire_holds(*, deps: BookingDeps, now: datetime) -> int:
         rows = list(await conn.execute(q.EXPIRE_HOLDS, {"now": now}))
     for row in rows:  # only the sweeper whose UPDATE won a row frees it: no double free
         await release_slots(deps, row.lot_id, row.id)
+        await settle_quietly(deps=deps, reservation_id=row.id, now=now)  # cancels the unused intent
     if rows:
         log.info("holds_expired", count=len(rows))
     return len(rows)
@@ -28,6 +30,7 @@ async def mark_no_shows(*, deps: BookingDeps, now: datetime) -> int:
         rows = list(await conn.execute(q.MARK_NO_SHOWS, {"now": now}))
     for row in rows:
         await release_slots(deps, row.lot_id, row.id)
+        await settle_quietly(deps=deps, reservation_id=row.id, now=now)  # captures the no-show fee, releases the rest
     if rows:
         log.info("no_shows_marked", count=len(rows))
     return len(rows)
@@ -42,3 +45,8 @@ async def release_early_departures(*, deps: BookingDeps, now: datetime, lookback
     for row in rows:
         freed += await release_slots(deps, row.lot_id, row.id, from_=row.exited_at)
     return freed
+
+
+async def settle_payments(*, deps: BookingDeps, now: datetime) -> int:
+    """Bring every payment in line with its reservation's status (captures, fees, voids); see booking.settlement."""
+    return await settle_due_payments(deps=deps, now=now)

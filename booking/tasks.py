@@ -30,6 +30,14 @@ def mark_no_shows_task() -> int:
     return run_in_worker(job)
 
 
+@shared_task(name="booking.settle_payments", ignore_result=True)
+def settle_payments_task() -> int:
+    async def job(ctx: AppContext) -> int:
+        return await sweepers.settle_payments(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)
+
+
 @shared_task(name="booking.release_early_departures", ignore_result=True)
 def release_early_departures_task() -> int:
     async def job(ctx: AppContext) -> int:

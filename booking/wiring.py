@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from booking.runtime import breaker, payment_provider, slot_store
-from booking.service import BookingDeps, Pricer, free_pricer
+from booking.service import BookingDeps, Priced, Pricer, Window
 from core.context import AppContext
+from pricing.service import quote_service
+
+
+def card_pricer(ctx: AppContext) -> Pricer:
+    """The real pricer: the lot's rate card, dynamic multiplier and signed quotes over the window's whole slots."""
+    quotes = quote_service(ctx)
+
+    async def pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
+                     quote_token: str | None) -> Priced:
+        quote = await quotes.quote(conn, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=window.slot_start,
+                                   ends_at=window.slot_end, quote_token=quote_token)
+        return Priced(quote.price, quote.data)
+
+    return pricer
 
 
 def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bool = True) -> BookingDeps:
     s = ctx.settings
-    chosen = pricer or ctx.extras.get("pricer") or free_pricer
+    chosen = pricer or ctx.extras.get("pricer") or card_pricer(ctx)
     return BookingDeps(
         engine=ctx.engine, slots=slot_store(ctx), breaker=breaker(ctx), payments=payment_provider(ctx),
         hold_ttl=timedelta(seconds=s.hold_ttl_seconds), max_holds_per_user=s.max_holds_per_user,

@@ -14,6 +14,7 @@ TASK_MODULES: list[str] = ["booking.tasks", "core.tasks", "controllers.tasks", "
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-holds": {"task": "booking.expire_holds", "schedule": 15.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
+    "settle-payments": {"task": "booking.settle_payments", "schedule": 60.0},
     "release-early-departures": {"task": "booking.release_early_departures", "schedule": 60.0},
     "reconcile-if-reset": {"task": "booking.reconcile_if_reset", "schedule": 10.0},
     "reconcile-active": {"task": "booking.reconcile_active", "schedule": 300.0},

@@ -17,6 +17,7 @@ CANDIDATES = "c"  # per lot and vehicle type: packed candidate spots in allocati
 SPOT_TYPES = "st"  # per lot: one byte per spot, the spot's type index
 META = "m"  # per lot: hash with capacities, strategy, compatibility, spot count
 DRIFT = "dr"  # per lot: counter of clamped counter updates (a sign Redis drifted)
+DYNAMIC = "dm"  # per lot: the dynamic price multiplier last shown (hysteresis state)
 SCRATCH = "tmp"  # per lot: scratch key used by rebuild, deleted by the same script
 EPOCH = "epoch"  # global: missing means Redis lost its state and must be rebuilt
 
@@ -64,6 +65,10 @@ class Keys:
     def drift(self, lot_id: str) -> str:
         """Counter of clamped counter updates for a lot."""
         return f"{self.lot_tag(lot_id)}:{DRIFT}"
+
+    def dynamic_multiplier(self, lot_id: str) -> str:
+        """The lot's last dynamic price multiplier, so prices don't flap (pricing.service)."""
+        return f"{self.lot_tag(lot_id)}:{DYNAMIC}"
 
     def scratch(self, lot_id: str) -> str:
         """Scratch key for rebuild scripts."""

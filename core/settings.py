@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     payment_provider: Literal["local", "stripe"] = "local"
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
+    quote_ttl_seconds: int = Field(600, ge=30, le=86_400)
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     rate_limits: Literal["on", "off"] = "on"
     rate_limit_login: str = "10/minute"

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core.errors import ValidationFailed
 from core.money import Money, percent_of
 from pricing.discounts import check_discount_code, discount_amount
-from pricing.rates import FlatRate, RateCard, parse_hhmm
+from pricing.rates import Cancellation, FlatRate, RateCard, parse_hhmm
 from pricing.timeline import Run, band_runs, cut_run
 
 DAY = timedelta(hours=24)
@@ -252,11 +252,17 @@ def overstay_fee(*, card: RateCard, minutes_over: int) -> Money:
 
 def cancellation_refund(*, card: RateCard, paid_amount: Money, starts_at: datetime, cancelled_at: datetime) -> Money:
     """Refund for a cancellation: all of it until N minutes before start, else paid minus fee_percent of it."""
+    return refund_under(policy=card.cancellation, paid_amount=paid_amount, starts_at=starts_at,
+                        cancelled_at=cancelled_at)
+
+
+def refund_under(*, policy: Cancellation, paid_amount: Money, starts_at: datetime, cancelled_at: datetime) -> Money:
+    """cancellation_refund for a policy alone (e.g. the snapshot a reservation was sold under)."""
     start, at = _utc(starts_at, "starts_at"), _utc(cancelled_at, "cancelled_at")
     paid = max(paid_amount.amount, 0)
-    if at <= start - timedelta(minutes=card.cancellation.free_until_minutes_before):
+    if at <= start - timedelta(minutes=policy.free_until_minutes_before):
         return Money(paid, paid_amount.currency)
-    fee = percent_of(paid, card.cancellation.fee_bp, basis_points=True)
+    fee = percent_of(paid, policy.fee_bp, basis_points=True)
     return Money(min(max(paid - fee, 0), paid), paid_amount.currency)
 
 

@@ -214,6 +214,10 @@ class RateCard(_Model):
     dynamic: DynamicSettings = Field(default_factory=DynamicSettings)
     holidays: list[date] = Field(default_factory=list)
     discount_codes: list[DiscountCode] = Field(default_factory=list)
+    #: when a reservation's authorisation is captured: at its start (entry, or the start time) or at exit
+    capture: Literal["at_start", "at_exit"] = "at_exit"
+    #: price of a monthly pass for one plate (None: the lot sells no passes unless an operator names a price)
+    monthly_pass_amount: Amount | None = None
 
     _schedule: dict[tuple[str, str], tuple[Piece, ...]] = PrivateAttr(default_factory=dict)
     _hol_types: frozenset[str] = PrivateAttr(default=frozenset())

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep, NowDep
+from api.deps import ConnDep, CtxDep, NowDep
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
 from api.schemas.discovery import (
     GEOJSON_MEDIA_TYPE,
@@ -18,6 +18,7 @@ from api.schemas.discovery import (
 )
 from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
 from geo.window import parse_bbox
+from pricing.service import quote_service
 
 router = APIRouter(prefix="/lots", tags=["discovery"])
 DEFAULT_RADIUS_M = 1000.0
@@ -29,12 +30,13 @@ DEFAULT_RADIUS_M = 1000.0
     description=(
         "By point (`lat`, `lng`, `radius_m`, default 1000 m, at most the configured maximum) or by "
         "`bbox=minLng,minLat,maxLng,maxLat` (west > east crosses the antimeridian). Sorted by great-circle "
-        "distance, keyset-paginated with `next_cursor`. `max_price` (minor units) only drops lots whose quote "
-        "exceeds it, and `sort=price` orders like `distance`, until the pricing engine provides quotes. "
+        "distance, keyset-paginated with `next_cursor`. Each item carries a signed quote for the window (null "
+        "when the lot has no rates for the type; a regular car when no `vehicle_type` is given). `max_price` "
+        "(minor units) drops lots whose quote exceeds it (within the page); `sort=price` still orders like `distance`. "
         "`Accept: application/geo+json` returns an RFC 7946 FeatureCollection ([lng, lat])."),
 )
 async def search(
-    request: Request, conn: ConnDep, now: NowDep,
+    request: Request, conn: ConnDep, ctx: CtxDep, now: NowDep,
     lat: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180, allow_inf_nan=False)] = None,
     radius_m: Annotated[float | None, Query(allow_inf_nan=False, description="metres, > 0")] = None,
@@ -57,7 +59,8 @@ async def search(
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
                         cursor=cursor, prefilter=prefilter)
     window = window_from(request, starts_at, ends_at, now)
-    page = await search_lots(conn, query=query, window=window, now=now, max_radius_m=settings.max_search_radius_m)
+    page = await search_lots(conn, query=query, window=window, now=now, max_radius_m=settings.max_search_radius_m,
+                             quotes=quote_service(ctx).quotes_for_page)
     if wants_geojson(request):
         return JSONResponse(search_geojson(page).model_dump(mode="json", exclude_none=False),
                             media_type=GEOJSON_MEDIA_TYPE)

@@ -1,0 +1,255 @@
+"""Rate cards in PostgreSQL, and quotes: price a lot's window with its card, the dynamic multiplier and a signed token.
+
+Quotes price the window widened to whole 15-minute slots (what the booking occupies), so search,
+availability and the hold all price, sign and verify the same window.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.clock import Clock
+from core.context import AppContext
+from core.errors import NotFound, ValidationFailed
+from core.keys import Keys
+from core.logging import get_logger
+from core.money import Money
+from pricing import queries as q
+from pricing.dynamic import dynamic_multiplier
+from pricing.engine import price_window, refund_under
+from pricing.quotes import sign_quote, verify_quote
+from pricing.rates import Cancellation, RateCard, parse_rate_card
+
+log = get_logger("parkgrid.pricing")
+_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+#: how long a lot's last multiplier is remembered for hysteresis
+HYSTERESIS_TTL = timedelta(days=1)
+#: search results without a vehicle type are quoted for a regular car
+DEFAULT_QUOTE_TYPE = "regular"
+
+
+def policy_snapshot(card: RateCard) -> dict[str, Any]:
+    """The terms a reservation is sold under, stored with it so later card changes never alter them."""
+    return {
+        "capture": card.capture,
+        "cancellation": card.cancellation.model_dump(mode="json"),
+        "no_show_fee": Money(card.no_show_fee, card.currency).as_json(),
+        "overstay": card.overstay.model_dump(mode="json"),
+    }
+
+
+# --- rate cards -------------------------------------------------------------------------------------------------
+
+async def put_rate_card(conn: AsyncConnection, *, lot_id: uuid.UUID, data: Any, now: datetime) -> tuple[RateCard, int]:
+    """Validate and store a lot's card (422 naming the rule on overlaps and gaps); returns it and its version."""
+    card = parse_rate_card(data)
+    row = (await conn.execute(q.UPSERT_CARD, {"lot_id": lot_id, "currency": card.currency,
+                                              "body": json.dumps(card.as_json()), "now": now})).one()
+    return card, int(row.version)
+
+
+async def get_rate_card(conn: AsyncConnection, *, lot_id: uuid.UUID) -> tuple[dict[str, Any], int, datetime]:
+    """The stored card JSON of a lot, its version and when it changed (404 without one)."""
+    row = (await conn.execute(q.CARD_OF_LOT, {"lot_id": lot_id})).first()
+    if row is None:
+        raise NotFound(f"lot {lot_id} has no rate card")
+    return dict(row.body), int(row.version), row.updated_at
+
+
+class _CardCache:
+    """Parsed cards by (lot, version): parsing and tiling a card costs more than the SQL that reads it."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[uuid.UUID, int], RateCard] = OrderedDict()
+
+    def get(self, lot_id: uuid.UUID, version: int, body: Any) -> RateCard:
+        key = (lot_id, version)
+        card = self._items.get(key)
+        if card is None:
+            card = parse_rate_card(body)
+            self._items[key] = card
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(key)
+        return card
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A price for one lot, type and slot window; `data` is the JSON the API shows (None without a card)."""
+
+    price: Money
+    data: dict[str, Any] | None
+
+
+class QuoteService:
+    """Prices windows with the lot's card, a dynamic multiplier with hysteresis (Redis) and signed tokens."""
+
+    def __init__(self, *, secret: bytes, clock: Clock, redis: aioredis.Redis | None, keys: Keys,
+                 ttl: timedelta = timedelta(minutes=10)) -> None:
+        self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
+        self.cards = _CardCache()
+
+    # -- dynamic multiplier ------------------------------------------------------------------------------------
+
+    async def _previous(self, lot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Fraction]:
+        if self.redis is None or not lot_ids:
+            return {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:  # one round trip; keys span lots
+                for lot in lot_ids:
+                    pipe.get(self.keys.dynamic_multiplier(str(lot)))
+                values = await pipe.execute()
+        except _REDIS_DOWN as exc:  # no hysteresis this time: the curve alone still bounds the price
+            log.warning("dynamic_state_unavailable", error=repr(exc)[:200])
+            return {}
+        out = {}
+        for lot, raw in zip(lot_ids, values, strict=True):
+            if raw is not None:
+                try:
+                    out[lot] = Fraction(raw.decode() if isinstance(raw, bytes) else str(raw))
+                except (ValueError, ZeroDivisionError):
+                    continue
+        return out
+
+    async def _remember(self, shown: dict[uuid.UUID, Fraction]) -> None:
+        if self.redis is None or not shown:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for lot, mult in shown.items():
+                    pipe.set(self.keys.dynamic_multiplier(str(lot)), str(mult), ex=int(HYSTERESIS_TTL.total_seconds()))
+                await pipe.execute()
+        except _REDIS_DOWN as exc:
+            log.warning("dynamic_state_unavailable", error=repr(exc)[:200])
+
+    async def _multipliers(self, conn: AsyncConnection, cards: dict[uuid.UUID, RateCard], starts_at: datetime,
+                           ends_at: datetime) -> dict[uuid.UUID, tuple[Fraction, str]]:
+        """Multiplier and reason per lot: booked occupancy for the window, sticky around the last one shown."""
+        dynamic = [lot for lot, card in cards.items() if card.dynamic.enabled]
+        out = {lot: dynamic_multiplier(occupancy=0, previous=None, settings=card.dynamic)
+               for lot, card in cards.items() if not card.dynamic.enabled}
+        if not dynamic:
+            return out
+        rows = await conn.execute(q.BOOKED_OCCUPANCY, {"lot_ids": dynamic, "slot_start": starts_at,
+                                                       "slot_end": ends_at})
+        occupancy = {r.lot_id: Fraction(int(r.busy), int(r.total)) for r in rows if r.total}
+        previous = await self._previous(dynamic)
+        shown: dict[uuid.UUID, Fraction] = {}
+        for lot in dynamic:
+            mult, reason = dynamic_multiplier(occupancy=occupancy.get(lot, Fraction(0)), previous=previous.get(lot),
+                                              settings=cards[lot].dynamic, source="booked")
+            out[lot] = (mult, reason)
+            if previous.get(lot) != mult:
+                shown[lot] = mult
+        await self._remember(shown)
+        return out
+
+    # -- quotes ------------------------------------------------------------------------------------------------
+
+    def _quote(self, *, lot_id: uuid.UUID, card: RateCard, version: int, tz: str, vehicle_type: str,
+               starts_at: datetime, ends_at: datetime, mult: Fraction, reason: str, now: datetime) -> Quote:
+        breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
+                                 multiplier=mult, multiplier_reason=reason)
+        expires_at = now + self.ttl
+        token = sign_quote(secret=self.secret, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
+                           ends_at=ends_at, total=breakdown.total, expires_at=expires_at)
+        data = {
+            "lot_id": str(lot_id), "vehicle_type": vehicle_type, "starts_at": starts_at.isoformat(),
+            "ends_at": ends_at.isoformat(), "timezone": tz, "total": breakdown.total.as_json(),
+            "breakdown": breakdown.as_json(), "multiplier": breakdown.as_json()["multiplier"], "reason": reason,
+            "expires_at": expires_at.isoformat(), "token": token, "card_version": version,
+            "policy": policy_snapshot(card),
+        }
+        return Quote(breakdown.total, data)
+
+    async def quote(self, conn: AsyncConnection, *, lot_id: uuid.UUID, vehicle_type: str, starts_at: datetime,
+                    ends_at: datetime, quote_token: str | None = None) -> Quote:
+        """Price one lot's slot window; with `quote_token`, the token's total if it is valid for exactly this."""
+        now = self.clock.now()
+        row = (await conn.execute(q.LOT_CARD, {"lot_id": lot_id})).first()
+        if row is None:
+            raise NotFound(f"lot {lot_id} not found")
+        card = self.cards.get(lot_id, int(row.version), row.body) if row.body is not None else None
+        if quote_token:
+            promised = verify_quote(secret=self.secret, token=quote_token, now=now, lot_id=lot_id,
+                                    vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at)
+            data: dict[str, Any] = {"lot_id": str(lot_id), "vehicle_type": vehicle_type,
+                                    "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
+                                    "total": promised.total.as_json(), "source": "quote_token",
+                                    "expires_at": promised.expires_at.isoformat()}
+            if card is not None:
+                data["policy"] = policy_snapshot(card)
+                data["card_version"] = int(row.version)
+            return Quote(promised.total, data)
+        if card is None:
+            return Quote(Money(0, "usd"), None)
+        mult, reason = (await self._multipliers(conn, {lot_id: card}, starts_at, ends_at))[lot_id]
+        return self._quote(lot_id=lot_id, card=card, version=int(row.version), tz=row.timezone,
+                           vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason,
+                           now=now)
+
+    async def quotes_for_page(self, conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
+                              starts_at: datetime, ends_at: datetime) -> dict[uuid.UUID, dict[str, Any]]:
+        """Quotes for a search page: one card query, one occupancy query (dynamic lots only); unsold types skipped."""
+        if not lot_ids:
+            return {}
+        now = self.clock.now()
+        wanted = vehicle_type or DEFAULT_QUOTE_TYPE
+        rows = list(await conn.execute(q.LOT_CARDS, {"lot_ids": list(lot_ids)}))
+        cards, zones, versions = {}, {}, {}
+        for r in rows:
+            try:
+                card = self.cards.get(r.id, int(r.version), r.body)
+            except (ValueError, ValidationFailed) as exc:  # a card stored before a stricter validator: skip it
+                log.warning("rate_card_unreadable", lot_id=str(r.id), error=repr(exc)[:200])
+                continue
+            if wanted in card.spot_types:
+                cards[r.id], zones[r.id], versions[r.id] = card, r.timezone, int(r.version)
+        mults = await self._multipliers(conn, cards, starts_at, ends_at)
+        out = {}
+        for lot, card in cards.items():
+            mult, reason = mults[lot]
+            out[lot] = self._quote(lot_id=lot, card=card, version=versions[lot], tz=zones[lot], vehicle_type=wanted,
+                                   starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason, now=now).data or {}
+        return out
+
+
+# --- the policy a reservation was sold under --------------------------------------------------------------------
+
+async def cancellation_refund_policy(conn: AsyncConnection, row: Any, paid: int, now: datetime) -> int:
+    """booking.service.RefundPolicy: pricing.engine's cancellation refund under the reservation's snapshot policy.
+
+    A reservation priced without a card (no snapshot) is refunded in full.
+    """
+    policy = await conn.scalar(q.RESERVATION_POLICY, {"id": row.id})
+    if not policy or "cancellation" not in policy:
+        return paid
+    cancellation = Cancellation.model_validate(policy["cancellation"])
+    refund = refund_under(policy=cancellation, paid_amount=Money(paid, row.currency.strip()), starts_at=row.starts_at,
+                          cancelled_at=now)
+    return refund.amount
+
+
+def quote_service(ctx: AppContext) -> QuoteService:
+    """The process's QuoteService (one per context: it caches parsed cards)."""
+    service = ctx.extras.get("quote_service")
+    if service is None:
+        s = ctx.settings
+        service = QuoteService(secret=s.secret_bytes, clock=ctx.clock, redis=ctx.redis, keys=Keys(s.redis_prefix),
+                               ttl=timedelta(seconds=s.quote_ttl_seconds))
+        ctx.extras["quote_service"] = service
+    return cast(QuoteService, service)
