@@ -15,15 +15,9 @@ import asyncio
 import os
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -33,66 +27,11 @@ from geo import queries
 from geo.availability import usable_mask
 from geo.search import h3_ring
 from geo.seed import CITY_CENTRE, plan_city
+from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server
 from loadtests.fastclient import Connection
 from loadtests.search_city import BENCH_SECRET, database_url, ensure_city
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Result:
-    name: str
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        data = sorted(self.latencies)
-        return data[min(len(data) - 1, int(q * len(data)))] * 1000
-
-    def line(self) -> str:
-        mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
-        return (f"{self.name:<34} {self.rps:>9.0f} {self.pct(0.5):>8.1f} {self.pct(0.99):>8.1f} {mean:>8.1f} "
-                f"{len(self.latencies):>8} {self.errors:>6}")
-
-
-HEADER = f"{'phase':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'n':>8} {'errors':>6}"
-
-
-async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
-                make_worker: Callable[[], Awaitable[Callable[[random.Random], Awaitable[bool]]]]) -> Result:
-    """Run `concurrency` closed-loop clients for warmup + duration seconds; record only after warm-up."""
-    result = Result(name)
-    started = time.perf_counter()
-    record_from, stop_at = started + warmup, started + warmup + duration
-
-    async def client(i: int) -> None:
-        rng = random.Random(i)
-        call = await make_worker()
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                return
-            try:
-                ok = await call(rng)
-            except Exception:
-                ok = False
-            t1 = time.perf_counter()
-            if t0 >= record_from:
-                if ok:
-                    result.latencies.append(t1 - t0)
-                else:
-                    result.errors += 1
-
-    await asyncio.gather(*(client(i) for i in range(concurrency)))
-    result.seconds = duration
-    return result
 
 
 def query_points(lots: int, seed: int, n: int = 4096) -> list[tuple[float, float]]:
@@ -103,37 +42,9 @@ def query_points(lots: int, seed: int, n: int = 4096) -> list[tuple[float, float
             for p in rng.choices(plans, k=n)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(db_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PARKGRID_DATABASE_URL": db_url, "PARKGRID_SECRET_KEY": BENCH_SECRET,
-           "PARKGRID_RATE_LIMITS": "off", "PARKGRID_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
-           "PARKGRID_REDIS_PREFIX": f"bench-search-{port}"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(workers)], cwd=ROOT, env=env, start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as res:
-                if res.status == 200:
-                    time.sleep(1.0)  # let the second worker finish starting
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    stop_server(proc)
-    raise SystemExit("server did not start")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+def start_search_server(db_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    return start_server(db_url, port, workers, {"PARKGRID_SECRET_KEY": BENCH_SECRET,
+                                                "PARKGRID_REDIS_PREFIX": f"bench-search-{port}"})
 
 
 def search_path(lat: float, lng: float, radius: int, prefilter: str) -> str:
@@ -141,11 +52,8 @@ def search_path(lat: float, lng: float, radius: int, prefilter: str) -> str:
                                                "vehicle_type": "regular", "limit": 20, "prefilter": prefilter})
 
 
-Call = Callable[[random.Random], Awaitable[bool]]
-
-
-def http_worker(port: int, paths: Callable[[random.Random], str]) -> Callable[[], Awaitable[Call]]:
-    async def make() -> Callable[[random.Random], Awaitable[bool]]:
+def http_worker(port: int, paths: Callable[[random.Random], str]) -> Callable[[int], Awaitable[Call]]:
+    async def make(i: int) -> Call:
         conn = Connection("127.0.0.1", port)
 
         async def call(rng: random.Random) -> bool:
@@ -175,7 +83,7 @@ async def raw_phase(name: str, *, dsn: str, prefilter: str, points: list[tuple[f
                                      server_settings={"jit": "off", "max_parallel_workers_per_gather": "0"})
     usable, ev_if_overflow = usable_mask("regular")
     try:
-        async def make() -> Callable[[random.Random], Awaitable[bool]]:
+        async def make(i: int) -> Call:
             async def call(rng: random.Random) -> bool:
                 lat, lng = rng.choice(points)
                 params = {"lat": lat, "lng": lng, "radius": float(radius), "usable": usable,
@@ -242,7 +150,7 @@ def main() -> int:
 
     results: list[Result] = []
     port = free_port()
-    proc = start_server(database_url(dbname), port, args.workers)
+    proc = start_search_server(database_url(dbname), port, args.workers)
     try:
         def pick(prefilter: str) -> Callable[[random.Random], str]:
             return lambda rng: search_path(*rng.choice(points), args.radius, prefilter)
