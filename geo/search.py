@@ -25,7 +25,7 @@ from geo.window import BBox, Window
 
 EARTH_RADIUS_M = 6_371_008.7714  # the sphere PostGIS uses for geography with use_spheroid = false
 Prefilter = Literal["knn", "h3", "st_dwithin"]
-# knn won the benchmark (docs/adr/0006-search-knn.md); st_dwithin (bitmap scan + sort of every lot in the
+# knn won the benchmark (docs/adr/0006-search-knn-and-lean-hold-path.md); st_dwithin (bitmap scan + sort of every lot in the
 # radius) and h3 (ring of cells + sort) are kept as the measured baselines.
 DEFAULT_PREFILTER: Prefilter = "knn"
 KNN_MIN_SCAN = 32  # rows read by the first KNN chunk at least (a page + 1 when that is more)
