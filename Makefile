@@ -27,6 +27,12 @@ typecheck:
 bench: setup      ## benchmarks with same-run baselines (not part of make test)
 	$(BIN)/python -m loadtests.run_all
 
+bench-search: setup   ## search vs /healthz and raw SQL, knn vs the st_dwithin and h3 baselines
+	$(BIN)/python -m loadtests.run_all bench_search
+
+bench-booking: setup  ## holds/s with Redis, without it, on one hot lot; then the reconciler rebuild time
+	$(BIN)/python -m loadtests.run_all bench_booking bench_reconcile
+
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \
 	  | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done

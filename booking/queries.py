@@ -14,6 +14,14 @@ LOT_SPOTS = text(
     "SELECT s.idx, s.type, l.ordinal AS level, s.rank, s.status FROM spots s"
     " JOIN levels l ON l.lot_id = s.lot_id AND l.id = s.level_id WHERE s.lot_id = :lot_id ORDER BY s.idx")
 
+# The hold's one read before Redis: the lot and (for a driver's hold) their unpaid holds, in one round trip.
+LOT_FOR_HOLD = text(
+    "SELECT id, organisation_id, status, timezone, allocation_strategy, ev_overflow, booking_horizon_days,"
+    " no_show_grace_minutes, early_arrival_minutes, walk_in_horizon_minutes,"
+    " CASE WHEN CAST(:user_id AS uuid) IS NULL THEN 0 ELSE (SELECT count(*) FROM reservations"
+    "  WHERE user_id = CAST(:user_id AS uuid) AND status = 'held' AND hold_expires_at > :now) END AS unpaid"
+    " FROM lots WHERE id = :lot_id")
+
 UNPAID_HOLDS = text(
     "SELECT count(*) FROM reservations WHERE user_id = :user_id AND status = 'held' AND hold_expires_at > :now")
 
@@ -51,6 +59,12 @@ _FROM = (" FROM reservations r JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.
          " LEFT JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id AND p.purpose = 'reservation'")
 
 RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id")
+
+# The insert of a hold answering with the row as RESERVATION_BY_ID reads it (no payment exists yet, so the
+# payments join finds nothing): the API answers a hold without reading it back.
+INSERT_RESERVATION_RETURNING_ROW = text(
+    "WITH r AS (" + INSERT_RESERVATION_BY_IDX.text.removesuffix(" RETURNING id") + " RETURNING *)"
+    f" SELECT {RESERVATION_COLUMNS}" + _FROM.replace(" FROM reservations r ", " FROM r ", 1))
 RESERVATION_FOR_UPDATE = text(
     "SELECT id, lot_id, user_id, status, starts_at, ends_at, hold_expires_at, price_amount, currency, plate_hash,"
     " spot_id, vehicle_type FROM reservations WHERE id = :id FOR UPDATE")

@@ -132,19 +132,34 @@ async def hold(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUI
                quote_token: str | None = None, idempotency_key: str | None = None,
                kind: str = "reservation", status: str = lc.HELD) -> uuid.UUID:
     """Hold a compatible spot for the window; returns the reservation id (409 sold-out / plate-conflict)."""
+    rid, _ = await hold_reservation(deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type,
+                                    starts_at=starts_at, ends_at=ends_at, plate=plate, now=now,
+                                    quote_token=quote_token, idempotency_key=idempotency_key, kind=kind,
+                                    status=status)
+    return rid
+
+
+async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
+                           starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
+                           quote_token: str | None = None, idempotency_key: str | None = None,
+                           kind: str = "reservation", status: str = lc.HELD) -> tuple[uuid.UUID, Any]:
+    """`hold`, answering (id, the new row as RESERVATION_BY_ID reads it, or None if it could not be read)."""
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None
     async with deps.engine.connect() as conn:
-        lot = await _lot(conn, lot_id)
+        # Reads only, so no transaction: BEGIN and ROLLBACK would be two more round trips per hold.
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        counted = user_id if status == lc.HELD else None
+        lot = (await conn.execute(q.LOT_FOR_HOLD, {"lot_id": lot_id, "user_id": counted, "now": now})).first()
+        if lot is None:
+            raise NotFound(f"lot {lot_id} not found")
         if lot.status != "open":
             raise Conflict("this lot is closed", loc=["body", "lot_id"])
         window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
                              horizon_days=lot.booking_horizon_days)
-        if user_id is not None and status == lc.HELD:
-            unpaid = await conn.scalar(q.UNPAID_HOLDS, {"user_id": user_id, "now": now})
-            if unpaid >= deps.max_holds_per_user:
-                raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
+        if counted is not None and lot.unpaid >= deps.max_holds_per_user:
+            raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
         priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token)
     row: dict[str, Any] = {
         "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
@@ -160,18 +175,23 @@ async def hold(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUI
         except REDIS_DOWN as exc:
             deps.breaker.trip(exc)
         else:
-            if done is not None:
-                return done
-    return await _hold_via_postgres(deps, lot, row, window)
+            if done is not _GAVE_UP:
+                return row["id"], done
+    return row["id"], await _hold_via_postgres(deps, lot, row, window)
 
 
-async def _insert(deps: BookingDeps, row: dict[str, Any], idx: int) -> None:
-    async with deps.engine.begin() as conn:
-        await conn.execute(q.INSERT_RESERVATION_BY_IDX, {**row, "idx": idx})
+_GAVE_UP = object()
 
 
-async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> uuid.UUID | None:
-    """Redis picks the spot; PostgreSQL confirms. None means 'give up on Redis, use the SQL path'."""
+async def _insert(deps: BookingDeps, row: dict[str, Any], idx: int) -> Any:
+    """One INSERT, committed on its own (autocommit: no BEGIN/COMMIT round trips); the new row."""
+    async with deps.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
+
+
+async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> Any:
+    """Redis picks the spot; PostgreSQL confirms (the new row). _GAVE_UP means 'use the SQL path'."""
     assert deps.slots is not None
     lot_key, hold_id = str(row["lot_id"]), str(row["id"])
     await rebuild_if_dirty(deps, row["lot_id"], row["now"])
@@ -188,8 +208,7 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
         if idx is None:
             raise SoldOut()
         try:
-            await _insert(deps, row, idx)
-            return row["id"]  # type: ignore[no-any-return]
+            return await _insert(deps, row, idx)
         except IntegrityError as exc:
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
             if _constraint(exc) == PLATE_GUARD:
@@ -203,10 +222,10 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
                               window=window)
             exclude.append(idx)
     log.warning("redis_stale_falling_back", lot_id=lot_key, excluded=exclude)
-    return None
+    return _GAVE_UP
 
 
-async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> uuid.UUID:
+async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> Any:
     """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards."""
     types = list(compatible_types(row["vehicle_type"], ev_overflow=lot.ev_overflow))
     try:
@@ -219,7 +238,7 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
                                                             "slot_end": window.slot_end})
             if idx is None:
                 raise SoldOut()
-            await conn.execute(q.INSERT_RESERVATION_BY_IDX, {**row, "idx": idx})
+            inserted = (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
         deps.breaker.dirty_lots.add(row["lot_id"])
     except IntegrityError as exc:
         if _constraint(exc) == PLATE_GUARD:
@@ -229,7 +248,7 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
         if "lock timeout" in str(exc).lower() or "LockNotAvailable" in type(getattr(exc, "orig", exc)).__name__:
             raise ServiceUnavailable("the lot is busy; retry shortly") from None
         raise
-    return row["id"]  # type: ignore[no-any-return]
+    return inserted
 
 
 async def rebuild_if_dirty(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) -> None:

@@ -20,7 +20,12 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={
-            "server_settings": {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000"},
+            # OLTP statements of a few ms on a shared 2-core box: a parallel plan's worker start-up and JIT
+            # compilation (triggered by PostGIS functions' huge declared costs) each added tens to hundreds
+            # of ms to search plans, never saved any (docs/adr/0006-search-knn-and-lean-hold-path.md). Sessions that need them
+            # (exports, reports) can still SET them back.
+            "server_settings": {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000",
+                                "jit": "off", "max_parallel_workers_per_gather": "0"},
             "command_timeout": 30,
         },
     )

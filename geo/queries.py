@@ -89,6 +89,23 @@ FROM (
 ORDER BY p.sort_key, p.id
 """
 
+# KNN: the GiST index returns lots nearest first and the scan stops after `scan` rows, so a dense
+# downtown costs the same as a sparse suburb. Only the index's own conditions (the partial index's
+# status, the distance floor of the page) are in WHERE: any filter the planner can only guess at
+# (amenities, usable capacity) would shrink its row estimate until a bitmap scan + sort of every lot in
+# the radius looked cheaper. Those filters come back as `eligible`; radius, keyset ties and eligibility
+# are applied by geo.search, which reads another chunk only when this one did not fill the page.
+SEARCH_KNN = text(f"""
+SELECT l.id, l.name, l.location <-> {_POINT} AS sort_key, ST_Distance(l.location, {_POINT}, false) AS distance_m,
+       {_CAPACITY} AS capacity, ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lng,
+       (l.amenities @> CAST(:amenities AS text[]) AND l.booking_horizon_days >= CAST(:horizon_days AS integer)
+        AND {_CAPACITY} > 0) AS eligible
+FROM lots l
+WHERE l.status = 'open' AND l.location <-> {_POINT} >= CAST(:from_d AS float8)
+ORDER BY l.location <-> {_POINT}
+LIMIT CAST(:scan AS integer)
+""")
+
 SEARCH: dict[str, TextClause] = {
     name: text(_SEARCH.format(point=_POINT, capacity=_CAPACITY, prefilter=clause,
                               # ST_DWithin on the sphere is already exact: no second distance test

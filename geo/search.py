@@ -1,5 +1,5 @@
-"""Nearby search: an H3-ring (or ST_DWithin) prefilter, exact great-circle distances, keyset pages,
-then availability for the page only."""
+"""Nearby search: a KNN scan of the GiST index (or, as measured baselines, an H3-ring or ST_DWithin
+prefilter), exact great-circle distances, keyset pages, then availability for the page only."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import h3
@@ -23,8 +24,12 @@ from geo.availability import SOURCE, CountsFn, available_counts, usable_mask
 from geo.window import BBox, Window
 
 EARTH_RADIUS_M = 6_371_008.7714  # the sphere PostGIS uses for geography with use_spheroid = false
-Prefilter = Literal["h3", "st_dwithin"]
-DEFAULT_PREFILTER: Prefilter = "st_dwithin"  # won the benchmark (1.6x over HTTP, 2.0x raw); h3 kept as the baseline
+Prefilter = Literal["knn", "h3", "st_dwithin"]
+# knn won the benchmark (docs/adr/0006-search-knn-and-lean-hold-path.md); st_dwithin (bitmap scan + sort of every lot in the
+# radius) and h3 (ring of cells + sort) are kept as the measured baselines.
+DEFAULT_PREFILTER: Prefilter = "knn"
+KNN_MIN_SCAN = 32  # rows read by the first KNN chunk at least (a page + 1 when that is more)
+KNN_MAX_SCAN = 2_000  # a later chunk grows with the observed filter pass rate, up to this
 H3_R9_MAX_RADIUS_M = 1_500  # above this the ring is built from r7 cells (fewer, larger)
 MAX_BBOX_DIAGONAL_FACTOR = 4  # a bbox may span at most this many times the maximum search radius
 CURSOR_VERSION = 1
@@ -46,11 +51,17 @@ def h3_ring(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
     The local edge is measured at the origin cell and shrunk by 10% against grid distortion.
     """
     res = 9 if radius_m <= H3_R9_MAX_RADIUS_M else 7
-    origin = h3.latlng_to_cell(lat, lng, res)
+    return res, list(_ring(h3.latlng_to_cell(lat, lng, res), float(radius_m)))
+
+
+@lru_cache(maxsize=8192)
+def _ring(origin: str, radius_m: float) -> tuple[int, ...]:
+    """The covering ring of an origin cell: depends on the cell and radius only, so it is cached
+    (a 1 km ring at r9 is ~130 cells and costs more to build than the SQL that uses it)."""
     edges = [h3.edge_length(e, unit="m") for e in h3.origin_to_directed_edges(origin)]
     short, long_ = min(edges) * 0.9, max(edges) * 1.1
     k = math.ceil((radius_m + 2 * long_) / (1.5 * short))
-    return res, [h3.str_to_int(c) for c in h3.grid_disk(origin, k)]
+    return tuple(h3.str_to_int(c) for c in h3.grid_disk(origin, k))
 
 
 @dataclass(frozen=True)
@@ -184,9 +195,13 @@ async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Wind
             statement = f"h3_r{res}"
             params["cells"] = cells
         else:
-            statement = "st_dwithin"
+            statement = query.prefilter
     params.update(lat=lat, lng=lng)
-    rows = (await conn.execute(queries.SEARCH[statement], params)).all()
+    if statement == "knn":
+        rows = await _knn_rows(conn, params, radius_m=float(params["radius"]), after=(after_d, after_id),
+                               need=query.limit + 1)
+    else:
+        rows = (await conn.execute(queries.SEARCH[statement], params)).all()
     page, more = rows[:query.limit], len(rows) > query.limit
     ids = [r.id for r in page]
     free = await counts(conn, lot_ids=ids, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
@@ -207,3 +222,40 @@ async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Wind
         next_cursor = encode_cursor(sort=query.sort, distance_m=last.sort_key, lot_id=last.id,
                                     fingerprint=fingerprint)
     return SearchPage(items=items, next_cursor=next_cursor, origin=(lat, lng), window=window, prefilter=statement)
+
+
+async def _knn_rows(conn: AsyncConnection, params: dict[str, Any], *, radius_m: float,
+                    after: tuple[float, uuid.UUID], need: int) -> Sequence[Any]:
+    """The first `need` eligible lots within the radius after the cursor, ordered by (distance, id).
+
+    Reads the GiST index nearest first in chunks (usually one). It stops once it has `need` lots and
+    has read past the distance of the last of them, so lots tied at that distance are all seen and
+    ordered by id, as the keyset requires; or once it reads past the radius; or at the table's end.
+    """
+    picked: list[Any] = []
+    seen: set[uuid.UUID] = set()
+    from_d, scan, read = max(after[0], 0.0), max(need * 2, KNN_MIN_SCAN), 0
+    while True:
+        rows = (await conn.execute(queries.SEARCH_KNN, {**params, "from_d": from_d, "scan": scan})).all()
+        fresh = 0
+        for r in rows:
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            fresh += 1
+            if r.eligible and r.distance_m <= radius_m and (r.sort_key, r.id) > after:
+                picked.append(r)
+        read += fresh
+        last_d = rows[-1].sort_key if rows else math.inf
+        picked.sort(key=lambda r: (r.sort_key, r.id))
+        if len(rows) < scan or last_d > radius_m * (1 + 1e-9) + 1e-6:
+            break  # the table, or the radius, is exhausted
+        if len(picked) >= need and last_d > picked[need - 1].sort_key:
+            break  # every unread lot is farther than the page's last one
+        if fresh == 0:
+            scan = min(scan * 2, 100_000)  # more lots at exactly `from_d` than one chunk holds
+            continue
+        rate = max(len(picked), 1) / read
+        scan = min(KNN_MAX_SCAN, max(KNN_MIN_SCAN, math.ceil((need - len(picked) + 1) / rate * 1.5)))
+        from_d = last_d
+    return picked[:need]

@@ -1,4 +1,4 @@
-"""A minimal keep-alive HTTP/1.1 GET client on raw asyncio streams.
+"""A minimal keep-alive HTTP/1.1 GET/POST client on raw asyncio streams.
 
 httpx spends more CPU per request than a 2-worker uvicorn does per /healthz, so on a 2-core machine it
 would cap the baseline and flatter every ratio against it; this client costs a few microseconds.
@@ -17,11 +17,22 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        return await self.request("GET", path, headers=headers)
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """POST a JSON body (already encoded)."""
+        return await self.request("POST", path, body=body,
+                                  headers={"Content-Type": "application/json", **(headers or {})})
+
+    async def request(self, method: str, path: str, *, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}\r\n".encode())
+        if body is not None:
+            extra += f"Content-Length: {len(body)}\r\n"
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}\r\n".encode() + (body or b""))
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):

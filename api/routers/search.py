@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep, CtxDep, NowDep
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
 from api.schemas.discovery import (
     GEOJSON_MEDIA_TYPE,
@@ -36,7 +35,7 @@ DEFAULT_RADIUS_M = 1000.0
         "`Accept: application/geo+json` returns an RFC 7946 FeatureCollection ([lng, lat])."),
 )
 async def search(
-    request: Request, conn: ConnDep, ctx: CtxDep, now: NowDep,
+    request: Request,
     lat: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180, allow_inf_nan=False)] = None,
     radius_m: Annotated[float | None, Query(allow_inf_nan=False, description="metres, > 0")] = None,
@@ -48,10 +47,11 @@ async def search(
     sort: Literal["distance", "price"] = "distance",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
-    prefilter: Annotated[Literal["h3", "st_dwithin"], Query(description="benchmark baseline switch")]
+    prefilter: Annotated[Literal["knn", "h3", "st_dwithin"], Query(description="benchmark baseline switch")]
     = DEFAULT_PREFILTER,
 ) -> Any:
-    settings = request.app.state.settings
+    settings, ctx = request.app.state.settings, request.app.state.ctx
+    now = ctx.clock.now()
     box = parse_bbox(bbox) if bbox is not None else None
     if box is None and radius_m is None and lat is not None and lng is not None:
         radius_m = min(DEFAULT_RADIUS_M, float(settings.max_search_radius_m))
@@ -59,8 +59,12 @@ async def search(
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
                         cursor=cursor, prefilter=prefilter)
     window = window_from(request, starts_at, ends_at, now)
-    page = await search_lots(conn, query=query, window=window, now=now, max_radius_m=settings.max_search_radius_m,
-                             quotes=quote_service(ctx).quotes_for_page)
+    # Read-only and the hottest route: no ConnDep transaction (BEGIN/COMMIT are two more round trips) and no
+    # sync dependencies (each one is a thread-pool hop); the page's availability is a live count anyway.
+    async with ctx.engine.connect() as raw:
+        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+        page = await search_lots(conn, query=query, window=window, now=now,
+                                 max_radius_m=settings.max_search_radius_m, quotes=quote_service(ctx).quotes_for_page)
     if wants_geojson(request):
         return JSONResponse(search_geojson(page).model_dump(mode="json", exclude_none=False),
                             media_type=GEOJSON_MEDIA_TYPE)

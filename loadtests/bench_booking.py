@@ -1,0 +1,293 @@
+"""Booking benchmark: end-to-end holds per second over HTTP, Redis deciding vs the PostgreSQL-only path.
+
+    python -m loadtests.bench_booking                    # 12 s per phase, 64 clients, 2 workers
+    python -m loadtests.bench_booking --duration 30 --concurrency 64
+
+One `parkgrid serve --workers 2` on its own database (parkgrid_bench_booking) and Redis prefix, talking to
+a private redis-server this script starts on a spare port, then:
+
+  A  Redis decides: 20 lots x 100 spots, random 1-4 h windows over the next three weeks
+  B  the private redis-server is killed: the PostgreSQL-only path serves the same load
+  C  redis-server is back (empty: lots are rebuilt from PostgreSQL on first use); one hot lot and every
+     client on the same window, so after 100 grants every answer is 409 sold-out
+
+Every phase prints rps, p50, p99 (201 and the expected 409 sold-out both count as answers), errors
+(anything else), and double bookings (a SQL self-join over active reservations). Then the Lua hold's own
+server-side cost (INFO commandstats) next to a plain SET (redis-benchmark on the same redis-server).
+
+Targets (issue 5): >= 1,000 holds/s with Redis, >= 3x the PostgreSQL-only path, p99 < 100 ms, zero
+errors and zero double bookings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import redis
+
+from core.accounts import create_user
+from core.context import build_context
+from core.migrate import upgrade
+from core.security import create_access_token
+from core.settings import Settings
+from geo.seed import LotPlan, seed_city
+from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server
+from loadtests.fastclient import Connection
+from loadtests.search_city import BENCH_SECRET, PG_HOST, database_url
+
+DBNAME = "parkgrid_bench_booking"
+LOTS, SPOTS = 20, 100
+HOLDS_PER_USER = 100  # the largest PARKGRID_MAX_HOLDS_PER_USER allows; users rotate to stay below it
+NAMESPACE = uuid.UUID("0b3c1d7e-64a1-4f55-9d0e-8c51f6a2b7e4")
+ACTIVE = "('held','confirmed','active')"
+DOUBLE_BOOKINGS = (
+    "SELECT count(*) FROM reservations a JOIN reservations b ON a.lot_id = b.lot_id AND a.spot_id = b.spot_id"
+    f" AND a.id < b.id AND a.period && b.period WHERE a.status IN {ACTIVE} AND b.status IN {ACTIVE}")
+
+
+def settings(redis_url: str = "redis://127.0.0.1:1/0") -> Settings:
+    return Settings(_env_file=None, secret_key=BENCH_SECRET, database_url=database_url(DBNAME),  # type: ignore[call-arg]
+                    rate_limits="off", redis_url=redis_url, redis_prefix="bench-booking-setup")
+
+
+def lot_plans() -> list[LotPlan]:
+    return [LotPlan(id=uuid.uuid5(NAMESPACE, f"lot:{i}"), name=f"Bench Lot {i}", address="", lat=37.77 + i * 0.001,
+                    lng=-122.42, kind="surface", amenities=[], levels=[{"regular": SPOTS}],
+                    gates=[("Entry 1", "entry"), ("Exit 1", "exit")]) for i in range(LOTS)]
+
+
+async def prepare(users: int) -> list[tuple[uuid.UUID, str]]:
+    """Database migrated, lots seeded, `users` drivers exist; reservations of earlier runs removed.
+    Returns (user id, email) for each driver."""
+    with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
+            admin.execute(f'CREATE DATABASE "{DBNAME}"')
+    ctx = build_context(settings())
+    try:
+        from sqlalchemy import text
+
+        async with ctx.engine.begin() as conn:
+            have = await conn.scalar(text("SELECT count(*) FROM lots"))
+        if have != LOTS:
+            await seed_city(ctx.engine, lot_plans())
+        async with ctx.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE reservations CASCADE"))
+            rows = (await conn.execute(text(
+                "SELECT id, email FROM users WHERE email LIKE 'bench-driver-%' ORDER BY email"))).all()
+        existing = {r.email: r.id for r in rows}
+        missing = [f"bench-driver-{i:05d}@example.com" for i in range(users)
+                   if f"bench-driver-{i:05d}@example.com" not in existing]
+        if missing:
+            print(f"creating {len(missing)} drivers (argon2, once per database) ...", flush=True)
+
+            async def one(email: str) -> None:
+                async with ctx.engine.begin() as conn:
+                    user = await create_user(conn=conn, email=email, password="bench password 0123", role="driver")
+                existing[email] = user.id
+
+            for i in range(0, len(missing), 8):
+                await asyncio.gather(*(one(e) for e in missing[i:i + 8]))
+        return [(existing[f"bench-driver-{i:05d}@example.com"], f"bench-driver-{i:05d}@example.com")
+                for i in range(users)]
+    finally:
+        await ctx.aclose()
+
+
+def tokens(users: list[tuple[uuid.UUID, str]]) -> list[str]:
+    s = settings()
+    now = datetime.now(UTC)
+    return [create_access_token(secret=s.secret_bytes, user_id=uid, role="driver", organisation_id=None,
+                                issuer=s.jwt_issuer, audience=s.jwt_audience, ttl_seconds=3600, now=now)
+            for uid, _ in users]
+
+
+def double_bookings() -> int:
+    with psycopg.connect(f"{PG_HOST}/{DBNAME}") as conn:
+        row = conn.execute(DOUBLE_BOOKINGS).fetchone()
+        return int(row[0]) if row else -1
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+class Holds:
+    """Makes the clients of one phase: each has its own keep-alive connection, drivers and plates."""
+
+    def __init__(self, *, port: int, tokens: list[str], lots: list[uuid.UUID], phase: str, concurrency: int,
+                 hot: tuple[datetime, datetime] | None = None) -> None:
+        self.port, self.tokens, self.lots, self.phase, self.hot = port, tokens, lots, phase, hot
+        self.concurrency = concurrency
+        self.granted = self.sold_out = 0
+        self.statuses: dict[int, int] = {}
+        self.base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+
+    def window(self, rng: random.Random) -> tuple[datetime, datetime]:
+        if self.hot is not None:
+            return self.hot
+        start = self.base + timedelta(minutes=15 * rng.randrange(0, 21 * 96))
+        return start, start + timedelta(minutes=15 * rng.randint(4, 16))
+
+    async def make(self, i: int) -> Call:
+        conn = Connection("127.0.0.1", self.port)
+        mine = self.tokens[i::self.concurrency]
+        n = 0
+
+        async def call(rng: random.Random) -> bool:
+            nonlocal n
+            n += 1
+            starts_at, ends_at = self.window(rng)
+            lot = self.lots[0] if self.hot else rng.choice(self.lots)
+            body = json.dumps({"lot_id": str(lot), "vehicle_type": "regular", "starts_at": starts_at.isoformat(),
+                               "ends_at": ends_at.isoformat(), "plate": f"{self.phase}{i:02d}{n:07d}"}).encode()
+            token = mine[(n // (HOLDS_PER_USER - 1)) % len(mine)]
+            status, _ = await conn.post("/api/v1/reservations", body, {"Authorization": f"Bearer {token}"})
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == 201:
+                self.granted += 1
+                return True
+            if status == 409:
+                self.sold_out += 1
+                return True
+            return False
+
+        return call
+
+
+def redis_cost(port: int) -> str:
+    """Server-side µs per call of the Lua hold (evalsha) so far, next to redis-benchmark's plain SET."""
+    client = redis.Redis(port=port)
+    stats = client.info("commandstats")
+    ev = stats.get("cmdstat_evalsha", {})
+    out = [f"Lua hold (evalsha, all scripts of the run): {ev.get('usec_per_call', float('nan')):.1f} us/call "
+           f"server-side over {ev.get('calls', 0)} calls"]
+    binary = shutil.which("redis-benchmark")
+    if binary:
+        client.config_resetstat()
+        res = subprocess.run([binary, "-p", str(port), "-t", "set", "-q", "-n", "100000", "-c", "50"],
+                             capture_output=True, text=True, check=False)
+        set_stats = client.info("commandstats").get("cmdstat_set", {})
+        rps = re.search(r"([\d.]+) requests per second", res.stdout)
+        out.append(f"plain SET (redis-benchmark -t set -n 100000 -c 50): {rps.group(1) if rps else '?'} req/s, "
+                   f"{set_stats.get('usec_per_call', float('nan')):.1f} us/call server-side")
+        if ev.get("usec_per_call") and set_stats.get("usec_per_call"):
+            out.append(f"Lua hold costs {ev['usec_per_call'] / set_stats['usec_per_call']:.1f}x a SET inside Redis")
+    else:
+        out.append("redis-benchmark not installed: plain SET not measured")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=12.0, help="seconds measured per phase")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--users", type=int, default=512, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
+    ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
+    args = ap.parse_args()
+
+    upgrade(database_url(DBNAME))  # runs its own event loop
+    drivers = asyncio.run(prepare(args.users))
+    tks = tokens(drivers)
+    lots = [p.id for p in lot_plans()]
+    redis_port, http_port = free_port(), free_port()
+    redis_proc = start_redis(redis_port)
+    env = {"PARKGRID_SECRET_KEY": BENCH_SECRET, "PARKGRID_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "PARKGRID_REDIS_PREFIX": f"bench-booking-{uuid.uuid4().hex[:8]}",
+           "PARKGRID_MAX_HOLDS_PER_USER": str(HOLDS_PER_USER), "PARKGRID_DATABASE_POOL_SIZE": str(args.pool_size)}
+    print(f"{LOTS} lots x {SPOTS} spots; {args.concurrency} clients, {args.workers} server workers, "
+          f"{args.duration:.0f} s per phase; private redis-server on :{redis_port}; {os.cpu_count()} CPUs", flush=True)
+    results: list[tuple[Result, Holds, int]] = []
+    server = start_server(database_url(DBNAME), http_port, args.workers, env)
+    cost = ""
+    try:
+        health = asyncio.run(drive("GET /healthz (same server)", concurrency=args.concurrency,
+                                   duration=min(args.duration, 5.0), warmup=1.0,
+                                   make_worker=_healthz_worker(http_port)))
+        print(health.line(), flush=True)
+        day = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(days=25)
+        for phase, name, hot in (("A", "A holds, Redis deciding", None),
+                                 ("B", "B holds, Redis down (PG path)", None),
+                                 ("C", "C hot lot, one window, Redis", (day, day + timedelta(hours=2)))):
+            if phase == "B":
+                cost = redis_cost(redis_port)
+                kill(redis_proc)
+            elif phase == "C":
+                redis_proc = start_redis(redis_port)
+            holds = Holds(port=http_port, tokens=tks, lots=lots, phase=phase, concurrency=args.concurrency, hot=hot)
+            res = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
+                                    make_worker=holds.make))
+            results.append((res, holds, double_bookings()))
+            print(res.line() + f"  granted {holds.granted} sold-out {holds.sold_out} statuses {holds.statuses}",
+                  flush=True)
+    finally:
+        stop_server(server)
+        if redis_proc.poll() is None:
+            kill(redis_proc)
+
+    print("\n" + HEADER + f" {'double':>7}")
+    print(health.line())
+    for res, _, doubles in results:
+        print(res.line() + f" {doubles:>7}")
+    print()
+    print(cost)
+    (a, _, da), (b, _, db), (c, hc, dc) = results
+    ratio = a.rps / b.rps if b.rps else float("inf")
+    print(f"\nRedis path {a.rps:.0f} holds/s = {ratio:.1f}x the PostgreSQL-only path ({b.rps:.0f}/s); "
+          f"hot lot: {hc.granted} granted of {SPOTS} spots")
+    checks = {
+        ">= 1,000 holds/s with Redis": a.rps >= 1000,
+        ">= 3x the PostgreSQL-only path": ratio >= 3,
+        "p99 < 100 ms (A, B, C)": all(r.pct(0.99) < 100 for r in (a, b, c)),
+        "zero errors": not (a.errors or b.errors or c.errors),
+        "zero double bookings": max(da, db, dc) == 0,
+        "hot lot granted exactly its spots": hc.granted == SPOTS,
+    }
+    for label, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {label}")
+    # Only correctness fails the run; throughput and latency depend on the machine and are reported.
+    return 0 if checks["zero errors"] and checks["zero double bookings"] else 1
+
+
+def _healthz_worker(port: int):  # type: ignore[no-untyped-def]
+    async def make(i: int) -> Call:
+        conn = Connection("127.0.0.1", port)
+
+        async def call(rng: random.Random) -> bool:
+            status, _ = await conn.get("/healthz")
+            return status == 200
+
+        return call
+
+    return make
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

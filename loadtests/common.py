@@ -1,0 +1,110 @@
+"""What every HTTP benchmark shares: closed-loop drivers, latency summaries, a server subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = f"{'phase':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'n':>8} {'errors':>6}"
+
+#: one call of a client: True when the answer is a success (or an expected refusal), False for an error
+Call = Callable[[random.Random], Awaitable[bool]]
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+    def line(self) -> str:
+        mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
+        return (f"{self.name:<34} {self.rps:>9.0f} {self.pct(0.5):>8.1f} {self.pct(0.99):>8.1f} {mean:>8.1f} "
+                f"{len(self.latencies):>8} {self.errors:>6}")
+
+
+async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
+                make_worker: Callable[[int], Awaitable[Call]], result: Result | None = None) -> Result:
+    """Run `concurrency` closed-loop clients for warmup + duration seconds; record only after warm-up."""
+    result = result or Result(name)
+    started = time.perf_counter()
+    record_from, stop_at = started + warmup, started + warmup + duration
+
+    async def client(i: int) -> None:
+        rng = random.Random(i)
+        call = await make_worker(i)
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                ok = await call(rng)
+            except Exception:
+                ok = False
+            t1 = time.perf_counter()
+            if t0 >= record_from:
+                if ok:
+                    result.latencies.append(t1 - t0)
+                else:
+                    result.errors += 1
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    result.seconds = duration
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db_url: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`parkgrid serve` on its own port and database, once /healthz answers on every worker."""
+    full = {**os.environ, "PARKGRID_DATABASE_URL": db_url, "PARKGRID_RATE_LIMITS": "off",
+            "PARKGRID_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)], cwd=ROOT, env=full, start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as res:
+                if res.status == 200:
+                    time.sleep(1.0)  # let the second worker finish starting
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise SystemExit("server did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
