@@ -18,7 +18,7 @@ from core.errors import Forbidden, Unauthorized
 from core.security import decode_access_token, hash_api_key
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -34,7 +34,7 @@ async def get_conn(ctx: CtxDep) -> AsyncIterator[AsyncConnection]:
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 
 
-def get_now(ctx: CtxDep) -> datetime:
+async def get_now(ctx: CtxDep) -> datetime:
     return ctx.clock.now()
 
 

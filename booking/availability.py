@@ -8,7 +8,7 @@ from datetime import datetime
 
 from booking import queries as q
 from booking.runtime import REDIS_DOWN
-from booking.service import BookingDeps, Window, rebuild_if_dirty
+from booking.service import BookingDeps, Window, load_missing_lot, rebuild_if_dirty
 from booking.slots import compatible_types
 from booking.slotstore import SlotStateMissing
 from core.errors import NotFound
@@ -34,9 +34,7 @@ async def free_count(*, deps: BookingDeps, lot_id: uuid.UUID, vehicle_type: str,
                                                     starts_at=window.slot_start, ends_at=window.slot_end)
                     return FreeCount(n, "bitmap", now)
                 except SlotStateMissing:
-                    from booking.reconcile import rebuild_lot
-
-                    await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
+                    await load_missing_lot(deps, lot_id, now)
         except REDIS_DOWN as exc:
             deps.breaker.trip(exc)
     async with deps.engine.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import cast
@@ -32,6 +33,15 @@ class RedisBreaker:
         #: lots booked on the PostgreSQL-only path by this process: Redis misses those bookings
         #: until rebuilt, so the next Redis use of such a lot rebuilds it first
         self.dirty_lots: set[object] = set()
+        self._rebuilding: dict[object, asyncio.Lock] = {}
+
+    def rebuild_lock(self, lot_id: object) -> asyncio.Lock:
+        """One rebuild of a lot at a time in this process: concurrent requests that found the lot
+        missing wait for it instead of each rebuilding (a rebuild racing live holds can drop their bits)."""
+        lock = self._rebuilding.get(lot_id)
+        if lock is None:
+            lock = self._rebuilding[lot_id] = asyncio.Lock()
+        return lock
 
     def available(self) -> bool:
         return time.monotonic() >= self._open_until

@@ -183,6 +183,16 @@ async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_
 _GAVE_UP = object()
 
 
+async def load_missing_lot(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) -> None:
+    """Rebuild a lot Redis does not know, once per process however many requests noticed it."""
+    assert deps.slots is not None
+    from booking.reconcile import rebuild_lot
+
+    async with deps.breaker.rebuild_lock(lot_id):
+        if not await deps.slots.redis.exists(deps.slots.keys.meta(str(lot_id))):
+            await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
+
+
 async def _insert(deps: BookingDeps, row: dict[str, Any], idx: int) -> Any:
     """One INSERT, committed on its own (autocommit: no BEGIN/COMMIT round trips); the new row."""
     async with deps.engine.connect() as conn:
@@ -201,9 +211,7 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
             idx = await deps.slots.hold(lot_id=lot_key, hold_id=hold_id, vehicle_type=row["vehicle_type"],
                                         starts_at=window.slot_start, ends_at=window.slot_end, exclude=exclude)
         except SlotStateMissing:
-            from booking.reconcile import rebuild_lot  # a lot never loaded (or evicted): load it now
-
-            await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], now=row["now"])
+            await load_missing_lot(deps, row["lot_id"], row["now"])  # never loaded (or evicted): load it now
             continue
         if idx is None:
             raise SoldOut()
@@ -239,7 +247,7 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
             if idx is None:
                 raise SoldOut()
             inserted = (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
-        deps.breaker.dirty_lots.add(row["lot_id"])
+        await _note_sql_booking(deps, row["lot_id"], idx, window)
     except IntegrityError as exc:
         if _constraint(exc) == PLATE_GUARD:
             raise PlateConflict() from None
@@ -251,13 +259,31 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
     return inserted
 
 
+async def _note_sql_booking(deps: BookingDeps, lot_id: uuid.UUID, idx: int, window: Window) -> None:
+    """Tell Redis about a booking made on the SQL path: repair that one spot when Redis answers (the
+    stale-Redis fallback), else mark the whole lot for a rebuild before Redis is trusted for it again."""
+    if deps.slots is not None and deps.use_redis and deps.breaker.available():
+        from booking.reconcile import repair_spot
+
+        try:
+            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=idx, window=window)
+            return
+        except SlotStateMissing:
+            return  # its next use rebuilds the whole lot from PostgreSQL anyway
+        except REDIS_DOWN as exc:
+            deps.breaker.trip(exc)
+    deps.breaker.dirty_lots.add(lot_id)
+
+
 async def rebuild_if_dirty(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) -> None:
     """Before trusting Redis for a lot this process booked without it, rebuild that lot from PostgreSQL."""
     if deps.slots is not None and lot_id in deps.breaker.dirty_lots:
         from booking.reconcile import rebuild_lot
 
-        await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
-        deps.breaker.dirty_lots.discard(lot_id)
+        async with deps.breaker.rebuild_lock(lot_id):
+            if lot_id in deps.breaker.dirty_lots:
+                await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
+                deps.breaker.dirty_lots.discard(lot_id)
 
 
 async def release_slots(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uuid.UUID,

@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.settings import Settings
 
 
+def _loopback_without_ssl_choice(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.host in ("127.0.0.1", "localhost", "::1") and not ({"ssl", "sslmode"} & set(parsed.query))
+
+
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     """An async engine with a bounded pool; statements time out rather than hang."""
+    extra: dict[str, object] = {}
+    if _loopback_without_ssl_choice(settings.database_url):
+        extra["ssl"] = False  # asyncpg would negotiate TLS with a loopback server: CPU spent on nothing
     return create_async_engine(
         settings.database_url,
         pool_size=pool_size or settings.database_pool_size,
@@ -22,11 +30,12 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         connect_args={
             # OLTP statements of a few ms on a shared 2-core box: a parallel plan's worker start-up and JIT
             # compilation (triggered by PostGIS functions' huge declared costs) each added tens to hundreds
-            # of ms to search plans, never saved any (docs/adr/0006-search-knn-and-lean-hold-path.md). Sessions that need them
-            # (exports, reports) can still SET them back.
+            # of ms to search plans, never saved any (docs/adr/0006-search-knn-and-lean-hold-path.md).
+            # Sessions that need them (exports, reports) can still SET them back.
             "server_settings": {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000",
                                 "jit": "off", "max_parallel_workers_per_gather": "0"},
             "command_timeout": 30,
+            **extra,
         },
     )
 
