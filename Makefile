@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates bench-controllers clean-testdbs
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -32,6 +32,13 @@ bench-search: setup   ## search vs /healthz and raw SQL, knn vs the st_dwithin a
 
 bench-booking: setup  ## holds/s with Redis, without it, on one hot lot; then the reconciler rebuild time
 	$(BIN)/python -m loadtests.run_all bench_booking bench_reconcile
+
+bench-gates: setup    ## gate decisions p50/p99 at a fixed rate beside /healthz
+	$(BIN)/python -m loadtests.bench_gates
+
+bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
+	$(BIN)/python -m loadtests.bench_sensors
+	$(BIN)/python -m loadtests.bench_edge
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \
