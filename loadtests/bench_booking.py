@@ -209,7 +209,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--users", type=int, default=512, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
+    ap.add_argument("--users", type=int, default=1536, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
     ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
     args = ap.parse_args()
 
@@ -233,15 +233,16 @@ def main() -> int:
                                    make_worker=_healthz_worker(http_port)))
         print(health.line(), flush=True)
         day = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(days=25)
-        for phase, name, hot in (("A", "A holds, Redis deciding", None),
+        for k, (phase, name, hot) in enumerate((("A", "A holds, Redis deciding", None),
                                  ("B", "B holds, Redis down (PG path)", None),
-                                 ("C", "C hot lot, one window, Redis", (day, day + timedelta(hours=2)))):
+                                 ("C", "C hot lot, one window, Redis", (day, day + timedelta(hours=2))))):
             if phase == "B":
                 cost = redis_cost(redis_port)
                 kill(redis_proc)
             elif phase == "C":
                 redis_proc = start_redis(redis_port)
-            holds = Holds(port=http_port, tokens=tks, lots=lots, phase=phase, concurrency=args.concurrency, hot=hot)
+            # each phase has its own drivers: unpaid holds of one phase must not count against the next
+            holds = Holds(port=http_port, tokens=tks[k::3], lots=lots, phase=phase, concurrency=args.concurrency, hot=hot)
             res = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
                                     make_worker=holds.make))
             results.append((res, holds, double_bookings()))
@@ -256,6 +257,8 @@ def main() -> int:
     print(health.line())
     for res, _, doubles in results:
         print(res.line() + f" {doubles:>7}")
+    for res, holds, _ in results:
+        print(f"{res.name}: statuses {holds.statuses}")
     print()
     print(cost)
     (a, _, da), (b, _, db), (c, hc, dc) = results

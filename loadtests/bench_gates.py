@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import text
 
-from loadtests.bench_search import free_port, start_server, stop_server
+from loadtests.bench_search import free_port, start_search_server, stop_server
 from loadtests.search_city import BENCH_SECRET, PG_HOST, database_url
 
 DBNAME = "parkgrid_bench_gates"
@@ -260,7 +260,7 @@ def main() -> int:
     print(f"gate benchmark: {args.rate:.0f} events/s + {args.rate:.0f} /healthz/s, open loop, {args.duration:.0f} s "
           f"measured after {args.warmup:.0f} s warm-up; {args.lots} lots x {args.spots} spots; "
           f"{args.workers} server workers; {os.cpu_count()} CPUs", flush=True)
-    proc = start_server(url, port, args.workers)
+    proc = start_search_server(url, port, args.workers)
     try:
         gate, health, decisions, seconds = asyncio.run(
             run_load(port, events, args.rate, int(args.rate * args.warmup), args.connections))
