@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from core.clock import ManualClock
 from core.context import AppContext, build_context
 from core.settings import Settings
 from tests.factories import UserFactory
+from tests.procs import free_port, kill, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST = os.environ.get("PARKGRID_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -162,6 +164,16 @@ def make_settings(**overrides: object) -> Settings:
 @pytest.fixture
 def settings(db_url: str, redis_prefix: str) -> Settings:
     return make_settings(database_url=db_url, redis_prefix=redis_prefix, celery_queue=f"q{redis_prefix}")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of our own on a spare port, so the test can kill it; (port, process)."""
+    port = free_port()
+    proc = start_redis(port)
+    yield port, proc
+    if proc.poll() is None:
+        kill(proc)
 
 
 @pytest.fixture

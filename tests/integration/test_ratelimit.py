@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import pytest
 from structlog.testing import capture_logs
 
 from api.app import create_app
@@ -110,31 +107,6 @@ async def test_rate_limits_off_switches_everything_off(settings: Settings, clock
             assert (await http.get("/api/v1/open/lots", headers={"X-API-Key": key})).status_code == 200
         keys = [k async for k in ctx.redis.scan_iter(match=f"{s.redis_prefix}*")]
         assert keys == []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A redis-server of our own on a spare port, so the test can stop it."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port, proc
-    proc.kill()
-    proc.wait()
 
 
 async def test_redis_stopped_fails_open_with_a_warning(

@@ -1,42 +1,13 @@
 """Readiness names what is down; liveness does not care."""
 
-import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from api.app import create_app
 from core.settings import Settings
 from tests.conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A redis-server of our own on a spare port, so the test can kill it."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port, proc
-    proc.kill()
-    proc.wait()
+from tests.procs import free_port
 
 
 async def _get(settings: Settings, path: str) -> httpx.Response:
@@ -81,7 +52,7 @@ async def test_database_not_at_head_is_503_naming_migrations(settings: Settings)
 
 async def test_broker_down_is_named(settings: Settings) -> None:
     s = make_settings(database_url=settings.database_url, redis_prefix=settings.redis_prefix,
-                      broker_url=f"redis://127.0.0.1:{_free_port()}/0")
+                      broker_url=f"redis://127.0.0.1:{free_port()}/0")
     res = await _get(s, "/readyz")
     assert res.status_code == 503
     assert res.json()["checks"]["broker"].startswith("down")

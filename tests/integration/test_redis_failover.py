@@ -2,11 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-
-import pytest
 
 from booking import reconcile, service
 from booking.availability import free_count
@@ -21,15 +18,6 @@ from tests.booking_helpers import overlapping_pairs
 from tests.conftest import make_settings
 from tests.factories import insert_lot
 from tests.procs import free_port, kill, start_redis
-
-
-@pytest.fixture
-def redis_port() -> Iterator[int]:
-    port = free_port()
-    proc = start_redis(port)
-    yield port
-    if proc.poll() is None:
-        kill(proc)
 
 
 def _ctx(settings: Settings, port: int, clock: ManualClock) -> AppContext:
