@@ -6,12 +6,12 @@ from sqlalchemy import text
 
 # A lot with its card (LEFT JOIN: a lot without a card is priced 0).
 LOT_CARD = text(
-    "SELECT l.id, l.timezone, rc.body, rc.version FROM lots l LEFT JOIN rate_cards rc ON rc.lot_id = l.id"
+    "SELECT l.id, l.timezone, rc.body::text AS body, rc.version FROM lots l LEFT JOIN rate_cards rc ON rc.lot_id = l.id"
     " WHERE l.id = :lot_id")
 
 # One query per search page.
 LOT_CARDS = text(
-    "SELECT l.id, l.timezone, rc.body, rc.version FROM lots l JOIN rate_cards rc ON rc.lot_id = l.id"
+    "SELECT l.id, l.timezone, rc.body::text AS body, rc.version FROM lots l JOIN rate_cards rc ON rc.lot_id = l.id"
     " WHERE l.id = ANY(:lot_ids)")
 
 CARD_OF_LOT = text("SELECT body, version, updated_at FROM rate_cards WHERE lot_id = :lot_id")

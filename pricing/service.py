@@ -6,6 +6,7 @@ availability and the hold all price, sign and verify the same window.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import OrderedDict
@@ -68,17 +69,24 @@ async def get_rate_card(conn: AsyncConnection, *, lot_id: uuid.UUID) -> tuple[di
 
 
 class _CardCache:
-    """Parsed cards by (lot, version): parsing and tiling a card costs more than the SQL that reads it."""
+    """Parsed cards by content: parsing and tiling a card costs more than the SQL that reads it, and
+    many lots (an operator's whole estate) share one card, so equal bodies share one parsed card."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[uuid.UUID, int], RateCard] = OrderedDict()
+        self._items: OrderedDict[str, RateCard] = OrderedDict()
+
+    @staticmethod
+    def content_key(body: Any) -> str:
+        raw = body if isinstance(body, str) else json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()
 
     def get(self, lot_id: uuid.UUID, version: int, body: Any) -> RateCard:
-        key = (lot_id, version)
+        key = self.content_key(body)
         card = self._items.get(key)
         if card is None:
-            card = parse_rate_card(body)
+            # bodies arrive as the jsonb's text (hashing it needs no decode); decoded only on a miss
+            card = parse_rate_card(json.loads(body) if isinstance(body, str) else body)
             self._items[key] = card
             if len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -102,6 +110,7 @@ class QuoteService:
                  ttl: timedelta = timedelta(minutes=10)) -> None:
         self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
         self.cards = _CardCache()
+        self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any]]] = OrderedDict()
 
     # -- dynamic multiplier ------------------------------------------------------------------------------------
 
@@ -162,15 +171,24 @@ class QuoteService:
 
     def _quote(self, *, lot_id: uuid.UUID, card: RateCard, version: int, tz: str, vehicle_type: str,
                starts_at: datetime, ends_at: datetime, mult: Fraction, reason: str, now: datetime) -> Quote:
-        breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
-                                 multiplier=mult, multiplier_reason=reason)
+        # the same card, type, window and multiplier price the same everywhere: compute once per process
+        price_key = (id(card), vehicle_type, starts_at, ends_at, tz, mult, reason)
+        priced = self._prices.get(price_key)
+        if priced is None or priced[0] is not card:
+            breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
+                                     multiplier=mult, multiplier_reason=reason)
+            priced = (card, breakdown, breakdown.as_json())
+            self._prices[price_key] = priced
+            if len(self._prices) > 4096:
+                self._prices.popitem(last=False)
+        _, breakdown, breakdown_json = priced
         expires_at = now + self.ttl
         token = sign_quote(secret=self.secret, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
                            ends_at=ends_at, total=breakdown.total, expires_at=expires_at)
         data = {
             "lot_id": str(lot_id), "vehicle_type": vehicle_type, "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(), "timezone": tz, "total": breakdown.total.as_json(),
-            "breakdown": breakdown.as_json(), "multiplier": breakdown.as_json()["multiplier"], "reason": reason,
+            "breakdown": breakdown_json, "multiplier": breakdown_json["multiplier"], "reason": reason,
             "expires_at": expires_at.isoformat(), "token": token, "card_version": version,
             "policy": policy_snapshot(card),
         }
