@@ -138,3 +138,14 @@ OPEN_WALK_IN_SESSION = text(
     "  ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id)"
     " SELECT (SELECT id FROM ins) AS session_id, s.id AS spot_id, s.label, lv.name AS level FROM r"
     " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
+
+# Bays a fresh sensor reports occupied with no active occupancy (reservation or walk-in) covering now.
+# Accessible and EV bays are "wrong spot type" (a car not entitled to them); other bays "occupied without session".
+UNBOOKED_OCCUPIED_BAYS = text(
+    "SELECT se.id AS sensor_id, se.state_since, s.id AS spot_id, s.label AS spot_label, s.type AS spot_type,"
+    " lv.name AS level_name FROM sensors se JOIN spots s ON s.lot_id = se.lot_id AND s.id = se.spot_id"
+    " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id"
+    " WHERE se.lot_id = :lot_id AND se.state = 'occupied'"
+    " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = se.lot_id AND r.spot_id = se.spot_id"
+    "   AND r.status = 'active' AND r.period @> CAST(:now AS timestamptz))"
+    " ORDER BY se.state_since NULLS LAST, s.label LIMIT :limit")

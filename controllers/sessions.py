@@ -16,9 +16,11 @@ from core.errors import NotFound
 from core.money import Money
 from core.security import normalise_plate, plate_hash
 
-#: violation kinds this module checks, and those that need bay sensors (issue 7's sensors half) and are NOT checked
-CHECKED_VIOLATIONS = ("overstay", "overstay_risk")
-UNCHECKED_VIOLATIONS = ("wrong_spot_type", "occupied_without_session")
+#: violation kinds this module checks; the last two need a bay sensor mapped to the spot
+CHECKED_VIOLATIONS = ("overstay", "overstay_risk", "wrong_spot_type", "occupied_without_session")
+UNCHECKED_VIOLATIONS: tuple[str, ...] = ()
+#: bays only some vehicles may use: a car in one with no booking of it is in the wrong type of spot
+RESTRICTED_BAYS = ("ev", "handicap")
 
 
 async def list_sessions(conn: AsyncConnection, *, lot_id: uuid.UUID, status: str | None, limit: int,
@@ -66,20 +68,22 @@ async def lost_ticket(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUI
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # overstay | overstay_risk
-    session_id: uuid.UUID
+    kind: str  # overstay | overstay_risk | wrong_spot_type | occupied_without_session
+    session_id: uuid.UUID | None
     plate: str | None
     spot: dict[str, Any] | None
-    entered_at: datetime
-    ends_at: datetime
+    entered_at: datetime | None
+    ends_at: datetime | None
     minutes_over: int
     fee_so_far: Money | None
+    sensor_id: str | None = None
 
 
 async def violations(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID, now: datetime,
                      limit: int = 200) -> list[Violation]:
-    """Overstays: reservations still inside past their end (with the overstay fee so far), and walk-ins
-    whose booked occupancy could not be extended because the spot is booked next (overstay risk)."""
+    """Overstays: reservations still inside past their end (with the overstay fee so far); walk-ins whose
+    booked occupancy could not be extended because the spot is booked next (overstay risk); and bays a
+    sensor reports occupied with nothing booked on them now (an EV or accessible bay: wrong spot type)."""
     lot = (await conn.execute(q.LOT, {"lot_id": lot_id})).first()
     if lot is None:
         raise NotFound(f"lot {lot_id} not found")
@@ -93,4 +97,11 @@ async def violations(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID
             fee = reservation_exit_fee(card=card, ends_at=row.ends_at, now=now).amount
         out.append(Violation("overstay" if row.kind == "reservation" else "overstay_risk", row.id, row.plate, spot,
                              row.entered_at, row.ends_at, over, fee))
+    # Bay sensors: a bay reported occupied while nothing booked occupies it now.
+    for row in await conn.execute(q.UNBOOKED_OCCUPIED_BAYS, {"lot_id": lot_id, "now": now, "limit": limit}):
+        spot = {"id": str(row.spot_id), "label": row.spot_label, "level": row.level_name, "type": row.spot_type}
+        kind = "wrong_spot_type" if row.spot_type in RESTRICTED_BAYS else "occupied_without_session"
+        since = row.state_since
+        minutes = int((now - since).total_seconds() // 60) if since else 0
+        out.append(Violation(kind, None, None, spot, since, None, minutes, None, sensor_id=row.sensor_id))
     return out

@@ -70,11 +70,12 @@ async def lost_ticket(lot_id: OperatedLotId, body: LostTicketIn, conn: ConnDep, 
 
 
 @router.get("/{lot_id}/violations",
-            summary="Overstays and walk-ins at overstay risk (wrong spot type / occupied without session: not checked)")
+            summary="Overstays, walk-ins at overstay risk, and bays occupied with no booking (by bay sensors)")
 async def list_violations(lot_id: OperatedLotId, conn: ConnDep, ctx: CtxDep, now: NowDep) -> dict[str, Any]:
     found = await sessions.violations(deps=gate_deps(ctx), conn=conn, lot_id=lot_id, now=now)
-    items = [{"kind": v.kind, "session_id": str(v.session_id), "plate": v.plate, "spot": v.spot,
-              "entered_at": v.entered_at, "ends_at": v.ends_at, "minutes_over": v.minutes_over,
-              "fee_so_far": v.fee_so_far.as_json() if v.fee_so_far else None} for v in found]
+    items = [{"kind": v.kind, "session_id": str(v.session_id) if v.session_id else None, "plate": v.plate,
+              "spot": v.spot, "entered_at": v.entered_at, "ends_at": v.ends_at, "minutes_over": v.minutes_over,
+              "fee_so_far": v.fee_so_far.as_json() if v.fee_so_far else None, "sensor_id": v.sensor_id}
+             for v in found]
     return {"items": items, "next_cursor": None, "checked": list(sessions.CHECKED_VIOLATIONS),
             "not_checked": list(sessions.UNCHECKED_VIOLATIONS)}

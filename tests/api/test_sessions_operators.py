@@ -97,7 +97,26 @@ async def test_violations_list_overstays_with_the_fee_so_far(client: httpx.Async
     assert [v["plate"] for v in body["items"]] == ["LATE1"]
     v = body["items"][0]
     assert v["kind"] == "overstay" and v["minutes_over"] == 30 and v["fee_so_far"]["amount"] > 0
-    assert set(body["not_checked"]) == {"wrong_spot_type", "occupied_without_session"}
+    assert body["not_checked"] == []
     clock.advance(timedelta(minutes=1))
     other = await users.create("operator")
     assert (await client.get(f"/api/v1/lots/{gl.lot_id}/violations", headers=_h(users, other))).status_code == 404
+
+
+async def test_bay_sensors_reveal_unbooked_cars_and_wrong_spot_types(client: httpx.AsyncClient, ctx: AppContext,
+                                                                    users: UserFactory, clock: ManualClock) -> None:
+    op = await users.create("operator")
+    gl = await gate_lot(ctx, organisation_id=op.organisation_id, spots={"regular": 2, "ev": 1})
+    entered = await post_event(client, gl, gl.entry, event(ctx, plate="WALKIN1"))
+    assert entered["decision"] == "open"
+    taken = entered["spot"]["label"]
+    labels = ["L0-001", "L0-002", "L0-003"]  # two regular bays, then the EV bay
+    free_regular = next(label for label in labels[:2] if label != taken)
+    now = clock.now().isoformat()
+    batch = {"events": [{"event_id": f"s-{label}", "sensor_id": label, "state": "occupied", "confidence": 0.95,
+                         "occurred_at": now} for label in labels]}
+    res = await client.post(f"/api/v1/lots/{gl.lot_id}/sensor-events", json=batch, headers=gl.headers)
+    assert res.status_code == 202 and res.json()["accepted"] == 3, res.text
+    body = (await client.get(f"/api/v1/lots/{gl.lot_id}/violations", headers=_h(users, op))).json()
+    found = {(v["kind"], v["spot"]["label"]) for v in body["items"]}
+    assert found == {("occupied_without_session", free_regular), ("wrong_spot_type", "L0-003")}
