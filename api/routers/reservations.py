@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import ConnDep, CtxDep, CurrentUser, NowDep
@@ -69,7 +69,7 @@ def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str
 
 @router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
 async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: NowDep,
-                             idempotency_key: IdemKey = None) -> JSONResponse:
+                             idempotency_key: IdemKey = None) -> Response:
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -98,7 +98,7 @@ async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep
 
 @router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed")
 async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: CtxDep, user: CurrentUser,
-                              now: NowDep, idempotency_key: IdemKey = None) -> JSONResponse:
+                              now: NowDep, idempotency_key: IdemKey = None) -> Response:
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -114,7 +114,7 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: C
 
 @router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
 async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: CurrentUser, now: NowDep,
-                             idempotency_key: IdemKey = None) -> JSONResponse:
+                             idempotency_key: IdemKey = None) -> Response:
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -132,7 +132,7 @@ async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: Curre
 
 @router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window")
 async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, ctx: CtxDep, user: CurrentUser,
-                                    now: NowDep, idempotency_key: IdemKey = None) -> JSONResponse:
+                                    now: NowDep, idempotency_key: IdemKey = None) -> Response:
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
