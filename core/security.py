@@ -70,20 +70,24 @@ def create_access_token(
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
 
 
+def _verified_claims(*, token: str, secret: bytes, issuer: str, audience: str, kind: str,
+                     required: tuple[str, ...]) -> dict[str, Any]:
+    """Signature, pinned algorithm, issuer and audience checked; time claims are left to the caller,
+    who checks them against the injected `now` (PyJWT would use the wall clock)."""
+    try:
+        if jwt.get_unverified_header(token).get("alg") != JWT_ALGORITHM:
+            raise Unauthorized("token algorithm not accepted")
+        return jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
+                          options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                   "require": list(required)})
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}" if kind == "access" else f"invalid {kind} token: {exc}") from None
+
+
 def decode_access_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> TokenClaims:
     """Verify signature, algorithm, issuer, audience and expiry against the injected `now`."""
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("alg") != JWT_ALGORITHM:
-            raise Unauthorized("token algorithm not accepted")
-        payload = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
-            # Time claims are checked below against the injected `now`, never PyJWT's wall clock.
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                     "require": ["exp", "iss", "aud", "sub"]},
-        )
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from None
+    payload = _verified_claims(token=token, secret=secret, issuer=issuer, audience=audience, kind="access",
+                               required=("exp", "iss", "aud", "sub"))
     ts = now.timestamp()
     if payload.get("typ") != "access":
         raise Unauthorized("not an access token")
@@ -130,17 +134,8 @@ def create_refresh_token(
 
 def decode_refresh_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> RefreshClaims:
     """Verify a refresh token's signature, algorithm, issuer, audience, type and expiry."""
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("alg") != JWT_ALGORITHM:
-            raise Unauthorized("token algorithm not accepted")
-        payload = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                     "require": ["exp", "iss", "aud", "sub", "jti"]},
-        )
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid refresh token: {exc}") from None
+    payload = _verified_claims(token=token, secret=secret, issuer=issuer, audience=audience, kind="refresh",
+                               required=("exp", "iss", "aud", "sub", "jti"))
     if payload.get("typ") != "refresh":
         raise Unauthorized("not a refresh token")
     if int(payload["exp"]) <= now.timestamp():
