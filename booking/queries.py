@@ -119,7 +119,7 @@ PAYMENT_REFUNDED = text(
 PAYMENT_TO_SETTLE = text(
     "SELECT p.id, p.lot_id, p.provider, p.intent_id, p.status, p.amount, p.amount_authorised, p.amount_captured,"
     " p.amount_refunded, p.currency, r.id AS reservation_id, r.status AS reservation_status, r.starts_at,"
-    " COALESCE(r.quote -> 'policy' ->> 'capture', 'at_exit') AS capture_policy,"
+    " r.cancelled_at, COALESCE(r.quote -> 'policy' ->> 'capture', 'at_exit') AS capture_policy,"
     " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee"
     " FROM reservations r JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id"
     " AND p.purpose = 'reservation' WHERE r.id = :reservation_id FOR UPDATE")
@@ -130,6 +130,7 @@ PAYMENTS_TO_SETTLE = text(
     " AND p.purpose = 'reservation' WHERE p.status <> 'canceled' AND ("
     "  (r.status IN ('expired','cancelled') AND p.amount_captured = 0)"
     "  OR (r.status IN ('no_show','completed') AND p.amount_captured = 0)"
+    "  OR (r.status = 'cancelled' AND p.amount_refunded = 0 AND p.amount_captured > 0)"
     "  OR (r.status = 'no_show' AND p.amount_refunded = 0 AND p.amount_captured >"
     "      COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0))"
     "  OR (r.status IN ('confirmed','active') AND (r.status = 'active' OR r.starts_at <= :now) AND p.amount_authorised > 0"

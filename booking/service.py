@@ -71,6 +71,15 @@ async def free_pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: st
     return Priced(Money(0, "usd"))
 
 
+#: refund policy: (conn, reservation row, paid amount, now) -> amount to refund
+RefundPolicy = Callable[[AsyncConnection, Any, int, datetime], Awaitable[int]]
+
+
+async def full_refund_policy(conn: AsyncConnection, row: Any, paid: int, now: datetime) -> int:
+    """Refund everything: the policy of lots sold without a rate card."""
+    return paid
+
+
 @dataclass
 class BookingDeps:
     """What the booking functions need; built by the caller (API, worker, tests)."""
@@ -84,6 +93,7 @@ class BookingDeps:
     secret: bytes
     max_window: timedelta = timedelta(days=7)
     pricer: Pricer = free_pricer
+    refund_policy: RefundPolicy = full_refund_policy
     use_redis: bool = True
     #: the PostgreSQL-only path's per-lot advisory lock; only a race test's negative control turns it off
     pg_lot_lock: bool = True
@@ -382,48 +392,29 @@ async def confirm(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid
             deps.breaker.trip(exc)
 
 
-#: refund policy: (conn, reservation row, paid amount, now) -> amount to refund
-RefundPolicy = Callable[[AsyncConnection, Any, int, datetime], Awaitable[int]]
-
-
-async def full_refund(conn: AsyncConnection, row: Any, paid: int, now: datetime) -> int:
-    return paid
-
-
 async def cancel(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None, now: datetime,
-                 refund_policy: RefundPolicy = full_refund) -> Money:
-    """held|confirmed -> cancelled; voids or refunds the payment per the lot's policy; frees the slots."""
+                 refund_policy: RefundPolicy | None = None) -> Money:
+    """held|confirmed -> cancelled, committed first; then the money follows (fee captured or the authorisation
+    voided, or a refund after capture) through settlement, whose idempotency keys make a retry after a lost
+    provider reply replay the same call. Returns the refund the policy grants."""
+    policy = refund_policy or deps.refund_policy
     async with deps.engine.begin() as conn:
         row = await _locked(conn, reservation_id, user_id)
         lc.check_transition(row.status, lc.CANCELLED)
         refund = 0
         pay = (await conn.execute(q.PAYMENT_FOR_RESERVATION, {"lot_id": row.lot_id, "reservation_id": row.id})).first()
         if pay is not None and pay.amount_authorised > 0:
-            refund = max(0, min(int(pay.amount_authorised), await refund_policy(conn, row, int(pay.amount_authorised),
-                                                                                  now)))
-            keep = int(pay.amount_authorised) - refund
-            if pay.amount_captured == 0:
-                if keep > 0:  # capture only the cancellation fee; the rest of the hold is released
-                    await deps.payments.capture(intent_id=pay.intent_id, amount=keep,
-                                                idempotency_key=f"reservation:{row.id}:capture")
-                    await conn.execute(q.PAYMENT_CAPTURED, {"lot_id": row.lot_id, "id": pay.id, "amount": keep,
-                                                            "now": now})
-                else:
-                    await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
-                    await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled",
-                                                          "now": now})
-            else:  # already captured: refund what exceeds the fee kept, at most once per intent
-                refund_now = max(0, int(pay.amount_captured) - keep) if pay.amount_refunded == 0 else 0
-                if refund_now > 0:
-                    await deps.payments.refund(intent_id=pay.intent_id, amount=refund_now,
-                                               idempotency_key=f"reservation:{row.id}:refund")
-                    await conn.execute(q.PAYMENT_REFUNDED, {"lot_id": row.lot_id, "id": pay.id, "amount": refund_now,
-                                                            "now": now})
-        elif pay is not None:
-            await deps.payments.cancel(intent_id=pay.intent_id, idempotency_key=f"reservation:{row.id}:cancel")
-            await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": "canceled", "now": now})
+            paid = int(pay.amount_authorised)
+            refund = max(0, min(paid, await policy(conn, row, paid, now)))
+            if pay.amount_captured > 0:  # already captured: what exceeds the fee kept, once
+                keep = paid - refund
+                refund = max(0, int(pay.amount_captured) - keep) if pay.amount_refunded == 0 else 0
         await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.CANCELLED, "expected": row.status, "now": now})
     await release_slots(deps, row.lot_id, row.id)
+    if pay is not None:
+        from booking.settlement import settle_quietly  # a failure here is retried by the settlement sweeper
+
+        await settle_quietly(deps=deps, reservation_id=row.id, now=now)
     return Money(refund, row.currency.strip())
 
 

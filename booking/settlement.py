@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,13 +43,21 @@ class Action:
     amount: int = 0
 
 
-def settlement_action(p: Any, *, now: datetime) -> Action | None:
-    """The one money move a payment row (booking.queries.PAYMENT_TO_SETTLE) still needs, or None."""
+def settlement_action(p: Any, *, now: datetime, cancel_keep: int = 0) -> Action | None:
+    """The one money move a payment row (booking.queries.PAYMENT_TO_SETTLE) still needs, or None.
+
+    `cancel_keep` is the cancellation fee a cancelled reservation keeps (its policy at `cancelled_at`).
+    """
     if p.status == "canceled":
         return None
     authorised, captured, refunded = int(p.amount_authorised), int(p.amount_captured), int(p.amount_refunded)
     status = p.reservation_status
-    if status in ("expired", "cancelled"):
+    if status == "cancelled":
+        keep = min(cancel_keep, authorised)
+        if captured == 0:
+            return Action("capture", keep) if keep > 0 else Action("cancel")
+        return Action("refund", captured - keep) if refunded == 0 and captured > keep else None
+    if status == "expired":
         return Action("cancel") if captured == 0 else None
     at_start = p.capture_policy == "at_start" and (status == "active" or (status == "confirmed" and p.starts_at <= now))
     if status == "completed" or at_start:
@@ -109,7 +118,13 @@ async def settle_reservation(*, deps: BookingDeps, reservation_id: uuid.UUID, no
         p = (await conn.execute(q.PAYMENT_TO_SETTLE, {"reservation_id": reservation_id})).first()
         if p is None:
             return None
-        action = settlement_action(p, now=now)
+        keep = 0
+        if p.reservation_status == "cancelled" and int(p.amount_authorised) > 0:
+            # the same fee the cancellation computed: the policy evaluated at the moment of cancelling
+            paid = int(p.amount_authorised)
+            shown = SimpleNamespace(id=p.reservation_id, currency=p.currency, starts_at=p.starts_at)
+            keep = paid - max(0, min(paid, await deps.refund_policy(conn, shown, paid, p.cancelled_at or now)))
+        action = settlement_action(p, now=now, cancel_keep=keep)
         if action is None:
             return None
         key = f"reservation:{reservation_id}:{action.kind}"

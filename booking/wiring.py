@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from booking.runtime import breaker, payment_provider, slot_store
 from booking.service import BookingDeps, Priced, Pricer, Window
 from core.context import AppContext
-from pricing.service import quote_service
+from pricing.service import cancellation_refund_policy, quote_service
 
 
 def card_pricer(ctx: AppContext) -> Pricer:
@@ -33,5 +33,6 @@ def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bo
         engine=ctx.engine, slots=slot_store(ctx), breaker=breaker(ctx), payments=payment_provider(ctx),
         hold_ttl=timedelta(seconds=s.hold_ttl_seconds), max_holds_per_user=s.max_holds_per_user,
         secret=s.secret_bytes, max_window=timedelta(days=s.max_window_days), pricer=chosen,  # type: ignore[arg-type]
+        refund_policy=ctx.extras.get("refund_policy") or cancellation_refund_policy,  # type: ignore[arg-type]
         use_redis=use_redis,
     )

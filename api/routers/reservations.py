@@ -18,7 +18,6 @@ from booking.access import qr_token
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.security import mask_plate
-from pricing.service import cancellation_refund_policy
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
 
@@ -118,8 +117,7 @@ async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: Curre
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        refund = await service.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now,
-                                      refund_policy=ctx.extras.get("refund_policy") or cancellation_refund_policy)  # type: ignore[arg-type]
+        refund = await service.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now)
         async with ctx.engine.connect() as conn:
             row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
         out = reservation_json(row, secret=ctx.settings.secret_bytes)

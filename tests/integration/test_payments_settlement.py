@@ -11,6 +11,7 @@ from booking import service, sweepers
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
+from core.errors import InvalidTransition
 from pricing.service import cancellation_refund_policy
 from tests.factories import insert_lot
 from tests.payment_fakes import StrictProvider
@@ -123,3 +124,27 @@ async def test_cancellation_policy_free_then_fee(ctx: AppContext, clock: ManualC
     fee = pay.amount - refund.amount
     assert fee == (pay.amount * 20 + 50) // 100 and pay.amount_captured == fee and pay.amount_refunded == 0
     assert not provider.violations
+
+
+async def test_cancel_whose_provider_reply_is_lost_never_captures_a_voided_intent(ctx: AppContext,
+                                                                                  clock: ManualClock) -> None:
+    """Found by the payment state machine: the void happened at the provider but its reply was lost. The
+    cancellation is committed first, so the car cannot enter on it, and the sweeper's retry replays the
+    same idempotent call instead of capturing at exit."""
+    provider = StrictProvider()
+    ctx.extras["payment_provider"] = provider
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+        await give_card(conn, lot, capture="at_exit", no_show_fee=500)
+    deps = booking_deps(ctx)
+    start = clock.now() + timedelta(hours=1)
+    rid = await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                             ends_at=start + timedelta(hours=2), plate="LOST1", now=clock.now())
+    await service.create_payment_intent(deps=deps, reservation_id=rid)
+    await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
+    provider.lose_next_reply = True  # the void reaches the provider, its answer does not reach us
+    await service.cancel(deps=deps, reservation_id=rid, user_id=None, now=clock.now())
+    with pytest.raises(InvalidTransition):
+        await service.check_in(deps=deps, reservation_id=rid, now=clock.now())
+    await sweepers.settle_payments(deps=deps, now=clock.now())
+    assert provider.violations == []
