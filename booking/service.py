@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -61,12 +61,15 @@ class Priced:
     quote: dict[str, Any] | None = None
 
 
-#: prices a window: (conn, lot_id, vehicle_type, window, quote_token) -> Priced
-Pricer = Callable[[AsyncConnection, uuid.UUID, str, Window, str | None], Awaitable[Priced]]
+class Pricer(Protocol):
+    """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies."""
+
+    async def __call__(self, conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
+                       quote_token: str | None, discount_code: str | None = None) -> Priced: ...
 
 
 async def free_pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                      quote_token: str | None) -> Priced:
+                      quote_token: str | None, discount_code: str | None = None) -> Priced:
     """Prices nothing: for lots without rates and for tests of the slot logic alone."""
     return Priced(Money(0, "usd"))
 
@@ -140,19 +143,20 @@ async def _lot(conn: AsyncConnection, lot_id: uuid.UUID) -> Any:
 async def hold(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                quote_token: str | None = None, idempotency_key: str | None = None,
-               kind: str = "reservation", status: str = lc.HELD) -> uuid.UUID:
+               kind: str = "reservation", status: str = lc.HELD, discount_code: str | None = None) -> uuid.UUID:
     """Hold a compatible spot for the window; returns the reservation id (409 sold-out / plate-conflict)."""
     rid, _ = await hold_reservation(deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type,
                                     starts_at=starts_at, ends_at=ends_at, plate=plate, now=now,
                                     quote_token=quote_token, idempotency_key=idempotency_key, kind=kind,
-                                    status=status)
+                                    status=status, discount_code=discount_code)
     return rid
 
 
 async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                            starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                            quote_token: str | None = None, idempotency_key: str | None = None,
-                           kind: str = "reservation", status: str = lc.HELD) -> tuple[uuid.UUID, Any]:
+                           kind: str = "reservation", status: str = lc.HELD,
+                           discount_code: str | None = None) -> tuple[uuid.UUID, Any]:
     """`hold`, answering (id, the new row as RESERVATION_BY_ID reads it, or None if it could not be read)."""
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
@@ -170,7 +174,7 @@ async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_
                              horizon_days=lot.booking_horizon_days)
         if counted is not None and lot.unpaid >= deps.max_holds_per_user:
             raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
-        priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token)
+        priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token, discount_code=discount_code)
     row: dict[str, Any] = {
         "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
         "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,

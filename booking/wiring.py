@@ -18,9 +18,9 @@ def card_pricer(ctx: AppContext) -> Pricer:
     quotes = quote_service(ctx)
 
     async def pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                     quote_token: str | None) -> Priced:
+                     quote_token: str | None, discount_code: str | None = None) -> Priced:
         quote = await quotes.quote(conn, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=window.slot_start,
-                                   ends_at=window.slot_end, quote_token=quote_token)
+                                   ends_at=window.slot_end, quote_token=quote_token, discount_code=discount_code)
         return Priced(quote.price, quote.data)
 
     return pricer

@@ -58,3 +58,7 @@ ACTIVE_PASS = text(
 CANCEL_PASS = text(
     "UPDATE monthly_passes SET status = 'cancelled' WHERE lot_id = :lot_id AND id = :id AND status = 'active'"
     " RETURNING id, lot_id, spot_type, month, price_amount, currency, status, created_at")
+
+DISCOUNT_USES = text(
+    "SELECT count(*) FROM reservations WHERE lot_id = :lot_id AND quote ->> 'discount_code' = :code"
+    " AND status NOT IN ('expired','cancelled')")

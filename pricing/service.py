@@ -27,6 +27,7 @@ from core.keys import Keys
 from core.logging import get_logger
 from core.money import Money
 from pricing import queries as q
+from pricing.discounts import check_discount_code
 from pricing.dynamic import dynamic_multiplier
 from pricing.engine import price_window, refund_under
 from pricing.quotes import sign_quote, verify_quote
@@ -170,13 +171,15 @@ class QuoteService:
     # -- quotes ------------------------------------------------------------------------------------------------
 
     def _quote(self, *, lot_id: uuid.UUID, card: RateCard, version: int, tz: str, vehicle_type: str,
-               starts_at: datetime, ends_at: datetime, mult: Fraction, reason: str, now: datetime) -> Quote:
-        # the same card, type, window and multiplier price the same everywhere: compute once per process
-        price_key = (id(card), vehicle_type, starts_at, ends_at, tz, mult, reason)
-        priced = self._prices.get(price_key)
+               starts_at: datetime, ends_at: datetime, mult: Fraction, reason: str, now: datetime,
+               discount_code: str | None = None) -> Quote:
+        # the same card, type, window, multiplier and code price the same everywhere: compute once per process
+        price_key = (id(card), vehicle_type, starts_at, ends_at, tz, mult, reason, discount_code)
+        priced = self._prices.get(price_key) if discount_code is None else None  # a code's validity depends on now
         if priced is None or priced[0] is not card:
             breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
-                                     multiplier=mult, multiplier_reason=reason)
+                                     multiplier=mult, multiplier_reason=reason, discount_code=discount_code,
+                                     now=now)
             priced = (card, breakdown, breakdown.as_json())
             self._prices[price_key] = priced
             if len(self._prices) > 4096:
@@ -184,41 +187,52 @@ class QuoteService:
         _, breakdown, breakdown_json = priced
         expires_at = now + self.ttl
         token = sign_quote(secret=self.secret, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
-                           ends_at=ends_at, total=breakdown.total, expires_at=expires_at)
+                           ends_at=ends_at, total=breakdown.total, expires_at=expires_at, discount_code=discount_code)
         data = {
             "lot_id": str(lot_id), "vehicle_type": vehicle_type, "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(), "timezone": tz, "total": breakdown.total.as_json(),
             "breakdown": breakdown_json, "multiplier": breakdown_json["multiplier"], "reason": reason,
             "expires_at": expires_at.isoformat(), "token": token, "card_version": version,
-            "policy": policy_snapshot(card),
+            "policy": policy_snapshot(card), "discount_code": discount_code,
         }
         return Quote(breakdown.total, data)
 
     async def quote(self, conn: AsyncConnection, *, lot_id: uuid.UUID, vehicle_type: str, starts_at: datetime,
-                    ends_at: datetime, quote_token: str | None = None) -> Quote:
+                    ends_at: datetime, quote_token: str | None = None, discount_code: str | None = None) -> Quote:
         """Price one lot's slot window; with `quote_token`, the token's total if it is valid for exactly this."""
         now = self.clock.now()
         row = (await conn.execute(q.LOT_CARD, {"lot_id": lot_id})).first()
         if row is None:
             raise NotFound(f"lot {lot_id} not found")
         card = self.cards.get(lot_id, int(row.version), row.body) if row.body is not None else None
+        if discount_code and card is not None:  # codes match case-insensitively; store the card's spelling
+            found = card.find_code(discount_code)
+            discount_code = found.code if found is not None else discount_code
         if quote_token:
             promised = verify_quote(secret=self.secret, token=quote_token, now=now, lot_id=lot_id,
-                                    vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at)
+                                    vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
+                                    discount_code=discount_code)
             data: dict[str, Any] = {"lot_id": str(lot_id), "vehicle_type": vehicle_type,
                                     "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
                                     "total": promised.total.as_json(), "source": "quote_token",
-                                    "expires_at": promised.expires_at.isoformat()}
+                                    "expires_at": promised.expires_at.isoformat(), "discount_code": discount_code}
             if card is not None:
                 data["policy"] = policy_snapshot(card)
                 data["card_version"] = int(row.version)
             return Quote(promised.total, data)
         if card is None:
+            if discount_code:
+                raise ValidationFailed("this lot has no rates, so no discount codes", loc=("body", "discount_code"))
             return Quote(Money(0, "usd"), None)
+        if discount_code:
+            # max_uses counts reservations that hold or used the code (not expired or cancelled ones);
+            # two holds racing for the last use can both get it (see the closing note)
+            used = int(await conn.scalar(q.DISCOUNT_USES, {"lot_id": lot_id, "code": discount_code}) or 0)
+            check_discount_code(card=card, code=discount_code, now=now, times_used=used)
         mult, reason = (await self._multipliers(conn, {lot_id: card}, starts_at, ends_at))[lot_id]
         return self._quote(lot_id=lot_id, card=card, version=int(row.version), tz=row.timezone,
                            vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason,
-                           now=now)
+                           now=now, discount_code=discount_code)
 
     async def quotes_for_page(self, conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
                               starts_at: datetime, ends_at: datetime) -> dict[uuid.UUID, dict[str, Any]]:

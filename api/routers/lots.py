@@ -81,7 +81,9 @@ async def get_lot(request: Request, lot_id: uuid.UUID, conn: ConnDep, now: NowDe
             summary="Free compatible spots for one vehicle type and window (a count)")
 async def lot_availability(request: Request, lot_id: uuid.UUID, conn: ConnDep, ctx: CtxDep, now: NowDep,
                            vehicle_type: VehicleTypeParam, starts_at: StartsAt = None,
-                           ends_at: EndsAt = None) -> LotWindowAvailability:
+                           ends_at: EndsAt = None,
+                           discount_code: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                           ) -> LotWindowAvailability:
     window = window_from(request, starts_at, ends_at, now)
     lot = await lots.get_lot(conn, lot_id=lot_id)
     if window.horizon_days > lot.booking_horizon_days:
@@ -90,7 +92,12 @@ async def lot_availability(request: Request, lot_id: uuid.UUID, conn: ConnDep, c
     deps = booking_deps(ctx)
     booking_window = BookingWindow(window.starts_at, window.ends_at, window.slot_start, window.slot_end)
     count = await free_count(deps=deps, lot_id=lot_id, vehicle_type=vehicle_type, window=booking_window, now=now)
-    priced = await deps.pricer(conn, lot_id, vehicle_type, booking_window, None)
+    try:
+        priced = await deps.pricer(conn, lot_id, vehicle_type, booking_window, None, discount_code=discount_code)
+    except ValidationFailed as exc:  # the code is a query parameter here
+        if exc.loc[-1:] == ("discount_code",):
+            raise ValidationFailed(exc.detail, loc=("query", "discount_code")) from None
+        raise
     return LotWindowAvailability(lot_id=lot_id, vehicle_type=vehicle_type, starts_at=window.slot_start,
                                  ends_at=window.slot_end, available=count.available, quote=priced.quote,
                                  freshness=Freshness(source=count.source, as_of=count.as_of))

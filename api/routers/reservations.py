@@ -32,6 +32,7 @@ class HoldIn(BaseModel):
     ends_at: AwareDatetime
     plate: str = Field(min_length=1, max_length=20)
     quote_token: str | None = Field(None, max_length=2000)
+    discount_code: str | None = Field(None, min_length=1, max_length=64)
 
 
 class WindowChangeIn(BaseModel):
@@ -75,7 +76,7 @@ async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: 
         rid, row = await service.hold_reservation(
             deps=deps, user_id=user.user_id, lot_id=body.lot_id, vehicle_type=body.vehicle_type,
             starts_at=body.starts_at, ends_at=body.ends_at, plate=body.plate, now=now,
-            quote_token=body.quote_token, idempotency_key=idempotency_key)
+            quote_token=body.quote_token, idempotency_key=idempotency_key, discount_code=body.discount_code)
         secret = None
         if row is None or row.price_amount > 0:  # a free hold has no intent: the inserted row is the answer
             secret = await service.create_payment_intent(deps=deps, reservation_id=rid)
