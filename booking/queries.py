@@ -193,3 +193,6 @@ CHANGE_WINDOW = text(
     "UPDATE reservations SET starts_at = :starts_at, ends_at = :ends_at, period = tstzrange(:slot_start, :slot_end, '[)'),"
     " price_amount = :price, quote = CAST(:quote AS jsonb), updated_at = :now WHERE id = :id AND status = :status"
     " RETURNING id")
+
+CODE_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
+CODE_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")

@@ -100,6 +100,8 @@ class BookingDeps:
     use_redis: bool = True
     #: the PostgreSQL-only path's per-lot advisory lock; only a race test's negative control turns it off
     pg_lot_lock: bool = True
+    #: holds with one discount code take turns (max_uses); only a race test's negative control turns it off
+    discount_lock: bool = True
 
 
 def make_window(starts_at: datetime, ends_at: datetime, *, now: datetime, max_span: timedelta,
@@ -158,6 +160,30 @@ async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_
                            kind: str = "reservation", status: str = lc.HELD,
                            discount_code: str | None = None) -> tuple[uuid.UUID, Any]:
     """`hold`, answering (id, the new row as RESERVATION_BY_ID reads it, or None if it could not be read)."""
+    if discount_code and deps.discount_lock:
+        # A code's max_uses is counted from committed reservations: holds using one code in one lot take
+        # turns (a session advisory lock on its own connection), so counting and inserting are not raced.
+        async with deps.engine.connect() as locker:
+            locker = await locker.execution_options(isolation_level="AUTOCOMMIT")
+            key = {"k": f"discount:{lot_id}:{discount_code.upper()}"}
+            await locker.execute(q.CODE_LOCK, key)
+            try:
+                return await _hold_reservation(
+                    deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
+                    ends_at=ends_at, plate=plate, now=now, quote_token=quote_token, idempotency_key=idempotency_key,
+                    kind=kind, status=status, discount_code=discount_code)
+            finally:
+                await locker.execute(q.CODE_UNLOCK, key)
+    return await _hold_reservation(
+        deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
+        plate=plate, now=now, quote_token=quote_token, idempotency_key=idempotency_key, kind=kind, status=status,
+        discount_code=discount_code)
+
+
+async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
+                            starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
+                            quote_token: str | None, idempotency_key: str | None, kind: str, status: str,
+                            discount_code: str | None) -> tuple[uuid.UUID, Any]:
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None

@@ -39,3 +39,37 @@ async def test_code_discounts_binds_the_quote_and_runs_out(client: httpx.AsyncCl
     spent = await client.post("/api/v1/reservations", headers=other.headers,
                               json={"lot_id": str(lot), **window, "plate": "DISC2", "discount_code": "WELCOME10"})
     assert spent.status_code == 422 and spent.json()["errors"][0]["loc"] == ["body", "discount_code"]
+
+
+async def _race_for_last_use(ctx: AppContext, clock: ManualClock, *, guarded: bool) -> int:
+    import asyncio
+    from dataclasses import replace
+
+    from booking import service
+    from booking.wiring import booking_deps
+    from core.errors import ValidationFailed
+
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 10})
+        await give_card(conn, lot, discount_codes=[{"code": "LAST1", "kind": "fixed", "value": 100, "max_uses": 1}])
+    deps = replace(booking_deps(ctx), discount_lock=guarded)
+    start = clock.now() + timedelta(hours=2)
+
+    async def attempt(i: int) -> bool:
+        try:
+            await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                               ends_at=start + timedelta(hours=1), plate=f"RACE{i}", now=clock.now(),
+                               discount_code="LAST1")
+            return True
+        except ValidationFailed:
+            return False
+
+    return sum(await asyncio.gather(*(attempt(i) for i in range(8))))
+
+
+async def test_concurrent_holds_never_use_a_code_beyond_max_uses(ctx: AppContext, clock: ManualClock) -> None:
+    assert await _race_for_last_use(ctx, clock, guarded=True) == 1
+
+
+async def test_negative_control_without_the_code_lock_overuses_it(ctx: AppContext, clock: ManualClock) -> None:
+    assert await _race_for_last_use(ctx, clock, guarded=False) > 1
