@@ -287,7 +287,7 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
             if idx is None:
                 raise SoldOut()
             inserted = (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
-        await _note_sql_booking(deps, row["lot_id"], idx, window)
+        await repair_spot_or_mark(deps, row["lot_id"], idx, window)
     except IntegrityError as exc:
         if _constraint(exc) == PLATE_GUARD:
             raise PlateConflict() from None
@@ -299,17 +299,21 @@ async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], w
     return inserted
 
 
-async def _note_sql_booking(deps: BookingDeps, lot_id: uuid.UUID, idx: int, window: Window) -> None:
-    """Tell Redis about a booking made on the SQL path: repair that one spot when Redis answers (the
-    stale-Redis fallback), else mark the whole lot for a rebuild before Redis is trusted for it again."""
+async def repair_spot_or_mark(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, window: Window, *,
+                              drop_hold: uuid.UUID | None = None) -> None:
+    """Make one spot's bits what PostgreSQL says (after a booking Redis did not make, or changed bits);
+    when Redis cannot be used now, mark the whole lot for a rebuild before Redis is trusted for it again.
+    `drop_hold` removes a hold record whose ranges no longer describe the bits."""
     if deps.slots is not None and deps.use_redis and deps.breaker.available():
         from booking.reconcile import repair_spot
 
         try:
-            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=idx, window=window)
+            if drop_hold is not None:
+                await deps.slots.redis.delete(deps.slots.keys.hold(str(lot_id), str(drop_hold)))
+            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=spot_idx, window=window)
             return
         except SlotStateMissing:
-            return  # its next use rebuilds the whole lot from PostgreSQL anyway
+            return  # the lot is not loaded: its next use rebuilds it whole from PostgreSQL
         except REDIS_DOWN as exc:
             deps.breaker.trip(exc)
     deps.breaker.dirty_lots.add(lot_id)
@@ -527,18 +531,5 @@ async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id
 
 async def _resync_spot(deps: BookingDeps, lot_id: uuid.UUID, reservation_id: uuid.UUID, spot_idx: int,
                        old: Window, new: Window) -> None:
-    if deps.slots is None or not deps.use_redis or not deps.breaker.available():
-        deps.breaker.dirty_lots.add(lot_id)
-        return
-    from booking.reconcile import repair_spot
-
-    covering = Window(min(old.slot_start, new.slot_start), max(old.slot_end, new.slot_end),
-                      min(old.slot_start, new.slot_start), max(old.slot_end, new.slot_end))
-    try:
-        await deps.slots.redis.delete(deps.slots.keys.hold(str(lot_id), str(reservation_id)))
-        await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=spot_idx, window=covering)
-    except SlotStateMissing:
-        pass
-    except REDIS_DOWN as exc:
-        deps.breaker.trip(exc)
-        deps.breaker.dirty_lots.add(lot_id)
+    start, end = min(old.slot_start, new.slot_start), max(old.slot_end, new.slot_end)
+    await repair_spot_or_mark(deps, lot_id, spot_idx, Window(start, end, start, end), drop_hold=reservation_id)

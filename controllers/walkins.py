@@ -17,11 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from booking import service
-from booking.reconcile import repair_spot
 from booking.runtime import REDIS_DOWN
 from booking.service import BookingDeps, Window, free_pricer
 from booking.slots import widen
-from booking.slotstore import SlotStateMissing
 from controllers import queries_gates as q
 from core.errors import InvalidTransition, PlateConflict
 from core.logging import get_logger
@@ -69,19 +67,9 @@ async def _keep_release_handle(deps: BookingDeps, lot_id: uuid.UUID, rid: uuid.U
 
 
 async def _repair(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, start: datetime, end: datetime) -> None:
-    """Make one spot's bits exact from PostgreSQL (Redis trouble is left to the reconciler)."""
-    if deps.slots is None or not deps.breaker.available():
-        deps.breaker.dirty_lots.add(lot_id)
-        return
-    try:
-        s, e = widen(start, end, max_span=timedelta(days=400))
-        await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, spot_idx=spot_idx,
-                          window=Window(s, e, s, e))
-    except SlotStateMissing:
-        pass  # not loaded: its next use rebuilds the lot from PostgreSQL
-    except REDIS_DOWN as exc:
-        deps.breaker.trip(exc)
-        deps.breaker.dirty_lots.add(lot_id)
+    """Make one spot's bits exact from PostgreSQL (or mark the lot for a rebuild when Redis is away)."""
+    s, e = widen(start, end, max_span=timedelta(days=400))
+    await service.repair_spot_or_mark(deps, lot_id, spot_idx, Window(s, e, s, e))
 
 
 async def finish_walk_in(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:

@@ -17,6 +17,7 @@ from booking import service
 from booking.access import qr_token
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
+from core.context import AppContext
 from core.security import mask_plate
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
@@ -67,6 +68,13 @@ def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str
     return out
 
 
+async def _current(ctx: AppContext, reservation_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
+    """The reservation as it is after a write, in its wire form."""
+    async with ctx.engine.connect() as conn:
+        row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user_id)
+    return reservation_json(row, secret=ctx.settings.secret_bytes)
+
+
 @router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
 async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: NowDep,
                              idempotency_key: IdemKey = None) -> Response:
@@ -104,9 +112,7 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: C
     async def handler() -> tuple[int, dict[str, Any]]:
         await service.confirm(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
                               payment_token=body.payment_token, now=now)
-        async with ctx.engine.connect() as conn:
-            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
-        return 200, reservation_json(row, secret=ctx.settings.secret_bytes)
+        return 200, await _current(ctx, reservation_id, user.user_id)
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/confirm",
                                 key=idempotency_key, body=body.model_dump(), handler=handler)
@@ -119,9 +125,7 @@ async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: Curre
 
     async def handler() -> tuple[int, dict[str, Any]]:
         refund = await service.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now)
-        async with ctx.engine.connect() as conn:
-            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
-        out = reservation_json(row, secret=ctx.settings.secret_bytes)
+        out = await _current(ctx, reservation_id, user.user_id)
         out["refund"] = refund.as_json()
         return 200, out
 
@@ -137,9 +141,7 @@ async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChang
     async def handler() -> tuple[int, dict[str, Any]]:
         await service.change_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
                                     starts_at=body.starts_at, ends_at=body.ends_at, now=now)
-        async with ctx.engine.connect() as conn:
-            row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
-        return 200, reservation_json(row, secret=ctx.settings.secret_bytes)
+        return 200, await _current(ctx, reservation_id, user.user_id)
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:PATCH:/reservations/{reservation_id}",
                                 key=idempotency_key, body=body.model_dump(mode="json"), handler=handler)
