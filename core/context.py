@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.clock import Clock, SystemClock
-from core.db import create_engine
+from core.db import create_engine, create_raw_pool
 from core.redis import create_redis
 from core.settings import Settings
 
@@ -24,9 +26,22 @@ class AppContext:
     redis: aioredis.Redis
     clock: Clock
     extras: dict[str, object] = field(default_factory=dict)
+    _raw_pool: asyncpg.Pool | None = field(default=None, repr=False)
+    _raw_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def pg(self) -> asyncpg.Pool:
+        """The raw asyncpg pool of the hot paths, created on first use (core.db.create_raw_pool)."""
+        if self._raw_pool is None:
+            async with self._raw_pool_lock:
+                if self._raw_pool is None:
+                    self._raw_pool = await create_raw_pool(self.settings)
+        return self._raw_pool
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -16,11 +17,19 @@ def _loopback_without_ssl_choice(url: str) -> bool:
     return parsed.host in ("127.0.0.1", "localhost", "::1") and not ({"ssl", "sslmode"} & set(parsed.query))
 
 
+#: per-session settings of every connection we open (SQLAlchemy engine and raw pool alike)
+SERVER_SETTINGS = {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000",
+                   "jit": "off", "max_parallel_workers_per_gather": "0"}
+
+
+def _ssl_args(url: str) -> dict[str, object]:
+    # asyncpg would negotiate TLS with a loopback server: CPU spent on nothing
+    return {"ssl": False} if _loopback_without_ssl_choice(url) else {}
+
+
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     """An async engine with a bounded pool; statements time out rather than hang."""
-    extra: dict[str, object] = {}
-    if _loopback_without_ssl_choice(settings.database_url):
-        extra["ssl"] = False  # asyncpg would negotiate TLS with a loopback server: CPU spent on nothing
+    extra = _ssl_args(settings.database_url)
     return create_async_engine(
         settings.database_url,
         pool_size=pool_size or settings.database_pool_size,
@@ -32,12 +41,23 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
             # compilation (triggered by PostGIS functions' huge declared costs) each added tens to hundreds
             # of ms to search plans, never saved any (docs/adr/0006-search-knn-and-lean-hold-path.md).
             # Sessions that need them (exports, reports) can still SET them back.
-            "server_settings": {"application_name": "parkgrid", "timezone": "UTC", "statement_timeout": "15000",
-                                "jit": "off", "max_parallel_workers_per_gather": "0"},
+            "server_settings": SERVER_SETTINGS,
             "command_timeout": 30,
             **extra,
         },
     )
+
+
+async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asyncpg.Pool:
+    """A plain asyncpg pool for the few hot paths (holds, search, gate and sensor events) where
+    SQLAlchemy's per-statement overhead was most of the request's CPU (docs/adr/0007-hot-paths-on-asyncpg.md).
+    Same database, same session settings; statements are prepared and cached per connection."""
+    url = make_url(settings.database_url)
+    size = size or max(2, settings.database_pool_size // 2)
+    return await asyncpg.create_pool(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
+        min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS,
+        **_ssl_args(settings.database_url))  # type: ignore[arg-type]
 
 
 @asynccontextmanager
