@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.settings import Settings
@@ -66,9 +66,3 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.begin() as conn:
         yield conn
 
-
-async def set_lock_timeout(conn: AsyncConnection, milliseconds: int) -> None:
-    """Bound how long this transaction waits for any lock (SET LOCAL: ends with the transaction)."""
-    if not conn.in_transaction():
-        raise RuntimeError("set_lock_timeout needs an open transaction")
-    await conn.execute(text(f"SET LOCAL lock_timeout = '{int(milliseconds)}ms'"))
