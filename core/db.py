@@ -51,13 +51,21 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
 async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asyncpg.Pool:
     """A plain asyncpg pool for the few hot paths (holds, search, gate and sensor events) where
     SQLAlchemy's per-statement overhead was most of the request's CPU (docs/adr/0007-hot-paths-on-asyncpg.md).
-    Same database, same session settings; statements are prepared and cached per connection."""
+    Same database, same session settings; statements are prepared and cached per connection.
+
+    A released connection is not reset: asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL)
+    is one more round trip per use. The pool still rolls back an open transaction on release; the hot paths
+    keep no session state (SET LOCAL and transaction-level advisory locks only)."""
     url = make_url(settings.database_url)
     size = size or max(2, settings.database_pool_size // 2)
     return await asyncpg.create_pool(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
-        min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS,
+        min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS, reset=_keep_session,
         **_ssl_args(settings.database_url))  # type: ignore[arg-type]
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The raw pool's reset on release: nothing beyond asyncpg's own rollback of an open transaction."""
 
 
 @asynccontextmanager
