@@ -14,14 +14,6 @@ LOT_SPOTS = text(
     "SELECT s.idx, s.type, l.ordinal AS level, s.rank, s.status FROM spots s"
     " JOIN levels l ON l.lot_id = s.lot_id AND l.id = s.level_id WHERE s.lot_id = :lot_id ORDER BY s.idx")
 
-# The hold's one read before Redis: the lot and (for a driver's hold) their unpaid holds, in one round trip.
-LOT_FOR_HOLD = text(
-    "SELECT id, organisation_id, status, timezone, allocation_strategy, ev_overflow, booking_horizon_days,"
-    " no_show_grace_minutes, early_arrival_minutes, walk_in_horizon_minutes,"
-    " CASE WHEN CAST(:user_id AS uuid) IS NULL THEN 0 ELSE (SELECT count(*) FROM reservations"
-    "  WHERE user_id = CAST(:user_id AS uuid) AND status = 'held' AND hold_expires_at > :now) END AS unpaid"
-    " FROM lots WHERE id = :lot_id")
-
 
 FREE_COUNT_SQL = text(
     "SELECT count(*) FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"
@@ -62,10 +54,12 @@ HOLD_WRITE = (
     " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
     f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
 
-# Why a HOLD_WRITE wrote nothing: the lot's status and the driver's unpaid holds ($2 NULL: not counted).
-HOLD_REFUSED = (
-    "SELECT l.status, CASE WHEN $2::uuid IS NULL THEN 0 ELSE (SELECT count(*) FROM reservations"
-    "  WHERE user_id = $2 AND status = 'held' AND hold_expires_at > $3) END AS unpaid FROM lots l WHERE l.id = $1")
+# The hold's read before Redis, and the reason when a HOLD_WRITE wrote nothing: the lot and (for a driver's
+# hold, $2 not NULL) their unpaid holds.
+HOLD_LOT = (
+    "SELECT status, ev_overflow, booking_horizon_days, CASE WHEN $2::uuid IS NULL THEN 0 ELSE (SELECT count(*)"
+    " FROM reservations WHERE user_id = $2 AND status = 'held' AND hold_expires_at > $3) END AS unpaid"
+    " FROM lots WHERE id = $1")
 
 # PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
 LOT_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from booking.payments import IntentResult, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
 from booking.slotstore import SlotStateMissing, SlotStore
+from core.db import RawReads
 from core.errors import (
     Conflict,
     HoldExpired,
@@ -41,7 +42,8 @@ from core.errors import (
 from core.money import Money
 from core.security import normalise_plate, plate_hash
 
-MAX_REDIS_ATTEMPTS = 6
+#: spots tried per hold before giving up (Redis path: stale spots; PostgreSQL-only path: spots taken meanwhile)
+MAX_SPOT_ATTEMPTS = 6
 SPOT_GUARD = "reservations_no_double_booking"
 PLATE_GUARD = "reservations_one_car_one_reservation"
 
@@ -201,18 +203,17 @@ async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None
-    async with deps.engine.connect() as conn:
-        # Reads only, so no transaction: BEGIN and ROLLBACK would be two more round trips per hold.
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        counted = user_id if status == lc.HELD else None
-        lot = (await conn.execute(q.LOT_FOR_HOLD, {"lot_id": lot_id, "user_id": counted, "now": now})).first()
+    async with (await deps.pg()).acquire() as con:  # reads only: autocommit, no BEGIN and ROLLBACK round trips
+        lot = await con.fetchrow(q.HOLD_LOT, lot_id, user_id if status == lc.HELD else None, now)
         if lot is None:
             raise NotFound(f"lot {lot_id} not found")
-        _refuse_closed(lot.status)
+        _refuse_closed(lot["status"])
         window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
-                             horizon_days=lot.booking_horizon_days)
-        _refuse_too_many(deps, lot.unpaid)
-        priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token, discount_code=discount_code)
+                             horizon_days=lot["booking_horizon_days"])
+        _refuse_too_many(deps, lot["unpaid"])
+        # the pricer reads (the lot's card; occupancy, a code's uses) through the same raw connection
+        priced = await deps.pricer(cast(AsyncConnection, RawReads(con)), lot_id, vehicle_type, window, quote_token,
+                                   discount_code=discount_code)
     row: dict[str, Any] = {
         "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
         "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,
@@ -282,7 +283,7 @@ async def _write(con: asyncpg.Connection, deps: BookingDeps, row: dict[str, Any]
         row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
         deps.max_holds_per_user if counted else None, *await payment.columns())
     if written is None:
-        why = await con.fetchrow(q.HOLD_REFUSED, row["lot_id"], row["user_id"] if counted else None, row["now"])
+        why = await con.fetchrow(q.HOLD_LOT, row["lot_id"], row["user_id"] if counted else None, row["now"])
         _refuse_closed(why["status"])
         _refuse_too_many(deps, why["unpaid"])
         raise RuntimeError(f"spot {idx} of lot {row['lot_id']} is gone")  # spots are never deleted
@@ -315,7 +316,7 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
     lot_key, hold_id = str(row["lot_id"]), str(row["id"])
     await rebuild_if_dirty(deps, row["lot_id"], row["now"])
     exclude: list[int] = []
-    for _ in range(MAX_REDIS_ATTEMPTS):
+    for _ in range(MAX_SPOT_ATTEMPTS):
         try:
             idx = await deps.slots.hold(lot_id=lot_key, hold_id=hold_id, vehicle_type=row["vehicle_type"],
                                         starts_at=window.slot_start, ends_at=window.slot_end, exclude=exclude)
@@ -348,26 +349,32 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
 
 async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window,
                              payment: _Payment) -> Any:
-    """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards."""
-    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot.ev_overflow))
+    """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards. Holds placed by
+    Redis do not take the lock: when one takes the candidate first, the next candidate is tried."""
+    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot["ev_overflow"]))
     await payment.columns()  # a provider call never waits inside the lot's lock
-    try:
-        async with (await deps.pg()).acquire() as con, con.transaction():
-            await con.execute("SET LOCAL lock_timeout = '3000ms'")
-            if deps.pg_lot_lock:
-                await con.execute(q.LOT_ADVISORY_LOCK, row["lot_id"])
-            idx = await con.fetchval(q.FREE_SPOT_CANDIDATE, row["lot_id"], types, window.slot_start, window.slot_end)
-            if idx is None:
-                raise SoldOut()
-            inserted = await _write(con, deps, row, idx, payment)
+    for _ in range(MAX_SPOT_ATTEMPTS):
+        try:
+            async with (await deps.pg()).acquire() as con, con.transaction():
+                await con.execute("SET LOCAL lock_timeout = '3000ms'")
+                if deps.pg_lot_lock:
+                    await con.execute(q.LOT_ADVISORY_LOCK, row["lot_id"])
+                idx = await con.fetchval(q.FREE_SPOT_CANDIDATE, row["lot_id"], types, window.slot_start,
+                                         window.slot_end)
+                if idx is None:
+                    raise SoldOut()
+                inserted = await _write(con, deps, row, idx, payment)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            if _constraint(exc) == PLATE_GUARD:
+                raise PlateConflict() from None
+            if _constraint(exc) != SPOT_GUARD:
+                raise
+            continue
+        except asyncpg.LockNotAvailableError:
+            raise ServiceUnavailable("the lot is busy; retry shortly") from None
         await repair_spot_or_mark(deps, row["lot_id"], idx, window)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        if _constraint(exc) == PLATE_GUARD:
-            raise PlateConflict() from None
-        raise
-    except asyncpg.LockNotAvailableError:
-        raise ServiceUnavailable("the lot is busy; retry shortly") from None
-    return inserted
+        return inserted
+    raise ServiceUnavailable("the lot is busy; retry shortly")
 
 
 async def repair_spot_or_mark(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, window: Window, *,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy import make_url
+from sqlalchemy import TextClause, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.settings import Settings
@@ -66,6 +69,48 @@ async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asy
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """The raw pool's reset on release: nothing beyond asyncpg's own rollback of an open transaction."""
+
+
+class RawRows:
+    """A read's rows with attribute access, like SQLAlchemy's result (first row, or iterate)."""
+
+    def __init__(self, records: list[asyncpg.Record]) -> None:
+        self._rows = [SimpleNamespace(**dict(r)) for r in records]
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class RawReads:
+    """Reads written for SQLAlchemy (`text()` with named parameters, through `execute` and `scalar`) run on a
+    raw asyncpg connection: code shared with the SQLAlchemy paths (pricing's quote) can join a hot path's
+    connection (ADR 0007) without SQLAlchemy's per-statement work. Each statement is compiled once, by
+    SQLAlchemy's own asyncpg dialect, to the positional SQL that dialect would send."""
+
+    _dialect: ClassVar = PGDialect_asyncpg()
+    _compiled: ClassVar[dict[TextClause, tuple[str, tuple[str, ...]]]] = {}
+
+    def __init__(self, con: asyncpg.Connection) -> None:
+        self.con = con
+
+    def _positional(self, statement: TextClause, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        hit = self._compiled.get(statement)
+        if hit is None:
+            compiled = statement.compile(dialect=self._dialect)
+            hit = self._compiled[statement] = (str(compiled), tuple(compiled.positiontup or ()))
+        sql, names = hit
+        return sql, [params[n] for n in names]
+
+    async def execute(self, statement: TextClause, params: Mapping[str, Any]) -> RawRows:
+        sql, args = self._positional(statement, params)
+        return RawRows(await self.con.fetch(sql, *args))
+
+    async def scalar(self, statement: TextClause, params: Mapping[str, Any]) -> Any:
+        sql, args = self._positional(statement, params)
+        return await self.con.fetchval(sql, *args)
 
 
 @asynccontextmanager

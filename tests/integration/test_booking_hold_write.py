@@ -5,6 +5,7 @@ closing, the driver's other holds). A pricer with a side effect makes that chang
 moment: it runs after the read and before the write.
 """
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -167,3 +168,30 @@ async def test_sold_out_in_redis_creates_no_intent_and_on_the_postgres_path_void
     with pytest.raises(SoldOut):
         await service.hold(deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="S3", **args)
     assert _voided(provider) == ["requires_payment_method", "canceled"]
+
+
+async def test_postgres_path_tries_the_next_spot_when_a_hold_outside_its_lock_took_the_candidate(
+        ctx: AppContext, clock: ManualClock, provider: StrictProvider) -> None:
+    """Redis-placed holds do not take the lot's advisory lock: one still uncommitted when the candidate query
+    runs is not seen by it, and the insert is refused by the constraint once it commits."""
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+    start = clock.now() + timedelta(hours=1)
+    args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
+            "ends_at": start + timedelta(hours=2), "now": clock.now()}
+    async with ctx.engine.connect() as other:
+        await other.execute(text(  # the first candidate, taken by a writer that has not committed yet
+            "INSERT INTO reservations (lot_id, kind, spot_id, vehicle_type, starts_at, ends_at, period, status,"
+            " hold_expires_at) SELECT s.lot_id, 'reservation', s.id, 'regular', :s, :e, tstzrange(:s, :e, '[)'),"
+            " 'held', :x FROM spots s WHERE s.lot_id = :lot AND s.idx = 0"),
+            {"s": start, "e": start + timedelta(hours=2), "x": clock.now() + timedelta(minutes=15), "lot": lot})
+        held = asyncio.create_task(service.hold_reservation(
+            deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="N1", **args))
+        for _ in range(500):  # until the hold's insert waits on the uncommitted row
+            async with ctx.engine.connect() as conn:
+                if await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                    break
+            await asyncio.sleep(0.01)
+        await other.commit()
+    assert (await held).row.spot_idx == 1
+    assert [i.status for i in provider.intents.values()] == ["requires_payment_method"]
