@@ -65,7 +65,10 @@ class Priced:
 
 
 class Pricer(Protocol):
-    """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies."""
+    """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies.
+
+    `conn` only reads, through `execute(...)` (`.first()` or iteration) and `scalar(...)`: a hold passes
+    core.db.RawReads over its raw asyncpg connection, the other callers a SQLAlchemy connection."""
 
     async def __call__(self, conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
                        quote_token: str | None, discount_code: str | None = None) -> Priced: ...
