@@ -6,16 +6,19 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking import queries as q
 from booking.runtime import REDIS_DOWN, RedisBreaker
-from booking.slots import SpotInfo
+from booking.slotbuild import Occupancy
+from booking.slots import SLOT_SECONDS, SpotInfo, abs_slot_floor
 from booking.slotstore import RepairStats, SlotStore
+from core.db import PG_EPOCH_MICROS, copy_to_array
 from core.logging import get_logger
 
 if TYPE_CHECKING:
@@ -23,6 +26,15 @@ if TYPE_CHECKING:
 
 log = get_logger("parkgrid.reconcile")
 DEFAULT_HORIZON_DAYS = 31
+
+# The rebuild's one big read, by binary COPY (docs/adr/0007-hot-paths-on-asyncpg.md): what occupies
+# each spot in the horizon, bounds as raw timestamps that numpy turns into slots.
+_OCCUPANCY_COPY = (
+    "SELECT sp.idx, lower(r.period), upper(r.period) FROM reservations r JOIN spots sp"
+    " ON sp.lot_id = r.lot_id AND sp.id = r.spot_id WHERE r.lot_id = $1"
+    f" AND r.status IN {q.OCCUPYING_SQL} AND r.period && tstzrange($2, $3, '[)')")
+_OCCUPANCY_COLUMNS = (("idx", ">i4"), ("start", ">i8"), ("end", ">i8"))
+_SLOT_MICROS = SLOT_SECONDS * 1_000_000
 
 
 @dataclass
@@ -45,27 +57,57 @@ def _days(now: datetime, horizon_days: int) -> list[date]:
     return [start + timedelta(days=i) for i in range(horizon_days + 2)]
 
 
+@dataclass(frozen=True)
+class LotTruth:
+    """What PostgreSQL says about one lot's slot state."""
+
+    allocation_strategy: str
+    ev_overflow: bool
+    spots: list[SpotInfo]
+    occupancy: Occupancy
+
+
+async def read_lot(*, engine: AsyncEngine, lot_id: uuid.UUID, days: list[date]) -> LotTruth | None:
+    """The lot's spots and what occupies them on `days` (None for a lot without spots)."""
+    horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
+    horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    async with engine.connect() as conn:
+        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
+        if lot is None:
+            return None
+        spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
+        rows = await copy_to_array((await conn.get_raw_connection()).driver_connection, _OCCUPANCY_COPY,
+                                   lot_id, horizon_start, horizon_end, columns=_OCCUPANCY_COLUMNS)
+    if not spot_rows:
+        return None
+    occupancy = _occupancy(rows, horizon_start, horizon_end)
+    # A spot out of service is busy for the whole horizon: never offered, never counted free.
+    out_of_service = np.array([r.idx for r in spot_rows if r.status != "in_service"], np.int64)
+    occupancy += Occupancy(out_of_service, np.full_like(out_of_service, abs_slot_floor(horizon_start)),
+                           np.full_like(out_of_service, abs_slot_floor(horizon_end)))
+    return LotTruth(allocation_strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow,
+                    spots=[SpotInfo(idx=r.idx, type=r.type, level=r.level, rank=r.rank) for r in spot_rows],
+                    occupancy=occupancy)
+
+
 async def rebuild_lot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, now: datetime,
                       horizon_days: int = DEFAULT_HORIZON_DAYS) -> RepairStats:
     """Make a lot's Redis state (metadata, bitmaps, counters) exactly what PostgreSQL says."""
     days = _days(now, horizon_days)
-    horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=now.tzinfo)
-    horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-    async with engine.connect() as conn:
-        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
-        if lot is None:
-            return RepairStats()
-        spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
-        occupancy: list[tuple[int, datetime, datetime]] = [
-            (r.idx, r.s, r.e) for r in await conn.execute(q.LOT_OCCUPANCY, {"lot_id": lot_id, "from_": horizon_start,
-                                                                            "to_": horizon_end})]
-    if not spot_rows:
+    truth = await read_lot(engine=engine, lot_id=lot_id, days=days)
+    if truth is None:
         return RepairStats()
-    spots = [SpotInfo(idx=r.idx, type=r.type, level=r.level, rank=r.rank) for r in spot_rows]
-    # A spot out of service is busy for the whole horizon: never offered, never counted free.
-    occupancy += [(r.idx, horizon_start, horizon_end) for r in spot_rows if r.status != "in_service"]
-    return await slots.rebuild_lot(lot_id=str(lot_id), spots=spots, occupancy=occupancy,
-                                   strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow, days=days)
+    return await slots.rebuild_lot(lot_id=str(lot_id), spots=truth.spots, occupancy=truth.occupancy,
+                                   strategy=truth.allocation_strategy, ev_overflow=truth.ev_overflow, days=days)
+
+
+def _occupancy(rows: np.ndarray[Any, np.dtype[np.void]], horizon_start: datetime, horizon_end: datetime) -> Occupancy:
+    """Occupancy from the COPY rows: starts floored and ends ceiled to slots, both clipped to the horizon
+    first (so a far or infinite timestamp cannot overflow)."""
+    lo, hi = (int(t.timestamp()) * 1_000_000 - PG_EPOCH_MICROS for t in (horizon_start, horizon_end))
+    start = np.clip(rows["start"], lo, hi) + PG_EPOCH_MICROS
+    end = np.clip(rows["end"], lo, hi) + PG_EPOCH_MICROS
+    return Occupancy(rows["idx"].astype(np.int64), start // _SLOT_MICROS, -(-end // _SLOT_MICROS))
 
 
 async def repair_spot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, spot_idx: int,
