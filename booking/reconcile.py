@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import text
@@ -18,7 +19,6 @@ from booking.runtime import REDIS_DOWN, RedisBreaker
 from booking.slotbuild import Occupancy
 from booking.slots import SLOT_SECONDS, SpotInfo, abs_slot_floor
 from booking.slotstore import RepairStats, SlotStore
-from core.db import PG_EPOCH_MICROS, copy_to_array
 from core.logging import get_logger
 
 if TYPE_CHECKING:
@@ -27,13 +27,16 @@ if TYPE_CHECKING:
 log = get_logger("parkgrid.reconcile")
 DEFAULT_HORIZON_DAYS = 31
 
-# The rebuild's one big read, by binary COPY (docs/adr/0007-hot-paths-on-asyncpg.md): what occupies
-# each spot in the horizon, bounds as raw timestamps that numpy turns into slots.
-_OCCUPANCY_COPY = (
-    "SELECT sp.idx, lower(r.period), upper(r.period) FROM reservations r JOIN spots sp"
-    " ON sp.lot_id = r.lot_id AND sp.id = r.spot_id WHERE r.lot_id = $1"
-    f" AND r.status IN {q.OCCUPYING_SQL} AND r.period && tstzrange($2, $3, '[)')")
-_OCCUPANCY_COLUMNS = (("idx", ">i4"), ("start", ">i8"), ("end", ">i8"))
+# The rebuild's one big read: what occupies each spot in the horizon as ONE bytea of packed
+# records in PostgreSQL's binary forms, which numpy reads with no Python work per row (a lot may
+# have tens of thousands of rows). The bounds are never NULL (CHECK: finite, non-empty period).
+_OCCUPANCY_PACKED = text(
+    "SELECT string_agg(int4send(sp.idx) || timestamptz_send(lower(r.period)) || timestamptz_send(upper(r.period)),"
+    " ''::bytea) FROM reservations r JOIN spots sp ON sp.lot_id = r.lot_id AND sp.id = r.spot_id"
+    f" WHERE r.lot_id = :lot_id AND r.status IN {q.OCCUPYING_SQL} AND r.period && tstzrange(:from_, :to_, '[)')")
+# int4 big-endian; timestamptz as int8 big-endian microseconds since 2000-01-01
+_PACKED_ROW = np.dtype([("idx", ">i4"), ("start", ">i8"), ("end", ">i8")])
+_PG_EPOCH_MICROS = 946_684_800_000_000
 _SLOT_MICROS = SLOT_SECONDS * 1_000_000
 
 
@@ -76,17 +79,16 @@ async def read_lot(*, engine: AsyncEngine, lot_id: uuid.UUID, days: list[date]) 
         if lot is None:
             return None
         spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
-        rows = await copy_to_array((await conn.get_raw_connection()).driver_connection, _OCCUPANCY_COPY,
-                                   lot_id, horizon_start, horizon_end, columns=_OCCUPANCY_COLUMNS)
+        packed = await conn.scalar(_OCCUPANCY_PACKED, {"lot_id": lot_id, "from_": horizon_start, "to_": horizon_end})
     if not spot_rows:
         return None
-    occupancy = _occupancy(rows, horizon_start, horizon_end)
+    occupancy = _occupancy(packed or b"", horizon_start, horizon_end)
     # A spot out of service is busy for the whole horizon: never offered, never counted free.
-    out_of_service = np.array([r.idx for r in spot_rows if r.status != "in_service"], np.int64)
+    out_of_service = np.array([idx for idx, *_, status in spot_rows if status != "in_service"], np.int64)
     occupancy += Occupancy(out_of_service, np.full_like(out_of_service, abs_slot_floor(horizon_start)),
                            np.full_like(out_of_service, abs_slot_floor(horizon_end)))
     return LotTruth(allocation_strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow,
-                    spots=[SpotInfo(idx=r.idx, type=r.type, level=r.level, rank=r.rank) for r in spot_rows],
+                    spots=[SpotInfo(idx, type_, level, rank) for idx, type_, level, rank, _ in spot_rows],
                     occupancy=occupancy)
 
 
@@ -101,12 +103,13 @@ async def rebuild_lot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUI
                                    strategy=truth.allocation_strategy, ev_overflow=truth.ev_overflow, days=days)
 
 
-def _occupancy(rows: np.ndarray[Any, np.dtype[np.void]], horizon_start: datetime, horizon_end: datetime) -> Occupancy:
-    """Occupancy from the COPY rows: starts floored and ends ceiled to slots, both clipped to the horizon
-    first (so a far or infinite timestamp cannot overflow)."""
-    lo, hi = (int(t.timestamp()) * 1_000_000 - PG_EPOCH_MICROS for t in (horizon_start, horizon_end))
-    start = np.clip(rows["start"], lo, hi) + PG_EPOCH_MICROS
-    end = np.clip(rows["end"], lo, hi) + PG_EPOCH_MICROS
+def _occupancy(packed: bytes, horizon_start: datetime, horizon_end: datetime) -> Occupancy:
+    """Occupancy from _OCCUPANCY_PACKED: starts floored and ends ceiled to slots, both clipped to the
+    horizon first (so a far or infinite timestamp cannot overflow)."""
+    rows = np.frombuffer(packed, _PACKED_ROW)
+    lo, hi = (int(t.timestamp()) * 1_000_000 - _PG_EPOCH_MICROS for t in (horizon_start, horizon_end))
+    start = np.clip(rows["start"], lo, hi) + _PG_EPOCH_MICROS
+    end = np.clip(rows["end"], lo, hi) + _PG_EPOCH_MICROS
     return Occupancy(rows["idx"].astype(np.int64), start // _SLOT_MICROS, -(-end // _SLOT_MICROS))
 
 
@@ -130,16 +133,28 @@ async def repair_spot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUI
 
 async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
                     lot_ids: Iterable[uuid.UUID] | None = None,
-                    horizon_days: int = DEFAULT_HORIZON_DAYS) -> ReconcileReport:
-    """Rebuild the given lots (default: every lot) and count what was repaired."""
+                    horizon_days: int = DEFAULT_HORIZON_DAYS, concurrency: int = 4) -> ReconcileReport:
+    """Rebuild the given lots (default: every lot), each once, and count what was repaired.
+
+    Up to `concurrency` lots are in flight, so one lot's PostgreSQL read and Redis write overlap
+    another's bitmap build."""
     started = time.perf_counter()
     report = ReconcileReport()
     report.redis_was_reset = await slots.ensure_epoch()
     if lot_ids is None:
         async with engine.connect() as conn:
             lot_ids = [r.id for r in await conn.execute(q.LOTS_WITH_SPOTS)]
-    for lot_id in lot_ids:
-        stats = await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
+    lots = list(dict.fromkeys(lot_ids))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def rebuild(lot_id: uuid.UUID) -> RepairStats:
+        async with gate:
+            return await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
+
+    async with asyncio.TaskGroup() as group:
+        rebuilds = [group.create_task(rebuild(lot_id)) for lot_id in lots]
+    for lot_id, task in zip(lots, rebuilds, strict=True):
+        stats = task.result()
         report.lots += 1
         report.bits_set += stats.bits_set
         report.bits_cleared += stats.bits_cleared

@@ -60,15 +60,31 @@ class DayImage:
     counters: bytes  # BITFIELD u16 #(type*96+slot), trailing zero bytes trimmed
 
 
-def day_images(occupancy: Occupancy, type_of: Sequence[int], days: Sequence[int]) -> dict[int, DayImage]:
-    """Bitmap and counters of each of the given absolute days, computed from the occupancy."""
+def day_images(occupancy: Occupancy, type_of: Sequence[int], days: Iterable[int], *,
+               max_cells: int = 1 << 24) -> dict[int, DayImage]:
+    """Bitmap and counters of each of the given absolute days, computed from the occupancy.
+
+    Works on runs of consecutive days of at most `max_cells` spot-slots at a time (16 MB of
+    booleans by default), so a huge lot costs bounded memory."""
     n = len(type_of)
     if len(occupancy.spot) and (occupancy.spot.min() < 0 or occupancy.spot.max() >= n):
         raise ValueError(f"occupancy names a spot outside 0..{n - 1}")
-    if not days:
+    wanted = sorted(set(days))
+    if not wanted:
         return {}
-    base = min(days)
-    width = (max(days) - base + 1) * SLOTS_PER_DAY
+    run = max(1, max_cells // (max(n, 1) * SLOTS_PER_DAY))
+    types = np.asarray(type_of, np.int64)
+    out: dict[int, DayImage] = {}
+    for base in range(wanted[0], wanted[-1] + 1, run):
+        chunk = [d for d in wanted if base <= d < base + run]
+        if chunk:
+            out |= _run_images(occupancy, types, base, chunk[-1] - base + 1, chunk)
+    return out
+
+
+def _run_images(occupancy: Occupancy, types: Ints, base: int, n_days: int, days: list[int]) -> dict[int, DayImage]:
+    """day_images of `days`, all within the n_days consecutive days from absolute day `base`."""
+    width = n_days * SLOTS_PER_DAY
     first = np.clip(occupancy.first - base * SLOTS_PER_DAY, 0, width)
     last = np.clip(occupancy.last - base * SLOTS_PER_DAY, 0, width)
     inside = first < last
@@ -76,13 +92,12 @@ def day_images(occupancy: Occupancy, type_of: Sequence[int], days: Sequence[int]
     start = occupancy.spot[inside] * width + first[inside]
     length = last[inside] - first[inside]
     cells = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(length.sum())
-    busy = np.zeros((n, width // SLOTS_PER_DAY, SLOTS_PER_DAY), np.bool_)  # spot, day, slot
+    busy = np.zeros((len(types), n_days, SLOTS_PER_DAY), np.bool_)  # spot, day, slot
     busy.reshape(-1)[cells] = True
     bitmaps = np.packbits(busy.transpose(1, 0, 2), axis=-1)  # day, spot, 12 bytes (slot 0 in the MSB)
-    types = np.asarray(type_of)
-    counts = np.zeros((busy.shape[1], len(SPOT_TYPES), SLOTS_PER_DAY), ">u2")  # day, type, slot
+    counts = np.zeros((n_days, len(SPOT_TYPES), SLOTS_PER_DAY), ">u2")  # day, type, slot
     for t in np.unique(types):
-        counts[:, t, :] = busy[types == t].sum(axis=0)
+        counts[:, t, :] = busy[types == t].sum(axis=0, dtype=np.uint16)  # load_lot caps a type at 65535
     out: dict[int, DayImage] = {}
     for d in days:
         bitmap = bitmaps[d - base].tobytes().rstrip(b"\0")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
-import numpy as np
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -60,41 +58,6 @@ async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asy
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
         min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS,
         **_ssl_args(settings.database_url))  # type: ignore[arg-type]
-
-
-# signature, then flags and header extension length, both 0 (no OIDs, no extension)
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\0" + bytes(8)
-_NOT_AS_ASKED = "binary COPY did not return the fixed-width, NOT NULL rows asked for"
-#: microseconds between 1970-01-01 and 2000-01-01, where binary timestamptz values count from
-PG_EPOCH_MICROS = 946_684_800_000_000
-
-
-async def copy_to_array(conn: asyncpg.Connection, query: str, *args: object,
-                        columns: Sequence[tuple[str, str]]) -> np.ndarray[Any, np.dtype[np.void]]:
-    """The rows of `query` as a numpy structured array, read with one binary COPY.
-
-    Every column must be fixed-width and NOT NULL; `columns` names each with its big-endian wire
-    dtype (int4 '>i4', int8 '>i8', timestamptz '>i8' = microseconds since 2000-01-01). Decoding then
-    costs no Python work per row, which matters when a rebuild reads millions of them."""
-    chunks: list[bytes] = []
-
-    async def collect(chunk: bytes) -> None:
-        chunks.append(chunk)
-
-    await conn.copy_from_query(query, *args, output=collect, format="binary")
-    data = b"".join(chunks)
-    fields: list[tuple[str, str]] = [("n_fields", ">i2")]
-    for name, wire in columns:
-        fields += [(f"{name}_len", ">i4"), (name, wire)]
-    row = np.dtype(fields)
-    n, extra = divmod(len(data) - len(_COPY_HEADER) - 2, row.itemsize)
-    if extra or not data.startswith(_COPY_HEADER) or not data.endswith(b"\xff\xff"):
-        raise RuntimeError(_NOT_AS_ASKED)
-    rows = np.frombuffer(data, row, count=n, offset=len(_COPY_HEADER))
-    if (rows["n_fields"] != len(columns)).any() or any(
-            (rows[f"{name}_len"] != np.dtype(wire).itemsize).any() for name, wire in columns):
-        raise RuntimeError(_NOT_AS_ASKED)
-    return rows
 
 
 @asynccontextmanager

@@ -180,17 +180,18 @@ def _reference_images(rows: list[tuple[int, int, int]], type_of: list[int], days
 
 
 @given(n_spots=st.integers(1, 6), first_day=st.integers(20_000, 20_010), n_days=st.integers(1, 4),
-       data=st.data())
-def test_day_images_match_a_bit_by_bit_reference(n_spots: int, first_day: int, n_days: int,
+       max_cells=st.sampled_from([1, 1000, 1 << 24]), data=st.data())
+def test_day_images_match_a_bit_by_bit_reference(n_spots: int, first_day: int, n_days: int, max_cells: int,
                                                  data: st.DataObject) -> None:
-    """Overlapping rows, rows across midnight, rows partly or wholly outside the days asked for."""
+    """Overlapping rows, rows across midnight, rows partly or wholly outside the days asked for;
+    built a day at a time, a few days or all at once."""
     type_of = data.draw(st.lists(st.integers(0, 5), min_size=n_spots, max_size=n_spots))
     days = sorted(data.draw(st.sets(st.integers(first_day, first_day + n_days), min_size=1)))
     lo, hi = (first_day - 1) * 96, (first_day + n_days + 2) * 96
     rows = data.draw(st.lists(st.tuples(st.integers(0, n_spots - 1), st.integers(lo, hi), st.integers(1, 300))
                               .map(lambda r: (r[0], r[1], r[1] + r[2])), max_size=30))
     spot, first, last = np.array(rows, np.int64).reshape(-1, 3).T
-    got = slotbuild.day_images(slotbuild.Occupancy(spot, first, last), type_of, days)
+    got = slotbuild.day_images(slotbuild.Occupancy(spot, first, last), type_of, days, max_cells=max_cells)
     assert {d: (image.bitmap, image.counters) for d, image in got.items()} == _reference_images(rows, type_of, days)
 
 
