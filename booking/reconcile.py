@@ -71,7 +71,7 @@ class LotTruth:
 
 
 async def read_lot(*, engine: AsyncEngine, lot_id: uuid.UUID, days: list[date]) -> LotTruth | None:
-    """The lot's spots and what occupies them on `days` (None for a lot without spots)."""
+    """The lot's spots and what occupies them on `days` (None for an unknown lot or one without spots)."""
     horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
     horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     async with engine.connect() as conn:
@@ -137,7 +137,8 @@ async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
     """Rebuild the given lots (default: every lot), each once, and count what was repaired.
 
     Up to `concurrency` lots are in flight, so one lot's PostgreSQL read and Redis write overlap
-    another's bitmap build."""
+    another's bitmap build. If any lot fails, the first failure (in `lot_ids` order) is raised
+    after every other lot was rebuilt, and no totals are exported."""
     started = time.perf_counter()
     report = ReconcileReport()
     report.redis_was_reset = await slots.ensure_epoch()
@@ -151,10 +152,11 @@ async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
         async with gate:
             return await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
 
-    async with asyncio.TaskGroup() as group:
-        rebuilds = [group.create_task(rebuild(lot_id)) for lot_id in lots]
-    for lot_id, task in zip(lots, rebuilds, strict=True):
-        stats = task.result()
+    # A lot that fails does not stop (or cancel half-way) the others; its error is raised once they are done.
+    results = await asyncio.gather(*(rebuild(lot_id) for lot_id in lots), return_exceptions=True)
+    for lot_id, stats in zip(lots, results, strict=True):
+        if isinstance(stats, BaseException):
+            raise stats
         report.lots += 1
         report.bits_set += stats.bits_set
         report.bits_cleared += stats.bits_cleared

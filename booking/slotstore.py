@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from booking import slotbuild
 from booking.slots import (
@@ -112,7 +113,7 @@ class SlotStore:
             await pipe.execute()
 
     def _queue_lot_meta(
-        self, pipe: Any, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
+        self, pipe: Pipeline, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
     ) -> None:
         """Queue on `pipe` the commands that write a lot's metadata (load_lot)."""
         validate_spots(spots)

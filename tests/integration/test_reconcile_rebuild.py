@@ -7,6 +7,7 @@ import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from booking import reconcile, service
@@ -15,7 +16,7 @@ from booking.slotstore import RepairStats, SlotStore
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
-from core.errors import PlateConflict, SoldOut
+from core.errors import PlateConflict, SoldOut, ValidationFailed
 from tests.factories import insert_lot
 from tests.slots_fixtures import counters, delete_prefix, spot_bits
 
@@ -121,3 +122,14 @@ async def test_reconcile_rebuilds_lots_side_by_side_each_once(ctx: AppContext, c
     assert report.repaired_lots == [str(lots[1]), str(lots[3])]
     assert await reconcile.reconcile_stats(store) == {"runs": 1, "lots": 5, "bits_set": 8, "bits_cleared": 0,
                                                       "resets": 1}
+
+
+async def test_a_lot_that_cannot_be_rebuilt_fails_reconcile_after_the_others_are_rebuilt(
+        ctx: AppContext, clock: ManualClock) -> None:
+    async with ctx.engine.begin() as conn:
+        lots = [await insert_lot(conn, name=f"Lot {i}", spots={"regular": 3}) for i in range(4)]
+        await conn.execute(text("UPDATE spots SET idx = 7 WHERE lot_id = :lot AND idx = 1"), {"lot": lots[1]})
+    store = slot_store(ctx)
+    with pytest.raises(ValidationFailed, match="dense"):
+        await reconcile.reconcile(engine=ctx.engine, slots=store, now=clock.now(), lot_ids=lots, concurrency=2)
+    assert [await store.redis.exists(store.keys.meta(str(lot))) for lot in lots] == [1, 0, 1, 1]
