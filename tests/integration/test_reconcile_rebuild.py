@@ -1,4 +1,4 @@
-"""The rebuild from PostgreSQL (binary COPY + numpy) against the Redis state live holds build, bit for bit."""
+"""The rebuild from PostgreSQL (packed read + numpy) against the Redis state live holds build, bit for bit."""
 
 from __future__ import annotations
 
