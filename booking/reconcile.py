@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking import queries as q
 from booking.runtime import REDIS_DOWN, RedisBreaker
-from booking.slots import SpotInfo
+from booking.slotbuild import Occupancy
+from booking.slots import SLOT_SECONDS, SpotInfo, abs_slot_floor
 from booking.slotstore import RepairStats, SlotStore
 from core.logging import get_logger
 
@@ -23,6 +26,18 @@ if TYPE_CHECKING:
 
 log = get_logger("parkgrid.reconcile")
 DEFAULT_HORIZON_DAYS = 31
+
+# The rebuild's one big read: what occupies each spot in the horizon as ONE bytea of packed
+# records in PostgreSQL's binary forms, which numpy reads with no Python work per row (a lot may
+# have tens of thousands of rows). The bounds are never NULL (CHECK: finite, non-empty period).
+_OCCUPANCY_PACKED = text(
+    "SELECT string_agg(int4send(sp.idx) || timestamptz_send(lower(r.period)) || timestamptz_send(upper(r.period)),"
+    " ''::bytea) FROM reservations r JOIN spots sp ON sp.lot_id = r.lot_id AND sp.id = r.spot_id"
+    f" WHERE r.lot_id = :lot_id AND r.status IN {q.OCCUPYING_SQL} AND r.period && tstzrange(:from_, :to_, '[)')")
+# int4 big-endian; timestamptz as int8 big-endian microseconds since 2000-01-01
+_PACKED_ROW = np.dtype([("idx", ">i4"), ("start", ">i8"), ("end", ">i8")])
+_PG_EPOCH_MICROS = 946_684_800_000_000
+_SLOT_MICROS = SLOT_SECONDS * 1_000_000
 
 
 @dataclass
@@ -45,27 +60,57 @@ def _days(now: datetime, horizon_days: int) -> list[date]:
     return [start + timedelta(days=i) for i in range(horizon_days + 2)]
 
 
+@dataclass(frozen=True)
+class LotTruth:
+    """What PostgreSQL says about one lot's slot state."""
+
+    allocation_strategy: str
+    ev_overflow: bool
+    spots: list[SpotInfo]
+    occupancy: Occupancy
+
+
+async def read_lot(*, engine: AsyncEngine, lot_id: uuid.UUID, days: list[date]) -> LotTruth | None:
+    """The lot's spots and what occupies them on `days` (None for an unknown lot or one without spots)."""
+    horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
+    horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    async with engine.connect() as conn:
+        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
+        if lot is None:
+            return None
+        spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
+        packed = await conn.scalar(_OCCUPANCY_PACKED, {"lot_id": lot_id, "from_": horizon_start, "to_": horizon_end})
+    if not spot_rows:
+        return None
+    occupancy = _occupancy(packed or b"", horizon_start, horizon_end)
+    # A spot out of service is busy for the whole horizon: never offered, never counted free.
+    out_of_service = np.array([idx for idx, *_, status in spot_rows if status != "in_service"], np.int64)
+    occupancy += Occupancy(out_of_service, np.full_like(out_of_service, abs_slot_floor(horizon_start)),
+                           np.full_like(out_of_service, abs_slot_floor(horizon_end)))
+    return LotTruth(allocation_strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow,
+                    spots=[SpotInfo(idx, type_, level, rank) for idx, type_, level, rank, _ in spot_rows],
+                    occupancy=occupancy)
+
+
 async def rebuild_lot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, now: datetime,
                       horizon_days: int = DEFAULT_HORIZON_DAYS) -> RepairStats:
     """Make a lot's Redis state (metadata, bitmaps, counters) exactly what PostgreSQL says."""
     days = _days(now, horizon_days)
-    horizon_start = datetime.combine(days[0], datetime.min.time(), tzinfo=now.tzinfo)
-    horizon_end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-    async with engine.connect() as conn:
-        lot = (await conn.execute(q.LOT_FOR_BOOKING, {"lot_id": lot_id})).first()
-        if lot is None:
-            return RepairStats()
-        spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
-        occupancy: list[tuple[int, datetime, datetime]] = [
-            (r.idx, r.s, r.e) for r in await conn.execute(q.LOT_OCCUPANCY, {"lot_id": lot_id, "from_": horizon_start,
-                                                                            "to_": horizon_end})]
-    if not spot_rows:
+    truth = await read_lot(engine=engine, lot_id=lot_id, days=days)
+    if truth is None:
         return RepairStats()
-    spots = [SpotInfo(idx=r.idx, type=r.type, level=r.level, rank=r.rank) for r in spot_rows]
-    # A spot out of service is busy for the whole horizon: never offered, never counted free.
-    occupancy += [(r.idx, horizon_start, horizon_end) for r in spot_rows if r.status != "in_service"]
-    return await slots.rebuild_lot(lot_id=str(lot_id), spots=spots, occupancy=occupancy,
-                                   strategy=lot.allocation_strategy, ev_overflow=lot.ev_overflow, days=days)
+    return await slots.rebuild_lot(lot_id=str(lot_id), spots=truth.spots, occupancy=truth.occupancy,
+                                   strategy=truth.allocation_strategy, ev_overflow=truth.ev_overflow, days=days)
+
+
+def _occupancy(packed: bytes, horizon_start: datetime, horizon_end: datetime) -> Occupancy:
+    """Occupancy from _OCCUPANCY_PACKED: starts floored and ends ceiled to slots, both clipped to the
+    horizon first (so a far or infinite timestamp cannot overflow)."""
+    rows = np.frombuffer(packed, _PACKED_ROW)
+    lo, hi = (int(t.timestamp()) * 1_000_000 - _PG_EPOCH_MICROS for t in (horizon_start, horizon_end))
+    start = np.clip(rows["start"], lo, hi) + _PG_EPOCH_MICROS
+    end = np.clip(rows["end"], lo, hi) + _PG_EPOCH_MICROS
+    return Occupancy(rows["idx"].astype(np.int64), start // _SLOT_MICROS, -(-end // _SLOT_MICROS))
 
 
 async def repair_spot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUID, spot_idx: int,
@@ -88,16 +133,30 @@ async def repair_spot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUI
 
 async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
                     lot_ids: Iterable[uuid.UUID] | None = None,
-                    horizon_days: int = DEFAULT_HORIZON_DAYS) -> ReconcileReport:
-    """Rebuild the given lots (default: every lot) and count what was repaired."""
+                    horizon_days: int = DEFAULT_HORIZON_DAYS, concurrency: int = 4) -> ReconcileReport:
+    """Rebuild the given lots (default: every lot), each once, and count what was repaired.
+
+    Up to `concurrency` lots are in flight, so one lot's PostgreSQL read and Redis write overlap
+    another's bitmap build. If any lot fails, the first failure (in `lot_ids` order) is raised
+    after every other lot was rebuilt, and no totals are exported."""
     started = time.perf_counter()
     report = ReconcileReport()
     report.redis_was_reset = await slots.ensure_epoch()
     if lot_ids is None:
         async with engine.connect() as conn:
             lot_ids = [r.id for r in await conn.execute(q.LOTS_WITH_SPOTS)]
-    for lot_id in lot_ids:
-        stats = await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
+    lots = list(dict.fromkeys(lot_ids))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def rebuild(lot_id: uuid.UUID) -> RepairStats:
+        async with gate:
+            return await rebuild_lot(engine=engine, slots=slots, lot_id=lot_id, now=now, horizon_days=horizon_days)
+
+    # A lot that fails does not stop (or cancel half-way) the others; its error is raised once they are done.
+    results = await asyncio.gather(*(rebuild(lot_id) for lot_id in lots), return_exceptions=True)
+    for lot_id, stats in zip(lots, results, strict=True):
+        if isinstance(stats, BaseException):
+            raise stats
         report.lots += 1
         report.bits_set += stats.bits_set
         report.bits_cleared += stats.bits_cleared

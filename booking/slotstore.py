@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from booking import slotbuild
 from booking.slots import (
@@ -107,6 +108,14 @@ class SlotStore:
         self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
     ) -> None:
         """Write a lot's candidate lists, spot types and capacities; idempotent and atomic."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+            await pipe.execute()
+
+    def _queue_lot_meta(
+        self, pipe: Pipeline, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
+    ) -> None:
+        """Queue on `pipe` the commands that write a lot's metadata (load_lot)."""
         validate_spots(spots)
         if strategy not in STRATEGIES:
             raise ValidationFailed(f"unknown allocation strategy {strategy!r}", loc=("strategy",))
@@ -123,18 +132,16 @@ class SlotStore:
             "caps": struct.pack(f">{len(caps)}H", *caps),
         }
         k = self.keys
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for vt in VEHICLE_TYPES:
-                compat = compatible_types(vt, ev_overflow=ev_overflow)
-                meta[f"compat:{vt}"] = bytes(TYPE_INDEX[t] for t in compat)
-                order = candidate_order(ordered, vt, strategy=strategy, ev_overflow=ev_overflow)
-                pipe.delete(k.candidates(lot_id, vt))
-                if order:
-                    pipe.set(k.candidates(lot_id, vt), pack_candidates(order))
-            pipe.set(k.spot_types(lot_id), bytes(TYPE_INDEX[s.type] for s in ordered))
-            pipe.delete(k.meta(lot_id))
-            pipe.hset(k.meta(lot_id), mapping=meta)
-            await pipe.execute()
+        for vt in VEHICLE_TYPES:
+            compat = compatible_types(vt, ev_overflow=ev_overflow)
+            meta[f"compat:{vt}"] = bytes(TYPE_INDEX[t] for t in compat)
+            order = candidate_order(ordered, vt, strategy=strategy, ev_overflow=ev_overflow)
+            pipe.delete(k.candidates(lot_id, vt))
+            if order:
+                pipe.set(k.candidates(lot_id, vt), pack_candidates(order))
+        pipe.set(k.spot_types(lot_id), bytes(TYPE_INDEX[s.type] for s in ordered))
+        pipe.delete(k.meta(lot_id))
+        pipe.hset(k.meta(lot_id), mapping=meta)
 
     async def forget_lot(self, *, lot_id: str) -> None:
         """Drop a lot's metadata so its next use rebuilds it from PostgreSQL (after spots changed)."""
@@ -282,35 +289,33 @@ class SlotStore:
         *,
         lot_id: str,
         spots: Sequence[SpotInfo],
-        occupancy: Iterable[tuple[int, datetime, datetime]],
+        occupancy: slotbuild.Occupancy,
         strategy: str,
         ev_overflow: bool,
         days: Iterable[date],
-        batch: int = 8,
     ) -> RepairStats:
-        """Reload metadata and make bitmaps and counters of `days` exactly `occupancy`; count drift."""
-        await self.load_lot(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+        """Reload metadata and make bitmaps and counters of `days` exactly `occupancy`; count drift.
+
+        One MULTI/EXEC for the whole lot (metadata, then one script call per day), so a reader sees
+        the lot either as it was or wholly rebuilt, never half of each.
+        """
         day_list = sorted(set(days))
-        states = slotbuild.occupancy_by_day(spots, occupancy, (abs_day(d) for d in day_list))
         type_of = [TYPE_INDEX[s.type] for s in sorted(spots, key=lambda s: s.idx)]
+        images = slotbuild.day_images(occupancy, type_of, [abs_day(d) for d in day_list])
         k = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+            for day in day_list:
+                image = images[abs_day(day)]
+                await self._rebuild(
+                    keys=[k.bitmap(lot_id, day), k.booked_counters(lot_id, day), k.scratch(lot_id)],
+                    args=[image.bitmap, image.counters, day_expire_at(day, self.day_key_margin)],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
         stats = RepairStats()
-        # Each day is one atomic script call; a few days per pipeline round trip.
-        for i in range(0, len(day_list), batch):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for day in day_list[i : i + batch]:
-                    state = states[abs_day(day)]
-                    await self._rebuild(
-                        keys=[k.bitmap(lot_id, day), k.booked_counters(lot_id, day), k.scratch(lot_id)],
-                        args=[
-                            slotbuild.day_bitmap(state, len(spots)),
-                            slotbuild.day_counters(state, type_of),
-                            day_expire_at(day, self.day_key_margin),
-                        ],
-                        client=pipe,
-                    )
-                for bits_set, bits_cleared in await pipe.execute():
-                    stats += RepairStats(int(bits_set), int(bits_cleared))
+        for bits_set, bits_cleared in replies[len(replies) - len(day_list):]:
+            stats += RepairStats(int(bits_set), int(bits_cleared))
         return stats
 
     # -- observability --------------------------------------------------------------------

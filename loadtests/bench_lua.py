@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import redis.asyncio as aioredis
 
+from booking.slotbuild import Occupancy
 from booking.slots import SpotInfo
 from booking.slotstore import SlotStore
 from core.keys import Keys
@@ -111,7 +112,7 @@ async def bench_rebuild(url: str, prefix: str, args: argparse.Namespace) -> None
                     rows.append((s, start, start + timedelta(minutes=15 * rng.randint(8, 32))))
         rows_total += len(rows)
         t = time.perf_counter()
-        stats = await store.rebuild_lot(lot_id=lot, spots=spots, occupancy=rows, strategy="best_fit",
+        stats = await store.rebuild_lot(lot_id=lot, spots=spots, occupancy=Occupancy.from_windows(rows), strategy="best_fit",
                                         ev_overflow=False, days=days)
         elapsed += time.perf_counter() - t
         stats_total = (stats_total[0] + stats.bits_set, stats_total[1] + stats.bits_cleared)

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import redis.asyncio as aioredis
 
+from booking.slotbuild import Occupancy
 from booking.slots import SpotInfo
 from booking.slotstore import SlotStore
 from core.keys import Keys
@@ -40,7 +41,7 @@ async def main() -> None:
     spots = [SpotInfo(i, TYPES[i % len(TYPES)], level=i % 4, rank=i) for i in range(args.spots)]
     try:
         rows = [(s.idx, T0 + timedelta(hours=8 + s.idx % 8), T0 + timedelta(hours=12 + s.idx % 8)) for s in spots]
-        await store.rebuild_lot(lot_id=lot, spots=spots, occupancy=rows, strategy="nearest_entrance",
+        await store.rebuild_lot(lot_id=lot, spots=spots, occupancy=Occupancy.from_windows(rows), strategy="nearest_entrance",
                                 ev_overflow=False, days=[DAY])
         # One live hold record, to show what each in-flight hold costs.
         await client.set(store.keys.hold(lot, "probe"), b"0 2 20300107:32:40")

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
+from booking.slotbuild import Occupancy
 from booking.slots import SLOTS_PER_DAY, SPOT_TYPES, SpotInfo
 from booking.slotstore import RepairStats, SlotStateMissing, SlotStore
 from tests.slots_fixtures import (  # noqa: F401  (pytest fixtures)
@@ -220,7 +221,7 @@ async def test_big_lot_uses_per_spot_reads(slot_store: SlotStore) -> None:
     await load(slot_store, ["regular"] * n)
     await slot_store.rebuild_lot(
         lot_id=LOT, spots=make_spots(["regular"] * n), strategy="nearest_entrance", ev_overflow=False,
-        occupancy=[(i, at(8), at(9)) for i in range(n - 1)], days=[DAY],
+        occupancy=Occupancy.from_windows((i, at(8), at(9)) for i in range(n - 1)), days=[DAY],
     )
     assert await slot_store.free_count(lot_id=LOT, vehicle_type="regular", starts_at=at(8), ends_at=at(9)) == 1
     assert await hold(slot_store, "h", at(8.5), at(9.5)) == n - 1
@@ -281,7 +282,7 @@ async def test_rebuild_repairs_drift_both_ways_and_counts_it(slot_store: SlotSto
     spots = make_spots(["regular", "compact", "ev"])
     await slot_store.load_lot(lot_id=LOT, spots=spots, strategy="nearest_entrance", ev_overflow=False)
     await hold(slot_store, "ghost", at(8), at(9))  # in Redis only: PostgreSQL never got it
-    truth = [(1, at(22), at(1, 1)), (2, at(10), at(10.5))]  # in PostgreSQL only
+    truth = Occupancy.from_windows([(1, at(22), at(1, 1)), (2, at(10), at(10.5))])  # in PostgreSQL only
     stats = await slot_store.rebuild_lot(lot_id=LOT, spots=spots, occupancy=truth, strategy="nearest_entrance",
                                          ev_overflow=False, days=[DAY, DAY + timedelta(days=1)])
     assert stats == RepairStats(bits_set=8 + 4 + 2, bits_cleared=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -144,12 +145,11 @@ def test_slot_mask_msb_first() -> None:
 
 
 def test_day_counters_count_overlapping_rows_once() -> None:
-    spots = [SpotInfo(0, "regular"), SpotInfo(1, "compact")]
     day = utc(2030, 1, 7)
     rows = [(0, day, day + timedelta(hours=1)), (0, day + timedelta(minutes=30), day + timedelta(hours=2)),
             (1, day, day + timedelta(minutes=15))]
-    states = slotbuild.occupancy_by_day(spots, rows, [slotbuild_abs_day(day)])
-    blob = slotbuild.day_counters(states[slotbuild_abs_day(day)], [2, 1]).ljust(6 * 96 * 2, b"\0")
+    images = slotbuild.day_images(slotbuild.Occupancy.from_windows(rows), [2, 1], [slotbuild_abs_day(day)])
+    blob = images[slotbuild_abs_day(day)].counters.ljust(6 * 96 * 2, b"\0")
     regular = [int.from_bytes(blob[(2 * 96 + t) * 2 : (2 * 96 + t) * 2 + 2], "big") for t in range(96)]
     compact = [int.from_bytes(blob[(1 * 96 + t) * 2 : (1 * 96 + t) * 2 + 2], "big") for t in range(96)]
     assert regular == [1] * 8 + [0] * 88
@@ -158,3 +158,45 @@ def test_day_counters_count_overlapping_rows_once() -> None:
 
 def slotbuild_abs_day(value: datetime) -> int:
     return (value.date() - date(1970, 1, 1)).days
+
+
+def _reference_images(rows: list[tuple[int, int, int]], type_of: list[int], days: list[int]
+                      ) -> dict[int, tuple[bytes, bytes]]:
+    """day_images the slow, obvious way: a set of (spot, abs slot) cells, then bit by bit."""
+    cells = {(spot, t) for spot, first, last in rows for t in range(first, last)}
+    out = {}
+    for d in days:
+        bits = bytearray(len(type_of) * 12)
+        counts = [[0] * 96 for _ in range(6)]
+        for spot, t in cells:
+            if d * 96 <= t < (d + 1) * 96:
+                slot = t - d * 96
+                bits[spot * 12 + slot // 8] |= 0x80 >> (slot % 8)
+                counts[type_of[spot]][slot] += 1
+        used = len(bytes(bits).rstrip(b"\0"))
+        out[d] = (bytes(bits[: -(-used // 12) * 12]),
+                  b"".join(c.to_bytes(2, "big") for row in counts for c in row).rstrip(b"\0"))
+    return out
+
+
+@given(n_spots=st.integers(1, 6), first_day=st.integers(20_000, 20_010), n_days=st.integers(1, 4),
+       max_cells=st.sampled_from([1, 1000, 1 << 24]), data=st.data())
+def test_day_images_match_a_bit_by_bit_reference(n_spots: int, first_day: int, n_days: int, max_cells: int,
+                                                 data: st.DataObject) -> None:
+    """Overlapping rows, rows across midnight, rows partly or wholly outside the days asked for;
+    built a day at a time, a few days or all at once."""
+    type_of = data.draw(st.lists(st.integers(0, 5), min_size=n_spots, max_size=n_spots))
+    days = sorted(data.draw(st.sets(st.integers(first_day, first_day + n_days), min_size=1)))
+    lo, hi = (first_day - 1) * 96, (first_day + n_days + 2) * 96
+    rows = data.draw(st.lists(st.tuples(st.integers(0, n_spots - 1), st.integers(lo, hi), st.integers(1, 300))
+                              .map(lambda r: (r[0], r[1], r[1] + r[2])), max_size=30))
+    spot, first, last = np.array(rows, np.int64).reshape(-1, 3).T
+    got = slotbuild.day_images(slotbuild.Occupancy(spot, first, last), type_of, days, max_cells=max_cells)
+    assert {d: (image.bitmap, image.counters) for d, image in got.items()} == _reference_images(rows, type_of, days)
+
+
+def test_day_images_refuse_a_spot_the_lot_does_not_have() -> None:
+    day = utc(2030, 1, 7)
+    with pytest.raises(ValueError, match="spot"):
+        slotbuild.day_images(slotbuild.Occupancy.from_windows([(2, day, day + timedelta(hours=1))]), [2, 2],
+                             [slotbuild_abs_day(day)])
