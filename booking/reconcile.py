@@ -27,14 +27,7 @@ if TYPE_CHECKING:
 log = get_logger("parkgrid.reconcile")
 DEFAULT_HORIZON_DAYS = 31
 
-# The rebuild's one big read: what occupies each spot in the horizon as ONE bytea of packed
-# records in PostgreSQL's binary forms, which numpy reads with no Python work per row (a lot may
-# have tens of thousands of rows). The bounds are never NULL (CHECK: finite, non-empty period).
-_OCCUPANCY_PACKED = text(
-    "SELECT string_agg(int4send(sp.idx) || timestamptz_send(lower(r.period)) || timestamptz_send(upper(r.period)),"
-    " ''::bytea) FROM reservations r JOIN spots sp ON sp.lot_id = r.lot_id AND sp.id = r.spot_id"
-    f" WHERE r.lot_id = :lot_id AND r.status IN {q.OCCUPYING_SQL} AND r.period && tstzrange(:from_, :to_, '[)')")
-# int4 big-endian; timestamptz as int8 big-endian microseconds since 2000-01-01
+# q.LOT_OCCUPANCY_PACKED's records: int4 big-endian; timestamptz as int8 big-endian microseconds since 2000-01-01
 _PACKED_ROW = np.dtype([("idx", ">i4"), ("start", ">i8"), ("end", ">i8")])
 _PG_EPOCH_MICROS = 946_684_800_000_000
 _SLOT_MICROS = SLOT_SECONDS * 1_000_000
@@ -79,7 +72,7 @@ async def read_lot(*, engine: AsyncEngine, lot_id: uuid.UUID, days: list[date]) 
         if lot is None:
             return None
         spot_rows = list(await conn.execute(q.LOT_SPOTS, {"lot_id": lot_id}))
-        packed = await conn.scalar(_OCCUPANCY_PACKED, {"lot_id": lot_id, "from_": horizon_start, "to_": horizon_end})
+        packed = await conn.scalar(q.LOT_OCCUPANCY_PACKED, {"lot_id": lot_id, "from_": horizon_start, "to_": horizon_end})
     if not spot_rows:
         return None
     occupancy = _occupancy(packed or b"", horizon_start, horizon_end)
@@ -104,7 +97,7 @@ async def rebuild_lot(*, engine: AsyncEngine, slots: SlotStore, lot_id: uuid.UUI
 
 
 def _occupancy(packed: bytes, horizon_start: datetime, horizon_end: datetime) -> Occupancy:
-    """Occupancy from _OCCUPANCY_PACKED: starts floored and ends ceiled to slots, both clipped to the
+    """Occupancy from q.LOT_OCCUPANCY_PACKED: starts floored and ends ceiled to slots, both clipped to the
     horizon first (so a far or infinite timestamp cannot overflow)."""
     rows = np.frombuffer(packed, _PACKED_ROW)
     lo, hi = (int(t.timestamp()) * 1_000_000 - _PG_EPOCH_MICROS for t in (horizon_start, horizon_end))
