@@ -4,8 +4,9 @@ event mix, one request at a time, so the process CPU between a request and its a
     python -m loadtests.profile_gates                      # 2,000 events after 200 warm-up, top 25 functions
     python -m loadtests.profile_gates --events 4000 --top 40
 
-Per kind of event it prints the API process's CPU ms per decision (and how much of it is inside the booking
-service: the walk-in hold, check-in/check-out), the statements sent to PostgreSQL (BEGIN and COMMIT count)
+Per kind of event it prints the API process's CPU ms per decision (and how much of it is inside
+controllers.gates.decide, the rest being HTTP, validation and authentication, and inside the booking service:
+the walk-in hold, check-in/check-out), the statements sent to PostgreSQL (BEGIN and COMMIT count)
 and PostgreSQL's own backend CPU (from /proc, averaged over many decisions: the clock ticks are 10 ms).
 GET /healthz is measured the same way as the floor. Every other event runs under cProfile (kept out of the
 CPU figures); the list of the top functions by own time follows.
@@ -32,6 +33,7 @@ import redis
 from asyncpg import prepared_stmt
 
 from booking import service
+from controllers import gates
 from loadtests.bench_gates import _fresh_database, _seed, plan_events
 from loadtests.search_city import BENCH_SECRET, PG_HOST
 
@@ -154,6 +156,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     meter.count(asyncpg.Connection, "execute", simple_only=True)
     meter.count(asyncpg.Connection, "_do_execute")
     meter.count(prepared_stmt.PreparedStatement, "_PreparedStatement__bind_execute")
+    meter.time(gates, "decide", "decide")
     meter.time(service, "hold", "hold")
     meter.time(service, "check_in", "check-in/out")
     meter.time(service, "check_out", "check-in/out")
@@ -209,8 +212,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
 
 def report(tallies: dict[str, Tally], decisions: dict[str, int], profiler: cProfile.Profile, top: int) -> None:
     tick_ms = 1000 / 100  # Linux USER_HZ
-    print(f"{'kind':<26} {'n':>5} {'CPU ms':>7} {'wall ms':>8} {'stmts':>6} {'PG ms':>6} {'hold ms':>8} "
-          f"{'in/out ms':>9}")
+    print(f"{'kind':<26} {'n':>5} {'CPU ms':>7} {'wall ms':>8} {'stmts':>6} {'PG ms':>6} {'decide':>7} "
+          f"{'hold ms':>8} {'in/out ms':>9}")
     gate = Tally()
     for name in sorted(tallies, key=lambda k: (k == "GET /healthz", k)):
         t = tallies[name]
@@ -235,7 +238,8 @@ def report(tallies: dict[str, Tally], decisions: dict[str, int], profiler: cProf
 def _line(name: str, t: Tally, tick_ms: float) -> None:
     n = max(t.n, 1)
     print(f"{name:<26} {t.n:>5} {t.cpu / n * 1000:>7.2f} {t.wall / n * 1000:>8.2f} {t.statements / n:>6.1f} "
-          f"{t.pg_ticks * tick_ms / n:>6.2f} {t.inner.get('hold', 0) / n * 1000:>8.2f} "
+          f"{t.pg_ticks * tick_ms / n:>6.2f} {t.inner.get('decide', 0) / n * 1000:>7.2f} "
+          f"{t.inner.get('hold', 0) / n * 1000:>8.2f} "
           f"{t.inner.get('check-in/out', 0) / n * 1000:>9.2f}")
 
 

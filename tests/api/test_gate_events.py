@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import text
 
+from controllers.gates import GATE_TTL
 from core.clock import ManualClock
 from core.context import AppContext
 from pricing.engine import overstay_fee, price_window
 from pricing.examples import demo_rate_card
+from pricing.service import put_rate_card
 from tests.api.test_gates_world import (
     add_pass,
     confirmed_reservation,
@@ -21,6 +24,7 @@ from tests.api.test_gates_world import (
     rows,
     scalar,
 )
+from tests.pricing_helpers import card
 
 
 async def test_reservation_entry_opens_shows_the_spot_and_exit_in_time_is_prepaid(
@@ -242,3 +246,38 @@ async def test_walk_in_exit_frees_its_spot(client: httpx.AsyncClient, ctx: AppCo
     clock.advance(minutes=20)
     assert (await post_event(client, gl, gl.exit, event(ctx, plate="W1")))["decision"] == "open"
     assert (await post_event(client, gl, gl.entry, event(ctx, plate="W2")))["decision"] == "open"
+
+
+async def test_a_changed_rate_card_prices_the_next_exit(client: httpx.AsyncClient, ctx: AppContext,
+                                                        clock: ManualClock) -> None:
+    """The exit keeps the lot's card parsed and reads the body again only when its version changed."""
+    gl = await gate_lot(ctx)
+    entered = clock.now()
+    await post_event(client, gl, gl.entry, event(ctx, plate="REPRICE1"))
+    clock.advance(minutes=75)
+    asked = await post_event(client, gl, gl.exit, event(ctx, plate="REPRICE1"))
+    assert asked["fee"] == price_window(card=demo_rate_card(), spot_type="regular", starts_at=entered,
+                                        ends_at=clock.now(), tz="America/Los_Angeles").total.as_json()
+    async with ctx.engine.begin() as conn:
+        new_card, _ = await put_rate_card(conn, lot_id=gl.lot_id, data=card(tax_percent="20"), now=clock.now())
+    expected = price_window(card=new_card, spot_type="regular", starts_at=entered, ends_at=clock.now(),
+                            tz="America/Los_Angeles").total.as_json()
+    assert expected != asked["fee"]
+    paid = await post_event(client, gl, gl.exit, event(ctx, plate="REPRICE1", payment_token="pm_card_visa"))
+    assert paid["decision"] == "open" and paid["fee"] == expected
+
+
+async def test_a_closed_lot_takes_no_walk_in_even_while_the_gate_cache_says_open(
+        client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
+    """A gate's lot settings are cached for GATE_TTL (docs/adr/0008), but the walk-in's hold reads the lot itself:
+    closing it refuses walk-ins at once; the gate's own "Closed" answer follows once the cache expires."""
+    gl = await gate_lot(ctx, spots={"regular": 5})
+    assert (await post_event(client, gl, gl.entry, event(ctx, plate="OPEN1")))["decision"] == "open"
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("UPDATE lots SET status = 'closed' WHERE id = :l"), {"l": gl.lot_id})
+    clock.advance(GATE_TTL - timedelta(microseconds=1))
+    assert (await post_event(client, gl, gl.entry, event(ctx, plate="OPEN2")))["decision"] == "deny"
+    clock.advance(microseconds=1)
+    closed = await post_event(client, gl, gl.entry, event(ctx, plate="OPEN3"))
+    assert (closed["decision"], closed["message"]) == ("deny", "Closed")
+    assert await scalar(ctx, "SELECT count(*) FROM reservations WHERE kind = 'walk_in'") == 1
