@@ -21,11 +21,11 @@ already let in is recorded even when the lot looks full (session flagged `entere
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,13 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from booking import service
 from booking.access import verify_qr_token
 from booking.service import BookingDeps
+from booking.settlement import settle_quietly
 from booking.wiring import booking_deps
 from controllers import queries_gates as q
 from controllers import walkins
 from controllers.fees import session_fee
 from core.context import AppContext
 from core.db import raw_pool_size
-from core.errors import Conflict, InvalidTransition, NotFound, SoldOut, ValidationFailed
+from core.errors import Conflict, NotFound, SoldOut, ValidationFailed
 from core.logging import get_logger
 from core.money import Money
 from core.security import mask_plate, normalise_plate, plate_hash
@@ -168,8 +169,10 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.U
             inserted = await ledger.fetchval(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
             if inserted is None:
                 return GateOutcome(await _stored(ledger, gate.lot_id, event.event_id), duplicate=True)
-            decision, cds = await _decide(deps, ledger, gate, event, now)
+            run = _run(deps, ledger, gate, event, now)
+            decision, cds = await _decide(run)
             await ledger.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
+        await run.committed()
     log.info("gate_decision", lot_id=str(gate.lot_id), gate_id=str(gate_id), event_id=event.event_id,
              decision=decision.decision, cds=cds, decided_locally=event.decided_locally)
     return GateOutcome(decision, duplicate=False)
@@ -183,9 +186,11 @@ async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate
     if stored is not None:
         return GateOutcome(Decision.from_json(orjson.loads(stored)), duplicate=True)
     async with pool.acquire() as conn, conn.transaction():
-        decision, cds = await _decide(deps, conn, gate, event, now)
+        run = _run(deps, conn, gate, event, now)
+        decision, cds = await _decide(run)
         await conn.execute(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
         await conn.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
+    await run.committed()
     return GateOutcome(decision, duplicate=False)
 
 
@@ -234,6 +239,12 @@ class _Run:
     at: datetime  # when it happened: now, or (replayed from the edge) occurred_at, never in the future
     plate: str | None
     plate_hash: bytes | None
+    #: what follows the ledger commit: releasing slots and settling money need the new statuses committed
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def committed(self) -> None:
+        for step in self.after_commit:
+            await step()
 
     @property
     def secret(self) -> bytes:
@@ -245,13 +256,14 @@ class _Run:
         return c is not None and c < self.deps.min_plate_confidence
 
 
-async def _decide(deps: GateDeps, conn: asyncpg.Connection, gate: Gate, event: GateEvent,
-                  now: datetime) -> tuple[Decision, str]:
+def _run(deps: GateDeps, conn: asyncpg.Connection, gate: Gate, event: GateEvent, now: datetime) -> _Run:
     plate = _plate(event.plate)
     at = min(event.occurred_at, now) if event.decided_locally else now
-    run = _Run(deps, conn, gate, event, now, at, plate, plate_hash(deps.booking.secret, plate) if plate else None)
-    direction = event.direction or gate.direction
-    if direction == "entry":
+    return _Run(deps, conn, gate, event, now, at, plate, plate_hash(deps.booking.secret, plate) if plate else None)
+
+
+async def _decide(run: _Run) -> tuple[Decision, str]:
+    if (run.event.direction or run.gate.direction) == "entry":
         return await _entry(run)
     return await _exit(run)
 
@@ -308,9 +320,10 @@ async def _enter_reservation(run: _Run, res: asyncpg.Record | None) -> tuple[Dec
         if run.event.decided_locally:
             return await _enter_walk_in(run)
         return Decision(DENY, None, None, None, "No valid reservation for this time"), "decision_only"
-    if res["status"] == "confirmed":
-        with contextlib.suppress(InvalidTransition):  # a concurrent event for the same car checked it in first
-            await service.check_in(deps=run.deps.booking, reservation_id=res["id"], now=run.at)
+    # booking.service.check_in's transition, committed with the session (a concurrent event for the same car
+    # may have checked it in first); the money follows the commit, as it follows check_in's.
+    if res["status"] == "confirmed" and await run.conn.fetchval(q.CHECK_IN, res["id"], run.at) is not None:
+        run.after_commit.append(partial(settle_quietly, deps=run.deps.booking, reservation_id=res["id"], now=run.at))
     sid = await _insert_session(run, kind="reservation", reservation_id=res["id"], spot_id=res["spot_id"],
                                 plate=run.plate or res["plate"], p_hash=run.plate_hash or res["plate_hash"])
     spot = _spot(res["spot_id"], res["label"], res["level"])
@@ -460,23 +473,33 @@ async def rate_card(deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID) ->
 
 async def _complete(run: _Run, session: asyncpg.Record, *, fee: Money, paid: int,
                     debt: tuple[Money, str] | None = None) -> None:
-    """Close the session (with a plate debt for what is left unpaid), then free the rest of its booking."""
+    """Close the session and its booking (with a plate debt for what is left unpaid); the rest of the booking's
+    slots are freed after the commit."""
     flags = ["decided_locally"] if run.event.decided_locally else []
-    await run.conn.execute(q.COMPLETE_SESSION, run.gate.lot_id, session["id"], run.at, run.gate.id, fee.amount, paid,
-                           fee.currency, flags)
+    booking = await run.conn.fetchrow(q.COMPLETE_SESSION, run.gate.lot_id, session["id"], run.at, run.gate.id,
+                                      fee.amount, paid, fee.currency, flags)
     if debt is not None and session["plate_hash"] is not None:
         await run.conn.execute(q.INSERT_DEBT, run.gate.lot_id, session["plate_hash"], session["id"], debt[0].amount,
                                debt[0].currency, debt[1], run.now)
         log.warning("plate_debt_recorded", lot_id=str(run.gate.lot_id), session_id=str(session["id"]),
                     amount=debt[0].amount, reason=debt[1])
-    rid = session["reservation_id"]
-    if rid is None:
-        return
-    if session["kind"] == "walk_in":
-        await walkins.finish_walk_in(deps=run.deps.booking, conn=run.conn, reservation_id=rid, now=run.at)
-        return
-    with contextlib.suppress(InvalidTransition):  # already completed (a retried exit)
-        await service.check_out(deps=run.deps.booking, reservation_id=rid, now=run.at)
+    if booking is not None:  # None: no booking, or already completed (a retried exit)
+        run.after_commit.append(partial(_free_booking, run.deps.booking, run.gate.lot_id, session["kind"], booking,
+                                        run.at))
+
+
+async def _free_booking(deps: BookingDeps, lot_id: uuid.UUID, kind: str, booking: asyncpg.Record,
+                        at: datetime) -> None:
+    """After the commit that completed a booking at `at`: what booking.service.check_out does after its own
+    (free the rest of its slots, settle its money); a walk-in also frees any extension's slots, and has no money
+    to settle (its hold is free, its fee is the session's)."""
+    if at < booking["ends_at"]:
+        await service.release_slots(deps, lot_id, booking["id"], from_=at)
+    if kind == "walk_in":
+        await walkins.free_extension(deps=deps, lot_id=lot_id, spot_idx=booking["spot_idx"],
+                                     slot_end=booking["slot_end"], now=at)
+    else:
+        await settle_quietly(deps=deps, reservation_id=booking["id"], now=at)
 
 
 async def _charge(run: _Run, session_id: uuid.UUID, amount: Money) -> bool:

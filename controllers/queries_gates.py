@@ -89,15 +89,23 @@ EXIT_SESSION_BY_PLATE = (
 EXIT_SESSION_BY_RESERVATION = (
     f"SELECT {_EXIT_SESSION_COLUMNS}{_WITH_CARD} WHERE ps.lot_id = $1 AND ps.reservation_id = $2 FOR UPDATE OF ps")
 
-WALK_IN_SLOTS = (
-    "SELECT r.lot_id, s.idx, upper(r.period) AS slot_end FROM reservations r JOIN spots s"
-    " ON s.lot_id = r.lot_id AND s.id = r.spot_id WHERE r.id = $1")
+# booking.queries.SET_ACTIVE (check-in), inside the gate's ledger transaction.
+CHECK_IN = (
+    "UPDATE reservations SET status = 'active', entered_at = $2, updated_at = $2 WHERE id = $1"
+    " AND status = 'confirmed' RETURNING id")
 
+# Close a session and complete its booking (booking.queries.SET_COMPLETED, unless a retried exit completed it
+# already), returning what freeing the rest of the booking needs: its end and booked period's end (which the
+# sweeper may have extended until this statement), and its spot.
 # $1 lot_id, $2 id, $3 now, $4 gate_id, $5 fee, $6 paid, $7 currency, $8 flags.
 COMPLETE_SESSION = (
-    "UPDATE parking_sessions SET status = 'completed', exited_at = greatest($3, entered_at), exit_gate_id = $4,"
-    " fee_amount = $5, paid_amount = paid_amount + $6, currency = $7, flags = flags || $8::text[]"
-    " WHERE lot_id = $1 AND id = $2 AND status = 'active'")
+    "WITH ps AS (UPDATE parking_sessions SET status = 'completed', exited_at = greatest($3, entered_at),"
+    "  exit_gate_id = $4, fee_amount = $5, paid_amount = paid_amount + $6, currency = $7,"
+    "  flags = flags || $8::text[] WHERE lot_id = $1 AND id = $2 AND status = 'active' RETURNING reservation_id)"
+    " UPDATE reservations r SET status = 'completed', exited_at = $3, updated_at = $3 FROM ps"
+    " WHERE r.lot_id = $1 AND r.id = ps.reservation_id AND r.status = 'active'"
+    " RETURNING r.id, r.ends_at, upper(r.period) AS slot_end,"
+    " (SELECT s.idx FROM spots s WHERE s.lot_id = r.lot_id AND s.id = r.spot_id) AS spot_idx")
 SESSION_PAY_REQUESTED = "UPDATE parking_sessions SET pay_requested_at = $3 WHERE lot_id = $1 AND id = $2"
 
 INSERT_DEBT = (

@@ -4,7 +4,8 @@ car stays, and released when it leaves.
 A walk-in is a `reservations` row of kind `walk_in`, status `active`, covering [entry, entry + the lot's
 walk-in horizon). It takes the same Redis bits and the same exclusion constraint as every booking, so it can
 never take a spot a confirmed reservation needs. The sweeper extends it (same spot) before its period ends;
-when the spot is booked by someone else next, the session is flagged as an overstay risk instead.
+when the spot is booked by someone else next, the session is flagged as an overstay risk instead. The exit
+gate completes it together with its session (controllers.gates).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import asyncpg
 from sqlalchemy.exc import IntegrityError
 
 from booking import service
@@ -21,7 +21,7 @@ from booking.runtime import REDIS_DOWN
 from booking.service import BookingDeps, Window, free_pricer
 from booking.slots import widen
 from controllers import queries_gates as q
-from core.errors import InvalidTransition, PlateConflict
+from core.errors import PlateConflict
 from core.logging import get_logger
 
 log = get_logger("parkgrid.walkins")
@@ -60,20 +60,12 @@ async def _repair(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, start: da
     await service.repair_spot_or_mark(deps, lot_id, spot_idx, Window(s, e, s, e))
 
 
-async def finish_walk_in(*, deps: BookingDeps, conn: asyncpg.Connection, reservation_id: uuid.UUID,
+async def free_extension(*, deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, slot_end: datetime,
                          now: datetime) -> None:
-    """active -> completed at the exit; the rest of its (possibly extended) period is freed. Idempotent.
-
-    `conn` (the gate's ledger transaction) reads the booked period once it is completed: the sweeper may
-    have extended it until then."""
-    try:
-        await service.check_out(deps=deps, reservation_id=reservation_id, now=now)
-    except InvalidTransition:
-        return
-    row = await conn.fetchrow(q.WALK_IN_SLOTS, reservation_id)
-    if row is not None and row["slot_end"] > now:
-        # The release above frees the original hold's bits; an extension's bits are made exact here.
-        await _repair(deps, row["lot_id"], row["idx"], now, row["slot_end"])
+    """After a walk-in completed at `now` (and its hold was released): make its spot's bits up to the end of its
+    booked period exact, which frees the slots any extension added (the hold record knows only the original)."""
+    if slot_end > now:
+        await _repair(deps, lot_id, spot_idx, now, slot_end)
 
 
 @dataclass(frozen=True)
