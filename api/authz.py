@@ -18,7 +18,8 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from api.deps import CtxDep, CurrentDevice, Device, OperatorUser
-from core.accounts import assert_operates_lot, gate_lot
+from controllers.gates import find_gate, gate_deps
+from core.accounts import assert_operates_lot
 from core.errors import NotFound
 
 
@@ -43,10 +44,9 @@ LotDevice = Annotated[Device, Depends(lot_device)]
 
 
 async def gate_device(ctx: CtxDep, device: CurrentDevice, gate_id: Annotated[uuid.UUID, Path()]) -> Device:
-    """The calling controller, if the path's gate is in the controller's lot."""
-    async with ctx.engine.connect() as conn:
-        lot_id = await gate_lot(conn=conn, gate_id=gate_id)
-    if lot_id is None or lot_id != device.lot_id:
+    """The calling controller, if the path's gate is in the controller's lot (gates are cached: GATE_TTL)."""
+    gate = await find_gate(gate_deps(ctx), gate_id, ctx.clock.now())
+    if gate is None or gate.lot_id != device.lot_id:
         raise NotFound(f"gate {gate_id} not found")
     return device
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.context import AppContext
 from core.errors import Forbidden, Unauthorized
 from core.security import decode_access_token, hash_api_key
+from core.ttlcache import TtlCache
 
 
 async def get_ctx(request: Request) -> AppContext:
@@ -86,20 +87,37 @@ class Device:
     lot_id: uuid.UUID
 
 
+#: how long a process keeps using a device key it has looked up, so also how long a revoked key may still be
+#: accepted by a process that used it just before (docs/adr/0008-gate-decisions-cached-and-on-asyncpg.md)
+DEVICE_KEY_TTL = timedelta(seconds=10)
+
+
+def _device_keys(ctx: AppContext) -> TtlCache[str, Device]:
+    cache = ctx.extras.get("device_keys")
+    if not isinstance(cache, TtlCache):
+        cache = ctx.extras["device_keys"] = TtlCache(DEVICE_KEY_TTL)
+    return cache
+
+
 async def current_device(
     ctx: CtxDep, x_device_key: Annotated[str | None, Header(alias="X-Device-Key", max_length=200)] = None
 ) -> Device:
-    """A lot controller identified by its X-Device-Key (stored hashed; revoked keys refused)."""
+    """A lot controller identified by its X-Device-Key (stored hashed; revoked keys refused within
+    DEVICE_KEY_TTL: a key found is remembered that long; a key not found is looked up every time)."""
     if not x_device_key:
         raise Unauthorized("missing X-Device-Key")
-    async with ctx.engine.connect() as conn:
-        row = (await conn.execute(
-            text("SELECT id, lot_id FROM devices WHERE key_hash = :h AND revoked_at IS NULL"),
-            {"h": hash_api_key(x_device_key)},
-        )).first()
-    if row is None:
-        raise Unauthorized("unknown or revoked device key")
-    return Device(device_id=row.id, lot_id=row.lot_id)
+    key_hash, now, keys = hash_api_key(x_device_key), ctx.clock.now(), _device_keys(ctx)
+    device = keys.get(key_hash, now)
+    if device is None:
+        async with ctx.engine.connect() as conn:
+            row = (await conn.execute(
+                text("SELECT id, lot_id FROM devices WHERE key_hash = :h AND revoked_at IS NULL"), {"h": key_hash},
+            )).first()
+        if row is None:
+            raise Unauthorized("unknown or revoked device key")
+        device = Device(device_id=row.id, lot_id=row.lot_id)
+        keys.put(key_hash, device, now)
+    return device
 
 
 CurrentDevice = Annotated[Device, Depends(current_device)]

@@ -53,3 +53,15 @@ def walk_in_exit_fee(*, card: RateCard | None, spot_type: str, entered_at: datet
     except ValidationFailed:
         return ExitFee(Money(0, card.currency), "no_rates")
     return ExitFee(total, "walk_in")
+
+
+def session_fee(*, card: RateCard | None, timezone: str, kind: str, entered_at: datetime, ends_at: datetime | None,
+                spot_type: str, now: datetime) -> ExitFee:
+    """What a session owes if it left at `now` (before anything already paid): passes nothing, reservations
+    their overstay (`ends_at` is the reservation's), walk-ins their time on the spot's type."""
+    if kind == "pass":
+        return ExitFee(Money(0, "usd"), "pass")
+    if kind == "reservation":
+        assert ends_at is not None
+        return reservation_exit_fee(card=card, ends_at=ends_at, now=now)
+    return walk_in_exit_fee(card=card, spot_type=spot_type, entered_at=entered_at, now=now, tz=timezone)

@@ -21,34 +21,43 @@ already let in is recorded even when the lot looks full (session flagged `entere
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking import service
 from booking.access import verify_qr_token
 from booking.service import BookingDeps
+from booking.settlement import settle_quietly
 from booking.wiring import booking_deps
 from controllers import queries_gates as q
 from controllers import walkins
-from controllers.fees import ExitFee, reservation_exit_fee, walk_in_exit_fee
+from controllers.fees import session_fee
 from core.context import AppContext
-from core.errors import Conflict, InvalidTransition, NotFound, SoldOut, ValidationFailed
+from core.db import raw_pool_size
+from core.errors import Conflict, NotFound, SoldOut, ValidationFailed
 from core.logging import get_logger
 from core.money import Money
 from core.security import mask_plate, normalise_plate, plate_hash
+from core.ttlcache import TtlCache
 from pricing.rates import RateCard, parse_rate_card
 
 log = get_logger("parkgrid.gates")
 
 OPEN, DENY, PAY, ATTENDANT = "open", "deny", "pay", "attendant"
 DECISIONS = (OPEN, DENY, PAY, ATTENDANT)
+
+#: how long a process uses a gate's lot settings (status, timezone, early arrival, walk-in horizon) before it
+#: reads them again: a lot closed by its operator still takes walk-ins that long (docs/adr/0008)
+GATE_TTL = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -94,21 +103,10 @@ class GateOutcome:
     duplicate: bool
 
 
-@dataclass
-class GateDeps:
-    """What gate decisions need; built per process (API, edge replay, tests)."""
-
-    booking: BookingDeps
-    min_plate_confidence: float = 0.8
-    #: bounds concurrent decisions so each can take a second pooled connection while holding its ledger row
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
-    #: only a race test's negative control turns this off (check-then-insert instead of insert-or-return)
-    atomic_ledger: bool = True
-    rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
-class _Gate:
+class Gate:
+    """A gate and the settings of its lot that decisions use."""
+
     id: uuid.UUID
     lot_id: uuid.UUID
     direction: str
@@ -118,51 +116,85 @@ class _Gate:
     horizon: int
 
 
+@dataclass
+class GateDeps:
+    """What gate decisions need; built per process (API, edge replay, tests)."""
+
+    booking: BookingDeps
+    #: the raw asyncpg pool the ledger transaction runs on (AppContext.pg, ADR 0007)
+    pg: Callable[[], Awaitable[asyncpg.Pool]]
+    min_plate_confidence: float = 0.8
+    #: bounds concurrent decisions: each holds a raw connection for its ledger transaction while the booking
+    #: calls inside it take other connections, so gate_deps keeps it below the raw pool's size
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
+    #: only a race test's negative control turns this off (check-then-insert instead of insert-or-return)
+    atomic_ledger: bool = True
+    rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
+    gates: TtlCache[uuid.UUID, Gate] = field(default_factory=lambda: TtlCache(GATE_TTL))
+
+
+async def find_gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate | None:
+    """The gate and its lot's settings (read at most once per GATE_TTL per process), or None if unknown."""
+    gate = deps.gates.get(gate_id, now)
+    if gate is None:
+        row = await (await deps.pg()).fetchrow(q.GATE, gate_id)
+        if row is None:
+            return None
+        gate = Gate(gate_id, row["lot_id"], row["direction"], row["timezone"], row["lot_status"],
+                    row["early_arrival_minutes"], row["walk_in_horizon_minutes"])
+        deps.gates.put(gate_id, gate, now)
+    return gate
+
+
+async def _gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate:
+    gate = await find_gate(deps, gate_id, now)
+    if gate is None:
+        raise NotFound(f"gate {gate_id} not found")
+    return gate
+
+
+def _json(data: dict[str, Any]) -> str:
+    return orjson.dumps(data).decode()
+
+
 async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID, event: GateEvent,
                  now: datetime) -> GateOutcome:
     """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
+    gate = await _gate(deps, gate_id, now)
     async with deps.slots:
         if not deps.atomic_ledger:
-            return await _decide_unguarded(deps=deps, device_id=device_id, gate_id=gate_id, event=event, now=now)
+            return await _decide_unguarded(deps=deps, device_id=device_id, gate=gate, event=event, now=now)
         # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
-        async with deps.booking.engine.begin() as ledger:
-            gate = await _gate(ledger, gate_id)
-            inserted = await ledger.scalar(q.LEDGER_INSERT, _ledger_row(gate, device_id, event, now))
+        async with (await deps.pg()).acquire() as ledger, ledger.transaction():
+            inserted = await ledger.fetchval(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
             if inserted is None:
                 return GateOutcome(await _stored(ledger, gate.lot_id, event.event_id), duplicate=True)
-            decision, cds = await _decide(deps, ledger, gate, event, now)
-            await ledger.execute(q.LEDGER_SET_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id,
-                                                         "decision": json.dumps(decision.as_json()), "cds": cds})
+            run = _run(deps, ledger, gate, event, now)
+            decision, cds = await _decide(run)
+            await ledger.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
+        await run.committed()
     log.info("gate_decision", lot_id=str(gate.lot_id), gate_id=str(gate_id), event_id=event.event_id,
              decision=decision.decision, cds=cds, decided_locally=event.decided_locally)
     return GateOutcome(decision, duplicate=False)
 
 
-async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID, event: GateEvent,
+async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate: Gate, event: GateEvent,
                             now: datetime) -> GateOutcome:
     """Check-then-act (the race the ledger prevents); exists only as the negative control of the race test."""
-    async with deps.booking.engine.connect() as conn:
-        gate = await _gate(conn, gate_id)
-        stored = await conn.scalar(q.LEDGER_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id})
+    pool = await deps.pg()
+    stored = await pool.fetchval(q.LEDGER_DECISION, gate.lot_id, event.event_id)
     if stored is not None:
-        return GateOutcome(Decision.from_json(stored), duplicate=True)
-    async with deps.booking.engine.begin() as conn:
-        decision, cds = await _decide(deps, conn, gate, event, now)
-        await conn.execute(q.LEDGER_INSERT, _ledger_row(gate, device_id, event, now))
-        await conn.execute(q.LEDGER_SET_DECISION, {"lot_id": gate.lot_id, "event_id": event.event_id,
-                                                   "decision": json.dumps(decision.as_json()), "cds": cds})
+        return GateOutcome(Decision.from_json(orjson.loads(stored)), duplicate=True)
+    async with pool.acquire() as conn, conn.transaction():
+        run = _run(deps, conn, gate, event, now)
+        decision, cds = await _decide(run)
+        await conn.execute(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
+        await conn.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
+    await run.committed()
     return GateOutcome(decision, duplicate=False)
 
 
-async def _gate(conn: AsyncConnection, gate_id: uuid.UUID) -> _Gate:
-    row = (await conn.execute(q.GATE, {"gate_id": gate_id})).first()
-    if row is None:
-        raise NotFound(f"gate {gate_id} not found")
-    return _Gate(gate_id, row.lot_id, row.direction, row.timezone, row.lot_status, row.early_arrival_minutes,
-                 row.walk_in_horizon_minutes)
-
-
-def _ledger_row(gate: _Gate, device_id: uuid.UUID | None, event: GateEvent, now: datetime) -> dict[str, Any]:
+def _ledger_row(gate: Gate, device_id: uuid.UUID | None, event: GateEvent, now: datetime) -> tuple[Any, ...]:
     plate = _plate(event.plate)
     payload = {  # no plate in clear: the ledger outlives the plate retention period
         "gate_id": str(gate.id), "direction": event.direction or gate.direction,
@@ -170,16 +202,15 @@ def _ledger_row(gate: _Gate, device_id: uuid.UUID | None, event: GateEvent, now:
         "has_qr": event.qr_token is not None, "decided_locally": event.decided_locally,
         "local_decision": event.local_decision, "vehicle_type": event.vehicle_type,
     }
-    return {"lot_id": gate.lot_id, "event_id": event.event_id, "device_id": device_id, "sequence": event.sequence,
-            "source": "edge" if event.decided_locally else "gate", "occurred_at": event.occurred_at, "now": now,
-            "payload": json.dumps(payload)}
+    return (gate.lot_id, event.event_id, device_id, event.sequence, "edge" if event.decided_locally else "gate",
+            event.occurred_at, now, _json(payload))
 
 
-async def _stored(conn: AsyncConnection, lot_id: uuid.UUID, event_id: str) -> Decision:
-    data = await conn.scalar(q.LEDGER_DECISION, {"lot_id": lot_id, "event_id": event_id})
+async def _stored(conn: asyncpg.Connection, lot_id: uuid.UUID, event_id: str) -> Decision:
+    data = await conn.fetchval(q.LEDGER_DECISION, lot_id, event_id)
     if data is None:  # only rows written by something other than decide() can lack a decision
         return Decision(ATTENDANT, None, None, None, "Event already received; please wait for an attendant")
-    return Decision.from_json(data)
+    return Decision.from_json(orjson.loads(data))
 
 
 def _plate(raw: str | None) -> str | None:
@@ -191,18 +222,29 @@ def _plate(raw: str | None) -> str | None:
         return None  # an unreadable plate is a read failure, not a client error
 
 
+def _spot(spot_id: uuid.UUID | None, label: str | None, level: str | None) -> dict[str, Any] | None:
+    """A spot as the gate shows it."""
+    return {"id": str(spot_id), "label": label, "level": level} if spot_id is not None and label is not None else None
+
+
 @dataclass
 class _Run:
     """One decision in progress: its inputs, resolved once."""
 
     deps: GateDeps
-    conn: AsyncConnection  # the ledger transaction
-    gate: _Gate
+    conn: asyncpg.Connection  # the ledger transaction
+    gate: Gate
     event: GateEvent
     now: datetime  # the server's clock
     at: datetime  # when it happened: now, or (replayed from the edge) occurred_at, never in the future
     plate: str | None
     plate_hash: bytes | None
+    #: what follows the ledger commit: releasing slots and settling money need the new statuses committed
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def committed(self) -> None:
+        for step in self.after_commit:
+            await step()
 
     @property
     def secret(self) -> bytes:
@@ -214,13 +256,14 @@ class _Run:
         return c is not None and c < self.deps.min_plate_confidence
 
 
-async def _decide(deps: GateDeps, conn: AsyncConnection, gate: _Gate, event: GateEvent,
-                  now: datetime) -> tuple[Decision, str]:
+def _run(deps: GateDeps, conn: asyncpg.Connection, gate: Gate, event: GateEvent, now: datetime) -> _Run:
     plate = _plate(event.plate)
     at = min(event.occurred_at, now) if event.decided_locally else now
-    run = _Run(deps, conn, gate, event, now, at, plate, plate_hash(deps.booking.secret, plate) if plate else None)
-    direction = event.direction or gate.direction
-    if direction == "entry":
+    return _Run(deps, conn, gate, event, now, at, plate, plate_hash(deps.booking.secret, plate) if plate else None)
+
+
+async def _decide(run: _Run) -> tuple[Decision, str]:
+    if (run.event.direction or run.gate.direction) == "entry":
         return await _entry(run)
     return await _exit(run)
 
@@ -238,20 +281,20 @@ async def _entry(run: _Run) -> tuple[Decision, str]:
     if run.unsure and not ev.decided_locally:
         return Decision(ATTENDANT, None, None, None, "Plate not read clearly; an attendant is on the way"), \
             "decision_only"
-    if run.plate_hash is not None:
-        local = run.at.astimezone(ZoneInfo(run.gate.timezone)).date()
-        found = (await run.conn.execute(q.ENTRY_LOOKUP, {
-            "lot_id": run.gate.lot_id, "plate_hash": run.plate_hash, "early": run.gate.early, "now": run.at,
-            "month": date(local.year, local.month, 1)})).one()
-        if found.reservation_id is not None:
-            return await _enter_reservation(run, found.reservation_id)
-        if found.session_id is not None:  # its exit was never seen: the same car, the same session
-            return Decision(OPEN, found.session_id, await _spot(run, found.session_spot_id), None, "Welcome back"), \
-                "enter_area"
-        if found.has_pass:
-            sid = await _insert_session(run, kind="pass", reservation_id=None, spot_id=None)
-            return Decision(OPEN, sid, None, None, "Welcome, pass holder"), "enter_area"
-    return await _enter_walk_in(run)
+    if run.plate_hash is None:
+        return await _enter_walk_in(run)
+    local = run.at.astimezone(ZoneInfo(run.gate.timezone)).date()
+    found = await run.conn.fetchrow(q.ENTRY_LOOKUP, run.gate.lot_id, run.plate_hash, run.gate.early, run.at,
+                                    date(local.year, local.month, 1), _walk_in_key(run))
+    if found["id"] is not None:
+        return await _enter_reservation(run, found)
+    if found["session_id"] is not None:  # its exit was never seen: the same car, the same session
+        spot = _spot(found["session_spot_id"], found["session_label"], found["session_level"])
+        return Decision(OPEN, found["session_id"], spot, None, "Welcome back"), "enter_area"
+    if found["has_pass"]:
+        sid = await _insert_session(run, kind="pass", reservation_id=None, spot_id=None)
+        return Decision(OPEN, sid, None, None, "Welcome, pass holder"), "enter_area"
+    return await _enter_walk_in(run, found)
 
 
 async def _entry_by_qr(run: _Run) -> tuple[Decision, str]:
@@ -266,39 +309,45 @@ async def _entry_by_qr(run: _Run) -> tuple[Decision, str]:
         if run.event.decided_locally:
             return await _enter_walk_in(run)
         return Decision(DENY, None, None, None, "This ticket is for another car park"), "decision_only"
-    return await _enter_reservation(run, grant.reservation_id)
+    return await _enter_reservation(run, await run.conn.fetchrow(q.RESERVATION_FOR_GATE, grant.reservation_id))
 
 
-async def _enter_reservation(run: _Run, reservation_id: uuid.UUID) -> tuple[Decision, str]:
-    res = (await run.conn.execute(q.RESERVATION_FOR_GATE, {"id": reservation_id})).first()
-    in_window = res is not None and res.starts_at - timedelta(minutes=run.gate.early) <= run.at < res.ends_at
-    if res is None or res.lot_id != run.gate.lot_id or res.kind != "reservation" \
-            or res.status not in ("confirmed", "active") or not in_window:
+async def _enter_reservation(run: _Run, res: asyncpg.Record | None) -> tuple[Decision, str]:
+    """Let in the car of `res` (q.RESERVATION_FOR_GATE's columns) if it is this lot's reservation, now."""
+    in_window = res is not None and res["starts_at"] - timedelta(minutes=run.gate.early) <= run.at < res["ends_at"]
+    if res is None or res["lot_id"] != run.gate.lot_id or res["kind"] != "reservation" \
+            or res["status"] not in ("confirmed", "active") or not in_window:
         if run.event.decided_locally:
             return await _enter_walk_in(run)
         return Decision(DENY, None, None, None, "No valid reservation for this time"), "decision_only"
-    if res.status == "confirmed":
-        with contextlib.suppress(InvalidTransition):  # a concurrent event for the same car checked it in first
-            await service.check_in(deps=run.deps.booking, reservation_id=res.id, now=run.at)
-    sid = await _insert_session(run, kind="reservation", reservation_id=res.id, spot_id=res.spot_id,
-                                plate=run.plate or res.plate, p_hash=run.plate_hash or res.plate_hash)
-    spot = await _spot(run, res.spot_id)
+    # booking.service.check_in's transition, committed with the session (a concurrent event for the same car
+    # may have checked it in first); the money follows the commit, as it follows check_in's.
+    if res["status"] == "confirmed" and await run.conn.fetchval(q.CHECK_IN, res["id"], run.at) is not None:
+        run.after_commit.append(partial(settle_quietly, deps=run.deps.booking, reservation_id=res["id"], now=run.at))
+    sid = await _insert_session(run, kind="reservation", reservation_id=res["id"], spot_id=res["spot_id"],
+                                plate=run.plate or res["plate"], p_hash=run.plate_hash or res["plate_hash"])
+    spot = _spot(res["spot_id"], res["label"], res["level"])
     where = f"{spot['label']} (level {spot['level']})" if spot else "any free spot"
     return Decision(OPEN, sid, spot, None, f"Welcome. Your spot: {where}"), "enter_area"
 
 
-async def _enter_walk_in(run: _Run) -> tuple[Decision, str]:
+def _walk_in_key(run: _Run) -> str:
+    return f"gate:{run.event.event_id}"
+
+
+async def _enter_walk_in(run: _Run, found: asyncpg.Record | None = None) -> tuple[Decision, str]:
+    """Book a walk-in and open its session; `found` is q.ENTRY_LOOKUP's row when the entry was looked up."""
     if run.gate.lot_status != "open" and not run.event.decided_locally:
         return Decision(DENY, None, None, None, "Closed"), "decision_only"
+    key = _walk_in_key(run)
     try:
-        key = f"gate:{run.event.event_id}"
         # Only an earlier attempt at this very event that crashed before its ledger commit can have booked one.
-        rid = await run.conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": run.gate.lot_id, "key": key})
+        rid = found["walk_in_id"] if found is not None else \
+            await run.conn.fetchval(q.WALK_IN_BY_EVENT, run.gate.lot_id, key)
         if rid is None:
             rid = await walkins.admit_walk_in(deps=run.deps.booking, lot_id=run.gate.lot_id, plate=run.plate,
                                               vehicle_type=run.event.vehicle_type,
-                                              horizon=timedelta(minutes=run.gate.horizon), event_key=key, now=run.now,
-                                              check_existing=False, mark_entered=False)
+                                              horizon=timedelta(minutes=run.gate.horizon), event_key=key, now=run.now)
     except (SoldOut, Conflict):
         if not run.event.decided_locally:
             return Decision(DENY, None, None, None, "Full"), "decision_only"
@@ -307,17 +356,13 @@ async def _enter_walk_in(run: _Run) -> tuple[Decision, str]:
                                     flags=["entered_while_full"])
         log.warning("edge_entry_while_full", lot_id=str(run.gate.lot_id), event_id=run.event.event_id)
         return Decision(OPEN, sid, None, None, "Welcome"), "enter_area"
-    row = (await run.conn.execute(q.OPEN_WALK_IN_SESSION, {
-        "reservation_id": rid, "id": uuid.uuid4(), "plate": run.plate, "plate_hash": run.plate_hash,
-        "entered_at": run.at, "gate_id": run.gate.id, "flags": ["decided_locally"] if run.event.decided_locally else [],
-        "now": run.now})).one()
-    sid = row.session_id
+    row = await run.conn.fetchrow(q.OPEN_WALK_IN_SESSION, rid, uuid.uuid4(), run.plate, run.plate_hash, run.at,
+                                  run.gate.id, ["decided_locally"] if run.event.decided_locally else [], run.now)
+    sid = row["session_id"]
     if sid is None:  # a retried event after a crash: the walk-in already has its session
-        sid = (await run.conn.execute(q.SESSION_BY_RESERVATION, {"lot_id": run.gate.lot_id,
-                                                                 "reservation_id": rid})).one().id
-    spot = {"id": str(row.spot_id), "label": row.label, "level": row.level}
-    return Decision(OPEN, sid, spot, None, f"Welcome. Please park at {spot['label']}" if spot else "Welcome"), \
-        "enter_area"
+        sid = await run.conn.fetchval(q.SESSION_ID_BY_RESERVATION, run.gate.lot_id, rid)
+    spot = {"id": str(row["spot_id"]), "label": row["label"], "level": row["level"]}
+    return Decision(OPEN, sid, spot, None, f"Welcome. Please park at {spot['label']}"), "enter_area"
 
 
 async def _insert_session(run: _Run, *, kind: str, reservation_id: uuid.UUID | None, spot_id: uuid.UUID | None,
@@ -326,22 +371,11 @@ async def _insert_session(run: _Run, *, kind: str, reservation_id: uuid.UUID | N
     flags = list(flags or [])
     if run.event.decided_locally:
         flags.append("decided_locally")
-    sid = await run.conn.scalar(q.INSERT_SESSION, {
-        "lot_id": run.gate.lot_id, "id": uuid.uuid4(), "kind": kind, "reservation_id": reservation_id,
-        "spot_id": spot_id, "plate": plate or run.plate, "plate_hash": p_hash or run.plate_hash,
-        "entered_at": run.at, "gate_id": run.gate.id, "currency": "usd", "flags": flags, "now": run.now})
+    sid = await run.conn.fetchval(q.INSERT_SESSION, run.gate.lot_id, uuid.uuid4(), kind, reservation_id, spot_id,
+                                  plate or run.plate, p_hash or run.plate_hash, run.at, run.gate.id, flags, run.now)
     if sid is None:  # the reservation already has its session (the car re-entered, or a replay)
-        existing = (await run.conn.execute(q.SESSION_BY_RESERVATION, {"lot_id": run.gate.lot_id,
-                                                                      "reservation_id": reservation_id})).first()
-        return existing.id  # type: ignore[no-any-return,union-attr]
+        sid = await run.conn.fetchval(q.SESSION_ID_BY_RESERVATION, run.gate.lot_id, reservation_id)
     return sid  # type: ignore[no-any-return]
-
-
-async def _spot(run: _Run, spot_id: uuid.UUID | None) -> dict[str, Any] | None:
-    if spot_id is None:
-        return None
-    row = (await run.conn.execute(q.SPOT_VIEW, {"lot_id": run.gate.lot_id, "spot_id": spot_id})).first()
-    return {"id": str(row.id), "label": row.label, "level": row.level} if row else None
 
 
 # -- exit ----------------------------------------------------------------------------------------
@@ -349,6 +383,8 @@ async def _spot(run: _Run, spot_id: uuid.UUID | None) -> dict[str, Any] | None:
 async def _exit(run: _Run) -> tuple[Decision, str]:
     ev = run.event
     session = None
+    cached_card = run.deps.rate_cards.get(run.gate.lot_id)
+    card_key = cached_card[0] if cached_card is not None else (None, None)
     if ev.qr_token:
         try:
             # an overstayer's token has expired by now: accept it for a week past its end at the exit
@@ -356,16 +392,15 @@ async def _exit(run: _Run) -> tuple[Decision, str]:
         except ValidationFailed:
             grant = None
         if grant is not None and grant.lot_id == run.gate.lot_id:
-            session = (await run.conn.execute(q.SESSION_BY_RESERVATION, {
-                "lot_id": run.gate.lot_id, "reservation_id": grant.reservation_id})).first()
-            if session is not None and session.status != "active":
+            session = await run.conn.fetchrow(q.EXIT_SESSION_BY_RESERVATION, run.gate.lot_id, grant.reservation_id,
+                                              *card_key)
+            if session is not None and session["status"] != "active":
                 session = None
     if session is None and run.plate_hash is not None:
         if run.unsure and not ev.decided_locally and not ev.qr_token:
             return Decision(ATTENDANT, None, None, None, "Plate not read clearly; an attendant is on the way"), \
                 "decision_only"
-        session = (await run.conn.execute(q.ACTIVE_SESSION_BY_PLATE, {"lot_id": run.gate.lot_id,
-                                                                     "plate_hash": run.plate_hash})).first()
+        session = await run.conn.fetchrow(q.EXIT_SESSION_BY_PLATE, run.gate.lot_id, run.plate_hash, *card_key)
     if session is None:
         if run.plate is None and not ev.qr_token and not ev.decided_locally:
             return Decision(ATTENDANT, None, None, None, "Plate not read; an attendant is on the way"), "decision_only"
@@ -373,35 +408,56 @@ async def _exit(run: _Run) -> tuple[Decision, str]:
                     plate=mask_plate(run.plate))
         return Decision(OPEN, None, None, None, "Goodbye"), "exit_area"
 
-    fee, release = await _exit_fee(run, session)
-    due = max(fee.amount.amount - int(session.paid_amount), 0)
-    spot = await _spot(run, session.spot_id)
+    fee = session_fee(card=_exit_card(run, cached_card, session), timezone=run.gate.timezone, kind=session["kind"],
+                      entered_at=session["entered_at"], ends_at=session["ends_at"], spot_type=session["spot_type"],
+                      now=run.at)
+    due = max(fee.amount.amount - session["paid_amount"], 0)
+    spot = _spot(session["spot_id"], session["label"], session["level"])
     money_due = Money(due, fee.amount.currency)
     if due == 0:
         await _complete(run, session, fee=fee.amount, paid=0)
-        await release()
-        return Decision(OPEN, session.id, spot, fee.amount if fee.amount.amount else None, "Goodbye"), "exit_area"
+        return Decision(OPEN, session["id"], spot, fee.amount if fee.amount.amount else None, "Goodbye"), "exit_area"
     if ev.decided_locally:
         await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "offline_exit"))
-        await release()
-        return Decision(OPEN, session.id, spot, money_due, "Left while offline; the amount is recorded"), "exit_area"
+        return Decision(OPEN, session["id"], spot, money_due, "Left while offline; the amount is recorded"), \
+            "exit_area"
     if ev.payment_token:
-        paid = await _charge(run, session, money_due)
+        paid = await _charge(run, session["id"], money_due)
         await _complete(run, session, fee=fee.amount, paid=due if paid else 0,
                         debt=None if paid else (money_due, "payment_failed"))
-        await release()
         message = "Paid. Goodbye" if paid else "Payment failed; the amount is recorded against your plate"
-        return Decision(OPEN, session.id, spot, money_due, message), "exit_area"
-    if session.pay_requested_at is None:
-        await run.conn.execute(q.SESSION_PAY_REQUESTED, {"lot_id": run.gate.lot_id, "id": session.id,
-                                                         "now": run.now})
-        return Decision(PAY, session.id, spot, money_due,
+        return Decision(OPEN, session["id"], spot, money_due, message), "exit_area"
+    if session["pay_requested_at"] is None:
+        await run.conn.execute(q.SESSION_PAY_REQUESTED, run.gate.lot_id, session["id"], run.now)
+        return Decision(PAY, session["id"], spot, money_due,
                         f"Please pay {due / 100:.2f} {money_due.currency.upper()}"), "decision_only"
     # `pay` was answered once already: never keep the car at the barrier.
     await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "unpaid_exit"))
-    await release()
-    return Decision(OPEN, session.id, spot, money_due, "Unpaid; the amount is recorded against your plate"), \
+    return Decision(OPEN, session["id"], spot, money_due, "Unpaid; the amount is recorded against your plate"), \
         "exit_area"
+
+
+def _exit_card(run: _Run, cached: tuple[Any, RateCard] | None, session: asyncpg.Record) -> RateCard | None:
+    """The rate card read along with the exit's session: the process's parsed copy when the query found it current."""
+    if session["card_version"] is None:
+        return None
+    if session["card_body"] is None:  # the query compared versions with the copy's: it is current
+        assert cached is not None
+        return cached[1]
+    return _card_from_row(run.deps, run.gate.lot_id, session["card_version"], session["card_updated_at"],
+                          orjson.loads(session["card_body"]))
+
+
+def _card_from_row(deps: GateDeps, lot_id: uuid.UUID, version: int, updated_at: datetime,
+                   body: Any) -> RateCard | None:
+    """Parse a lot's rate card and keep it by version (None when it is invalid)."""
+    try:
+        card = parse_rate_card(body)
+    except (ValueError, ValidationFailed):
+        log.error("rate_card_invalid", lot_id=str(lot_id))
+        return None
+    deps.rate_cards[lot_id] = ((version, updated_at), card)
+    return card
 
 
 async def rate_card(deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID) -> RateCard | None:
@@ -412,73 +468,50 @@ async def rate_card(deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID) ->
     cached = deps.rate_cards.get(lot_id)
     if cached is not None and cached[0] == (row.version, row.updated_at):
         return cached[1]
-    try:
-        card = parse_rate_card(row.body)
-    except (ValueError, ValidationFailed):
-        log.error("rate_card_invalid", lot_id=str(lot_id))
-        return None
-    deps.rate_cards[lot_id] = ((row.version, row.updated_at), card)
-    return card
+    return _card_from_row(deps, lot_id, row.version, row.updated_at, row.body)
 
 
-async def session_fee(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID, timezone: str, session: Any,
-                      now: datetime) -> ExitFee:
-    """What a session owes if it left at `now` (before anything already paid)."""
-    if session.kind == "pass":
-        return ExitFee(Money(0, "usd"), "pass")
-    if session.reservation_id is None:  # let in by the edge with no spot booked: priced as a regular walk-in
-        card = await rate_card(deps, conn, lot_id)
-        return walk_in_exit_fee(card=card, spot_type="regular", entered_at=session.entered_at, now=now, tz=timezone)
-    res = (await conn.execute(q.RESERVATION_FOR_GATE, {"id": session.reservation_id})).one()
-    card = await rate_card(deps, conn, lot_id)
-    if session.kind == "reservation":
-        return reservation_exit_fee(card=card, ends_at=res.ends_at, now=now)
-    spot_row = (await conn.execute(q.SPOT_VIEW, {"lot_id": lot_id, "spot_id": session.spot_id})).first()
-    spot_type = spot_row.type if spot_row is not None else res.vehicle_type
-    return walk_in_exit_fee(card=card, spot_type=spot_type, entered_at=session.entered_at, now=now, tz=timezone)
-
-
-async def _exit_fee(run: _Run, session: Any) -> tuple[ExitFee, Any]:
-    """The fee, and an awaitable that frees the remaining slots of the session's booking (idempotent)."""
-    fee = await session_fee(deps=run.deps, conn=run.conn, lot_id=run.gate.lot_id, timezone=run.gate.timezone,
-                            session=session, now=run.at)
-
-    async def release() -> None:
-        if session.reservation_id is None:
-            return
-        if session.kind == "walk_in":
-            await walkins.finish_walk_in(deps=run.deps.booking, reservation_id=session.reservation_id, now=run.at)
-            return
-        with contextlib.suppress(InvalidTransition):  # already completed (a retried exit)
-            await service.check_out(deps=run.deps.booking, reservation_id=session.reservation_id, now=run.at)
-
-    return fee, release
-
-
-async def _complete(run: _Run, session: Any, *, fee: Money, paid: int,
+async def _complete(run: _Run, session: asyncpg.Record, *, fee: Money, paid: int,
                     debt: tuple[Money, str] | None = None) -> None:
+    """Close the session and its booking (with a plate debt for what is left unpaid); the rest of the booking's
+    slots are freed after the commit."""
     flags = ["decided_locally"] if run.event.decided_locally else []
-    await run.conn.execute(q.COMPLETE_SESSION, {"lot_id": run.gate.lot_id, "id": session.id, "now": run.at,
-                                                "gate_id": run.gate.id, "fee": fee.amount, "paid": paid,
-                                                "currency": fee.currency, "flags": flags})
-    if debt is not None and session.plate_hash is not None:
-        await run.conn.execute(q.INSERT_DEBT, {"lot_id": run.gate.lot_id, "plate_hash": session.plate_hash,
-                                               "session_id": session.id, "amount": debt[0].amount,
-                                               "currency": debt[0].currency, "reason": debt[1], "now": run.now})
-        log.warning("plate_debt_recorded", lot_id=str(run.gate.lot_id), session_id=str(session.id),
+    booking = await run.conn.fetchrow(q.COMPLETE_SESSION, run.gate.lot_id, session["id"], run.at, run.gate.id,
+                                      fee.amount, paid, fee.currency, flags)
+    if debt is not None and session["plate_hash"] is not None:
+        await run.conn.execute(q.INSERT_DEBT, run.gate.lot_id, session["plate_hash"], session["id"], debt[0].amount,
+                               debt[0].currency, debt[1], run.now)
+        log.warning("plate_debt_recorded", lot_id=str(run.gate.lot_id), session_id=str(session["id"]),
                     amount=debt[0].amount, reason=debt[1])
+    if booking is not None:  # None: no booking, or already completed (a retried exit)
+        run.after_commit.append(partial(_free_booking, run.deps.booking, run.gate.lot_id, session["kind"], booking,
+                                        run.at))
 
 
-async def _charge(run: _Run, session: Any, amount: Money) -> bool:
+async def _free_booking(deps: BookingDeps, lot_id: uuid.UUID, kind: str, booking: asyncpg.Record,
+                        at: datetime) -> None:
+    """After the commit that completed a booking at `at`: what booking.service.check_out does after its own
+    (free the rest of its slots, settle its money); a walk-in also frees any extension's slots, and has no money
+    to settle (its hold is free, its fee is the session's)."""
+    if at < booking["ends_at"]:
+        await service.release_slots(deps, lot_id, booking["id"], from_=at)
+    if kind == "walk_in":
+        await walkins.free_extension(deps=deps, lot_id=lot_id, spot_idx=booking["spot_idx"],
+                                     slot_end=booking["slot_end"], now=at)
+    else:
+        await settle_quietly(deps=deps, reservation_id=booking["id"], now=at)
+
+
+async def _charge(run: _Run, session_id: uuid.UUID, amount: Money) -> bool:
     """Charge the exit fee to the event's payment token; False on any decline or provider failure."""
     payments = run.deps.booking.payments
-    key = f"session:{session.id}:exit:{amount.amount}"
+    key = f"session:{session_id}:exit:{amount.amount}"
     status, captured = "failed", 0
     intent_id: str | None = None
     try:
         intent = await payments.create_intent(amount=amount.amount, currency=amount.currency,
                                               idempotency_key=f"{key}:intent",
-                                              metadata={"session_id": str(session.id), "lot_id": str(run.gate.lot_id)})
+                                              metadata={"session_id": str(session_id), "lot_id": str(run.gate.lot_id)})
         intent_id = intent.intent_id
         auth = await payments.authorize(intent_id=intent.intent_id, payment_method=run.event.payment_token or "",
                                         amount=amount.amount, idempotency_key=f"{key}:authorize")
@@ -489,22 +522,21 @@ async def _charge(run: _Run, session: Any, amount: Money) -> bool:
             status = cap.status
             captured = amount.amount if cap.status == "succeeded" else 0
     except Exception as exc:  # the provider is away or broke: open anyway (invariant 7); logged, never raised
-        log.warning("exit_charge_failed", session_id=str(session.id), error=type(exc).__name__)
+        log.warning("exit_charge_failed", session_id=str(session_id), error=type(exc).__name__)
     if intent_id is not None:
-        await run.conn.execute(q.INSERT_EXIT_PAYMENT, {
-            "lot_id": run.gate.lot_id, "session_id": session.id, "provider": payments.name, "intent_id": intent_id,
-            "status": status, "amount": amount.amount, "authorised": captured, "captured": captured,
-            "currency": amount.currency})
+        await run.conn.execute(q.INSERT_EXIT_PAYMENT, run.gate.lot_id, session_id, payments.name, intent_id, status,
+                               amount.amount, captured, amount.currency)
     return captured > 0
 
 
 def gate_deps(ctx: AppContext) -> GateDeps:
-    """The process's GateDeps (one per context: the semaphore and the rate-card cache are shared)."""
+    """The process's GateDeps (one per context: the semaphore and the caches are shared)."""
     deps = ctx.extras.get("gate_deps")
     if not isinstance(deps, GateDeps):
         s = ctx.settings
-        deps = GateDeps(booking=booking_deps(ctx), min_plate_confidence=s.gate_min_plate_confidence,
-                        slots=asyncio.Semaphore(max(1, s.database_pool_size // 2)))
+        # One raw connection is always left for the booking calls inside decisions, should they use that pool.
+        deps = GateDeps(booking=booking_deps(ctx), pg=ctx.pg, min_plate_confidence=s.gate_min_plate_confidence,
+                        slots=asyncio.Semaphore(raw_pool_size(s) - 1))
         ctx.extras["gate_deps"] = deps
     return deps
 
@@ -531,8 +563,7 @@ async def decide_mqtt(*, deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, 
                       now: datetime) -> GateOutcome:
     """A gate event that arrived over MQTT (the broker authenticated the device): decided exactly like HTTP."""
     event = gate_event_from_json(body)
-    async with deps.booking.engine.connect() as conn:
-        gate = await _gate(conn, gate_id)
+    gate = await _gate(deps, gate_id, now)
     if gate.lot_id != lot_id:
         raise NotFound(f"gate {gate_id} is not in lot {lot_id}")
     return await decide(deps=deps, device_id=None, gate_id=gate_id, event=event, now=now)

@@ -4,77 +4,129 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-GATE = text(
+# -- the decision path, on the raw asyncpg pool (docs/adr/0007, 0008): positional parameters --------------
+
+GATE = (
     "SELECT g.lot_id, g.direction, l.timezone, l.status AS lot_status, l.early_arrival_minutes,"
-    " l.walk_in_horizon_minutes, l.lost_ticket_fee_amount, l.organisation_id"
-    " FROM gates g JOIN lots l ON l.id = g.lot_id WHERE g.id = :gate_id")
+    " l.walk_in_horizon_minutes FROM gates g JOIN lots l ON l.id = g.lot_id WHERE g.id = $1")
+
+# The exactly-once ledger: the first transaction to insert an event_id decides; a concurrent
+# duplicate waits on the primary key until that transaction ends, then reads its decision.
+LEDGER_INSERT = (
+    "INSERT INTO controller_events (lot_id, event_id, device_id, sequence, source, cds_event_type, occurred_at,"
+    " received_at, payload) VALUES ($1, $2, $3, $4, $5, 'decision_only', $6, $7, $8::jsonb)"
+    " ON CONFLICT (lot_id, event_id) DO NOTHING RETURNING event_id")
+LEDGER_DECISION = "SELECT decision FROM controller_events WHERE lot_id = $1 AND event_id = $2"
+LEDGER_SET_DECISION = (
+    "UPDATE controller_events SET decision = $3::jsonb, cds_event_type = $4 WHERE lot_id = $1 AND event_id = $2")
+
+# The spot (and its level) of a row aliased {r} with lot_id and spot_id, as the gate shows it.
+_SPOT_JOIN = (" LEFT JOIN spots {s} ON {s}.lot_id = {r}.lot_id AND {s}.id = {r}.spot_id"
+              " LEFT JOIN levels {lv} ON {lv}.lot_id = {s}.lot_id AND {lv}.id = {s}.level_id")
+_RESERVATION = (
+    "r.id, r.lot_id, r.kind, r.status, r.starts_at, r.ends_at, r.plate, r.plate_hash, r.spot_id, s.label, lv.name AS level")
+
+RESERVATION_FOR_GATE = (
+    f"SELECT {_RESERVATION} FROM reservations r" + _SPOT_JOIN.format(s="s", r="r", lv="lv") + " WHERE r.id = $1")
+
+# Everything an entry by plate needs in one round trip: the reservation in its window (with its spot), an active
+# session (its exit was never seen), a pass this month, and a walk-in already booked by this very event (only an
+# earlier attempt that crashed before its ledger commit can have booked one).
+# $1 lot_id, $2 plate_hash, $3 early-arrival minutes, $4 at, $5 month, $6 the walk-in's idempotency key.
+ENTRY_LOOKUP = (
+    f"SELECT {_RESERVATION}, ps.id AS session_id, ps.spot_id AS session_spot_id, ss.label AS session_label,"
+    " sl.name AS session_level,"
+    " EXISTS (SELECT 1 FROM monthly_passes WHERE lot_id = $1 AND plate_hash = $2 AND month = $5"
+    "  AND status = 'active') AS has_pass,"
+    " (SELECT id FROM reservations WHERE lot_id = $1 AND kind = 'walk_in' AND idempotency_key = $6) AS walk_in_id"
+    " FROM (SELECT 1) one"
+    " LEFT JOIN LATERAL (SELECT lot_id, id, kind, status, starts_at, ends_at, plate, plate_hash, spot_id"
+    "  FROM reservations WHERE lot_id = $1 AND plate_hash = $2 AND kind = 'reservation'"
+    "  AND status IN ('confirmed','active') AND starts_at - make_interval(mins => $3) <= $4 AND $4 < ends_at"
+    "  ORDER BY starts_at LIMIT 1) r ON true" + _SPOT_JOIN.format(s="s", r="r", lv="lv") +
+    " LEFT JOIN LATERAL (SELECT lot_id, id, spot_id FROM parking_sessions WHERE lot_id = $1 AND plate_hash = $2"
+    "  AND status = 'active' ORDER BY entered_at DESC LIMIT 1) ps ON true" + _SPOT_JOIN.format(s="ss", r="ps", lv="sl"))
+WALK_IN_BY_EVENT = "SELECT id FROM reservations WHERE lot_id = $1 AND kind = 'walk_in' AND idempotency_key = $2"
+
+INSERT_SESSION = (
+    "INSERT INTO parking_sessions (lot_id, id, kind, reservation_id, spot_id, plate, plate_hash, status, entered_at,"
+    " entry_gate_id, currency, flags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, 'usd',"
+    " $10::text[], $11)"
+    " ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id")
+SESSION_ID_BY_RESERVATION = "SELECT id FROM parking_sessions WHERE lot_id = $1 AND reservation_id = $2"
+
+# Mark the walk-in entered, open its session and return the spot to show, in one statement.
+# $1 reservation_id, $2 session id, $3 plate, $4 plate_hash, $5 entered_at, $6 gate_id, $7 flags, $8 now.
+OPEN_WALK_IN_SESSION = (
+    "WITH r AS (UPDATE reservations SET entered_at = coalesce(entered_at, $5) WHERE id = $1"
+    "  RETURNING lot_id, id, spot_id)"
+    " , ins AS (INSERT INTO parking_sessions (lot_id, id, kind, reservation_id, spot_id, plate, plate_hash, status,"
+    "  entered_at, entry_gate_id, currency, flags, created_at) SELECT r.lot_id, $2, 'walk_in', r.id, r.spot_id, $3,"
+    "  $4, 'active', $5, $6, 'usd', $7::text[], $8 FROM r"
+    "  ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id)"
+    " SELECT (SELECT id FROM ins) AS session_id, s.id AS spot_id, s.label, lv.name AS level FROM r"
+    " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
+
+# A session at the exit, with what its fee needs (the reservation's end, the spot's type) and what the gate shows.
+# Walk-ins let in by the edge without a booking are priced as regular walk-ins.
+_EXIT_SESSION_COLUMNS = (
+    "ps.id, ps.kind, ps.reservation_id, ps.spot_id, ps.plate_hash, ps.status, ps.entered_at, ps.pay_requested_at,"
+    " ps.paid_amount, r.ends_at,"
+    " CASE WHEN ps.reservation_id IS NULL THEN 'regular' ELSE coalesce(s.type, r.vehicle_type) END AS spot_type,"
+    " s.label, lv.name AS level")
+_EXIT_SESSION_FROM = (
+    " FROM parking_sessions ps LEFT JOIN reservations r ON r.lot_id = ps.lot_id AND r.id = ps.reservation_id"
+    + _SPOT_JOIN.format(s="s", r="ps", lv="lv"))
+# The gate's exit also reads the lot's rate card version, and the body only when it is not the process's parsed
+# copy ($3 version, $4 updated_at of that copy; NULL when there is none).
+_WITH_CARD = (
+    ", rc.version AS card_version, rc.updated_at AS card_updated_at, CASE WHEN (rc.version, rc.updated_at)"
+    f" IS DISTINCT FROM ($3::int, $4::timestamptz) THEN rc.body END AS card_body{_EXIT_SESSION_FROM}"
+    " LEFT JOIN rate_cards rc ON rc.lot_id = ps.lot_id")
+EXIT_SESSION_BY_PLATE = (
+    f"SELECT {_EXIT_SESSION_COLUMNS}{_WITH_CARD} WHERE ps.lot_id = $1 AND ps.plate_hash = $2"
+    " AND ps.status = 'active' ORDER BY ps.entered_at DESC LIMIT 1 FOR UPDATE OF ps")
+EXIT_SESSION_BY_RESERVATION = (
+    f"SELECT {_EXIT_SESSION_COLUMNS}{_WITH_CARD} WHERE ps.lot_id = $1 AND ps.reservation_id = $2 FOR UPDATE OF ps")
+
+# booking.queries.SET_ACTIVE (check-in), inside the gate's ledger transaction.
+CHECK_IN = (
+    "UPDATE reservations SET status = 'active', entered_at = $2, updated_at = $2 WHERE id = $1"
+    " AND status = 'confirmed' RETURNING id")
+
+# Close a session and complete its booking (booking.queries.SET_COMPLETED, unless a retried exit completed it
+# already), returning what freeing the rest of the booking needs: its end and booked period's end (which the
+# sweeper may have extended until this statement), and its spot.
+# $1 lot_id, $2 id, $3 now, $4 gate_id, $5 fee, $6 paid, $7 currency, $8 flags.
+COMPLETE_SESSION = (
+    "WITH ps AS (UPDATE parking_sessions SET status = 'completed', exited_at = greatest($3, entered_at),"
+    "  exit_gate_id = $4, fee_amount = $5, paid_amount = paid_amount + $6, currency = $7,"
+    "  flags = flags || $8::text[] WHERE lot_id = $1 AND id = $2 AND status = 'active' RETURNING reservation_id)"
+    " UPDATE reservations r SET status = 'completed', exited_at = $3, updated_at = $3 FROM ps"
+    " WHERE r.lot_id = $1 AND r.id = ps.reservation_id AND r.status = 'active'"
+    " RETURNING r.id, r.ends_at, upper(r.period) AS slot_end,"
+    " (SELECT s.idx FROM spots s WHERE s.lot_id = r.lot_id AND s.id = r.spot_id) AS spot_idx")
+SESSION_PAY_REQUESTED = "UPDATE parking_sessions SET pay_requested_at = $3 WHERE lot_id = $1 AND id = $2"
+
+INSERT_DEBT = (
+    "INSERT INTO plate_debts (lot_id, plate_hash, session_id, amount, currency, reason, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (lot_id, session_id) WHERE session_id IS NOT NULL DO NOTHING")
+
+INSERT_EXIT_PAYMENT = (
+    "INSERT INTO payments (lot_id, session_id, provider, intent_id, purpose, status, amount, amount_authorised,"
+    " amount_captured, currency) VALUES ($1, $2, $3, $4, 'exit_fee', $5, $6, $7, $7, $8)"
+    " ON CONFLICT (intent_id) DO NOTHING")
+
+# -- operators' views and sweepers, on SQLAlchemy ---------------------------------------------------------------
 
 LOT = text(
     "SELECT id, timezone, early_arrival_minutes, walk_in_horizon_minutes, lost_ticket_fee_amount"
     " FROM lots WHERE id = :lot_id")
 
-# The exactly-once ledger: the first transaction to insert an event_id decides; a concurrent
-# duplicate waits on the primary key until that transaction ends, then reads its decision.
-LEDGER_INSERT = text(
-    "INSERT INTO controller_events (lot_id, event_id, device_id, sequence, source, cds_event_type, occurred_at,"
-    " received_at, payload) VALUES (:lot_id, :event_id, :device_id, :sequence, :source, 'decision_only',"
-    " :occurred_at, :now, CAST(:payload AS jsonb)) ON CONFLICT (lot_id, event_id) DO NOTHING RETURNING event_id")
-LEDGER_DECISION = text("SELECT decision FROM controller_events WHERE lot_id = :lot_id AND event_id = :event_id")
-LEDGER_SET_DECISION = text(
-    "UPDATE controller_events SET decision = CAST(:decision AS jsonb), cds_event_type = :cds"
-    " WHERE lot_id = :lot_id AND event_id = :event_id")
-
-RESERVATION_AT_ENTRY = text(
-    "SELECT id, status, starts_at, ends_at, spot_id FROM reservations"
-    " WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND kind = 'reservation'"
-    " AND status IN ('confirmed','active') AND starts_at - make_interval(mins => :early) <= :now AND :now < ends_at"
-    " ORDER BY starts_at LIMIT 1")
-RESERVATION_FOR_GATE = text(
-    "SELECT id, lot_id, kind, status, starts_at, ends_at, plate, plate_hash, spot_id, vehicle_type"
-    " FROM reservations WHERE id = :id")
-WALK_IN_BY_EVENT = text(
-    "SELECT id FROM reservations WHERE lot_id = :lot_id AND kind = 'walk_in' AND idempotency_key = :key")
-
-PASS_FOR_PLATE = text(
-    "SELECT id, spot_type FROM monthly_passes WHERE lot_id = :lot_id AND plate_hash = :plate_hash"
-    " AND month = :month AND status = 'active'")
-
-SPOT_VIEW = text(
-    "SELECT s.id, s.label, s.type, lv.name AS level FROM spots s"
-    " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id WHERE s.lot_id = :lot_id AND s.id = :spot_id")
-
-_SESSION_COLS = (
-    "id, kind, reservation_id, spot_id, plate, plate_hash, status, entered_at, exited_at, pay_requested_at,"
-    " fee_amount, paid_amount, currency, flags")
 ACTIVE_SESSION_BY_PLATE = text(
-    f"SELECT {_SESSION_COLS} FROM parking_sessions WHERE lot_id = :lot_id AND plate_hash = :plate_hash"
-    " AND status = 'active' ORDER BY entered_at DESC LIMIT 1 FOR UPDATE")
-SESSION_BY_RESERVATION = text(
-    f"SELECT {_SESSION_COLS} FROM parking_sessions WHERE lot_id = :lot_id AND reservation_id = :reservation_id"
-    " FOR UPDATE")
-
-INSERT_SESSION = text(
-    "INSERT INTO parking_sessions (lot_id, id, kind, reservation_id, spot_id, plate, plate_hash, status, entered_at,"
-    " entry_gate_id, currency, flags, created_at) VALUES (:lot_id, :id, :kind, :reservation_id, :spot_id, :plate,"
-    " :plate_hash, 'active', :entered_at, :gate_id, :currency, CAST(:flags AS text[]), :now)"
-    " ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id")
-COMPLETE_SESSION = text(
-    "UPDATE parking_sessions SET status = 'completed', exited_at = greatest(:now, entered_at), exit_gate_id = :gate_id,"
-    " fee_amount = :fee, paid_amount = paid_amount + :paid, currency = :currency,"
-    " flags = flags || CAST(:flags AS text[])"
-    " WHERE lot_id = :lot_id AND id = :id AND status = 'active'")
-SESSION_PAY_REQUESTED = text(
-    "UPDATE parking_sessions SET pay_requested_at = :now WHERE lot_id = :lot_id AND id = :id")
-
-INSERT_DEBT = text(
-    "INSERT INTO plate_debts (lot_id, plate_hash, session_id, amount, currency, reason, created_at)"
-    " VALUES (:lot_id, :plate_hash, :session_id, :amount, :currency, :reason, :now)"
-    " ON CONFLICT (lot_id, session_id) WHERE session_id IS NOT NULL DO NOTHING")
-
-INSERT_EXIT_PAYMENT = text(
-    "INSERT INTO payments (lot_id, session_id, provider, intent_id, purpose, status, amount, amount_authorised,"
-    " amount_captured, currency) VALUES (:lot_id, :session_id, :provider, :intent_id, 'exit_fee', :status, :amount,"
-    " :authorised, :captured, :currency) ON CONFLICT (intent_id) DO NOTHING")
+    f"SELECT {_EXIT_SESSION_COLUMNS}{_EXIT_SESSION_FROM} WHERE ps.lot_id = :lot_id AND ps.plate_hash = :plate_hash"
+    " AND ps.status = 'active' ORDER BY ps.entered_at DESC LIMIT 1 FOR UPDATE OF ps")
 
 RATE_CARD = text("SELECT body, version, updated_at FROM rate_cards WHERE lot_id = :lot_id")
 
@@ -114,30 +166,6 @@ EXTEND_WALK_IN = text(
 FLAG_OVERSTAY_RISK = text(
     "UPDATE parking_sessions SET overstay_risk_at = :now WHERE lot_id = :lot_id AND reservation_id = :reservation_id"
     " AND status = 'active' AND overstay_risk_at IS NULL RETURNING id")
-
-# The hot entry path in one round trip each: what the plate has here (reservation in its window, an active
-# session, a pass this month, a walk-in already booked by this very event before a crash).
-ENTRY_LOOKUP = text(
-    "SELECT (SELECT id FROM reservations WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND kind = 'reservation'"
-    "  AND status IN ('confirmed','active') AND starts_at - make_interval(mins => :early) <= :now AND :now < ends_at"
-    "  ORDER BY starts_at LIMIT 1) AS reservation_id,"
-    " (SELECT id FROM parking_sessions WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND status = 'active'"
-    "  ORDER BY entered_at DESC LIMIT 1) AS session_id,"
-    " (SELECT spot_id FROM parking_sessions WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND status = 'active'"
-    "  ORDER BY entered_at DESC LIMIT 1) AS session_spot_id,"
-    " EXISTS (SELECT 1 FROM monthly_passes WHERE lot_id = :lot_id AND plate_hash = :plate_hash AND month = :month"
-    "  AND status = 'active') AS has_pass")
-
-# Mark the walk-in entered, open its session and return the spot to show, in one statement.
-OPEN_WALK_IN_SESSION = text(
-    "WITH r AS (UPDATE reservations SET entered_at = coalesce(entered_at, :entered_at) WHERE id = :reservation_id"
-    "  RETURNING lot_id, id, spot_id)"
-    " , ins AS (INSERT INTO parking_sessions (lot_id, id, kind, reservation_id, spot_id, plate, plate_hash, status,"
-    "  entered_at, entry_gate_id, currency, flags, created_at) SELECT r.lot_id, :id, 'walk_in', r.id, r.spot_id, :plate,"
-    "  :plate_hash, 'active', :entered_at, :gate_id, 'usd', CAST(:flags AS text[]), :now FROM r"
-    "  ON CONFLICT (lot_id, reservation_id) WHERE reservation_id IS NOT NULL DO NOTHING RETURNING id)"
-    " SELECT (SELECT id FROM ins) AS session_id, s.id AS spot_id, s.label, lv.name AS level FROM r"
-    " JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
 
 # Bays a fresh sensor reports occupied with no active occupancy (reservation or walk-in) covering now.
 # Accessible and EV bays are "wrong spot type" (a car not entitled to them); other bays "occupied without session".

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controllers import queries_gates as q
-from controllers.fees import minutes_over, reservation_exit_fee
-from controllers.gates import GateDeps, rate_card, session_fee
+from controllers.fees import minutes_over, reservation_exit_fee, session_fee
+from controllers.gates import GateDeps, rate_card
 from core.errors import NotFound
 from core.money import Money
 from core.security import normalise_plate, plate_hash
@@ -55,7 +55,8 @@ async def lost_ticket(*, deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUI
     session = (await conn.execute(q.ACTIVE_SESSION_BY_PLATE, {
         "lot_id": lot_id, "plate_hash": plate_hash(deps.booking.secret, normalised)})).first()
     if session is not None:
-        fee = await session_fee(deps=deps, conn=conn, lot_id=lot_id, timezone=lot.timezone, session=session, now=now)
+        fee = session_fee(card=await rate_card(deps, conn, lot_id), timezone=lot.timezone, kind=session.kind,
+                          entered_at=session.entered_at, ends_at=session.ends_at, spot_type=session.spot_type, now=now)
         await conn.execute(q.MARK_LOST_TICKET, {"lot_id": lot_id, "id": session.id, "now": now})
         due = max(fee.amount.amount - int(session.paid_amount), 0)
         return LostTicket(session.id, normalised, session.entered_at, Money(due, fee.amount.currency), "entry_time")

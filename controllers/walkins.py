@@ -4,7 +4,8 @@ car stays, and released when it leaves.
 A walk-in is a `reservations` row of kind `walk_in`, status `active`, covering [entry, entry + the lot's
 walk-in horizon). It takes the same Redis bits and the same exclusion constraint as every booking, so it can
 never take a spot a confirmed reservation needs. The sweeper extends it (same spot) before its period ends;
-when the spot is booked by someone else next, the session is flagged as an overstay risk instead.
+when the spot is booked by someone else next, the session is flagged as an overstay risk instead. The exit
+gate completes it together with its session (controllers.gates).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from booking import service
@@ -21,29 +21,20 @@ from booking.runtime import REDIS_DOWN
 from booking.service import BookingDeps, Window, free_pricer
 from booking.slots import widen
 from controllers import queries_gates as q
-from core.errors import InvalidTransition, PlateConflict
+from core.errors import PlateConflict
 from core.logging import get_logger
 
 log = get_logger("parkgrid.walkins")
 
-_SET_ENTERED = text("UPDATE reservations SET entered_at = :now WHERE id = :id AND entered_at IS NULL")
-
-
 async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | None, vehicle_type: str,
-                        horizon: timedelta, event_key: str, now: datetime, check_existing: bool = True,
-                        mark_entered: bool = True) -> uuid.UUID:
+                        horizon: timedelta, event_key: str, now: datetime) -> uuid.UUID:
     """Book a compatible spot for [now, now + horizon) as an active walk-in; SoldOut when none is free.
 
-    Idempotent by `event_key` when `check_existing` (a retried gate event finds the walk-in it already booked;
-    the gate path knows from its ledger when no earlier attempt can exist and skips the look-up). Walk-ins are
-    priced at the exit, so the hold itself is free. A plate that already holds an overlapping reservation
-    (e.g. one starting later today) still gets in: the walk-in is booked without the plate key.
+    `event_key` is its idempotency key: the gate looks for a walk-in its event already booked before calling
+    this (it knows from its ledger when no earlier attempt can exist). Walk-ins are priced at the exit, so the
+    hold itself is free. A plate that already holds an overlapping reservation (e.g. one starting later today)
+    still gets in: the walk-in is booked without the plate key.
     """
-    if check_existing:
-        async with deps.engine.connect() as conn:
-            existing = await conn.scalar(q.WALK_IN_BY_EVENT, {"lot_id": lot_id, "key": event_key})
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
     walk_deps = replace(deps, pricer=free_pricer)
     args = {"deps": walk_deps, "user_id": None, "lot_id": lot_id, "vehicle_type": vehicle_type, "starts_at": now,
             "ends_at": now + horizon, "now": now, "idempotency_key": event_key, "kind": "walk_in", "status": "active"}
@@ -51,9 +42,6 @@ async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | No
         rid = await service.hold(plate=plate, **args)  # type: ignore[arg-type]
     except PlateConflict:
         rid = await service.hold(plate=None, **args)  # type: ignore[arg-type]
-    if mark_entered:
-        async with deps.engine.begin() as conn:
-            await conn.execute(_SET_ENTERED, {"id": rid, "now": now})
     await _keep_release_handle(deps, lot_id, rid, now + horizon)
     return rid
 
@@ -72,19 +60,12 @@ async def _repair(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, start: da
     await service.repair_spot_or_mark(deps, lot_id, spot_idx, Window(s, e, s, e))
 
 
-async def finish_walk_in(*, deps: BookingDeps, reservation_id: uuid.UUID, now: datetime) -> None:
-    """active -> completed at the exit; the rest of its (possibly extended) period is freed. Idempotent."""
-    try:
-        await service.check_out(deps=deps, reservation_id=reservation_id, now=now)
-    except InvalidTransition:
-        return
-    async with deps.engine.connect() as conn:
-        row = (await conn.execute(text(
-            "SELECT r.lot_id, s.idx, upper(r.period) AS slot_end FROM reservations r JOIN spots s"
-            " ON s.lot_id = r.lot_id AND s.id = r.spot_id WHERE r.id = :id"), {"id": reservation_id})).first()
-    if row is not None and row.slot_end > now:
-        # The release above frees the original hold's bits; an extension's bits are made exact here.
-        await _repair(deps, row.lot_id, row.idx, now, row.slot_end)
+async def free_extension(*, deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, slot_end: datetime,
+                         now: datetime) -> None:
+    """After a walk-in completed at `now` (and its hold was released): make its spot's bits up to the end of its
+    booked period exact, which frees the slots any extension added (the hold record knows only the original)."""
+    if slot_end > now:
+        await _repair(deps, lot_id, spot_idx, now, slot_end)
 
 
 @dataclass(frozen=True)

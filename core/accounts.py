@@ -289,9 +289,3 @@ async def assert_operates_lot(*, conn: AsyncConnection, lot_id: uuid.UUID, role:
     org = await lot_organisation(conn=conn, lot_id=lot_id)
     if org is None or (role != "admin" and (role != "operator" or org != organisation_id)):
         raise NotFound(f"lot {lot_id} not found")
-
-
-async def gate_lot(*, conn: AsyncConnection, gate_id: uuid.UUID) -> uuid.UUID | None:
-    """The lot a gate belongs to, or None."""
-    return await conn.scalar(text("SELECT lot_id FROM gates WHERE id = :id"),  # type: ignore[no-any-return]
-                             {"id": gate_id})

@@ -51,6 +51,11 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
     )
 
 
+def raw_pool_size(settings: Settings) -> int:
+    """The raw pool's size: half the engine's, and at least 3 (gate decisions run at most size - 1 at once)."""
+    return max(3, settings.database_pool_size // 2)
+
+
 async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asyncpg.Pool:
     """A plain asyncpg pool for the few hot paths (holds, search, gate and sensor events) where
     SQLAlchemy's per-statement overhead was most of the request's CPU (docs/adr/0007-hot-paths-on-asyncpg.md).
@@ -60,7 +65,7 @@ async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asy
     is one more round trip per use. The pool still rolls back an open transaction on release; the hot paths
     keep no session state (SET LOCAL and transaction-level advisory locks only)."""
     url = make_url(settings.database_url)
-    size = size or max(2, settings.database_pool_size // 2)
+    size = size or raw_pool_size(settings)
     return await asyncpg.create_pool(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
         min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS, reset=_keep_session,

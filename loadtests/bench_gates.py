@@ -96,13 +96,13 @@ class LotInfo:
     passes: list[str]
 
 
-def _fresh_database() -> str:
+def _fresh_database(name: str = DBNAME) -> str:
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{DBNAME}"')
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
     from core.migrate import upgrade
 
-    url = database_url(DBNAME)
+    url = database_url(name)
     upgrade(url)
     return url
 

@@ -6,6 +6,7 @@ same dependencies (api.authz) those routers are expected to use, so the scoping 
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -14,8 +15,9 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.authz import GateDevice, LotDevice, OperatedLotId
-from api.deps import PlannerUser
-from core.accounts import create_partner, revoke_device
+from api.deps import DEVICE_KEY_TTL, PlannerUser
+from core.accounts import create_device, create_partner, revoke_device
+from core.clock import ManualClock
 from core.context import AppContext
 from core.settings import Settings
 from tests.factories import UserFactory, device_key_for, insert_lot
@@ -103,17 +105,26 @@ async def test_devices_are_scoped_to_their_lot_across_two_lots(
     assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=op)).status_code == 401
 
 
-async def test_a_revoked_device_key_is_refused_at_once(
-    http: httpx.AsyncClient, ctx: AppContext, users: UserFactory
+async def test_a_revoked_device_key_is_refused_once_the_key_cache_expires(
+    http: httpx.AsyncClient, ctx: AppContext, users: UserFactory, clock: ManualClock
 ) -> None:
+    """Device keys are cached for DEVICE_KEY_TTL (docs/adr/0008): that is how long a revoked key may still work
+    in a process that used it just before; a process that had not seen it refuses it at once."""
     w = await _two_lots(ctx, users)
     hdr = {"X-Device-Key": str(w["key_a"])}
-    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 200
     device_id = uuid.UUID((await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).json()["device_id"])
     async with ctx.engine.begin() as conn:
-        assert await revoke_device(conn=conn, device_id=device_id, now=ctx.clock.now()) == w["lot_a"]
+        assert await revoke_device(conn=conn, device_id=device_id, now=clock.now()) == w["lot_a"]
+        unseen_id, unseen_key = await create_device(conn=conn, lot_id=w["lot_a"])  # type: ignore[arg-type]
+        await revoke_device(conn=conn, device_id=unseen_id, now=clock.now())
+    clock.advance(DEVICE_KEY_TTL - timedelta(microseconds=1))
+    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 200
+    clock.advance(microseconds=1)
     res = await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)
     assert res.status_code == 401
+    assert (await http.post(f"/probe/gates/{w['gate_a']}/events", headers=hdr)).status_code == 401
+    unseen = await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers={"X-Device-Key": unseen_key})
+    assert unseen.status_code == 401
     # the other lot's device is unaffected
     ok = await http.post(f"/probe/lots/{w['lot_b']}/sensor-events", headers={"X-Device-Key": str(w["key_b"])})
     assert ok.status_code == 200

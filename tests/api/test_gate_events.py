@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import text
 
+from booking import service
+from booking.wiring import booking_deps
+from controllers.gates import GATE_TTL
 from core.clock import ManualClock
 from core.context import AppContext
 from pricing.engine import overstay_fee, price_window
 from pricing.examples import demo_rate_card
+from pricing.service import put_rate_card
 from tests.api.test_gates_world import (
+    GateLot,
     add_pass,
     confirmed_reservation,
     event,
@@ -21,6 +28,8 @@ from tests.api.test_gates_world import (
     rows,
     scalar,
 )
+from tests.payment_fakes import StrictProvider
+from tests.pricing_helpers import card
 
 
 async def test_reservation_entry_opens_shows_the_spot_and_exit_in_time_is_prepaid(
@@ -242,3 +251,73 @@ async def test_walk_in_exit_frees_its_spot(client: httpx.AsyncClient, ctx: AppCo
     clock.advance(minutes=20)
     assert (await post_event(client, gl, gl.exit, event(ctx, plate="W1")))["decision"] == "open"
     assert (await post_event(client, gl, gl.entry, event(ctx, plate="W2")))["decision"] == "open"
+
+
+async def test_a_changed_rate_card_prices_the_next_exit(client: httpx.AsyncClient, ctx: AppContext,
+                                                        clock: ManualClock) -> None:
+    """The exit keeps the lot's card parsed and reads the body again only when its version changed."""
+    gl = await gate_lot(ctx)
+    entered = clock.now()
+    await post_event(client, gl, gl.entry, event(ctx, plate="REPRICE1"))
+    clock.advance(minutes=75)
+    asked = await post_event(client, gl, gl.exit, event(ctx, plate="REPRICE1"))
+    assert asked["fee"] == price_window(card=demo_rate_card(), spot_type="regular", starts_at=entered,
+                                        ends_at=clock.now(), tz="America/Los_Angeles").total.as_json()
+    async with ctx.engine.begin() as conn:
+        new_card, _ = await put_rate_card(conn, lot_id=gl.lot_id, data=card(tax_percent="20"), now=clock.now())
+    expected = price_window(card=new_card, spot_type="regular", starts_at=entered, ends_at=clock.now(),
+                            tz="America/Los_Angeles").total.as_json()
+    assert expected != asked["fee"]
+    paid = await post_event(client, gl, gl.exit, event(ctx, plate="REPRICE1", payment_token="pm_card_visa"))
+    assert paid["decision"] == "open" and paid["fee"] == expected
+
+
+async def test_a_closed_lot_takes_no_walk_in_even_while_the_gate_cache_says_open(
+        client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
+    """A gate's lot settings are cached for GATE_TTL (docs/adr/0008), but the walk-in's hold reads the lot itself:
+    closing it refuses walk-ins at once; the gate's own "Closed" answer follows once the cache expires."""
+    gl = await gate_lot(ctx, spots={"regular": 5})
+    assert (await post_event(client, gl, gl.entry, event(ctx, plate="OPEN1")))["decision"] == "open"
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("UPDATE lots SET status = 'closed' WHERE id = :l"), {"l": gl.lot_id})
+    clock.advance(GATE_TTL - timedelta(microseconds=1))
+    assert (await post_event(client, gl, gl.entry, event(ctx, plate="OPEN2")))["decision"] == "deny"
+    clock.advance(microseconds=1)
+    closed = await post_event(client, gl, gl.entry, event(ctx, plate="OPEN3"))
+    assert (closed["decision"], closed["message"]) == ("deny", "Closed")
+    assert await scalar(ctx, "SELECT count(*) FROM reservations WHERE kind = 'walk_in'") == 1
+
+
+async def _paid_reservation(ctx: AppContext, gl: GateLot, plate: str) -> uuid.UUID:
+    deps = booking_deps(ctx)
+    now = ctx.clock.now()
+    rid = await service.hold(deps=deps, user_id=None, lot_id=gl.lot_id, vehicle_type="regular", starts_at=now,
+                             ends_at=now + timedelta(hours=3), plate=plate, now=now)
+    await service.create_payment_intent(deps=deps, reservation_id=rid)
+    await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=now)
+    return rid
+
+
+async def test_the_money_of_a_paid_reservation_follows_its_gate_entry_and_exit(
+        client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
+    """Check-in and check-out commit with the gate's ledger; settlement follows each commit as it follows
+    booking.service.check_in/check_out: at_exit captures at the exit, at_start at the entry."""
+    provider = StrictProvider()
+    ctx.extras["payment_provider"] = provider
+    exit_lot, start_lot = await gate_lot(ctx), await gate_lot(ctx)
+    async with ctx.engine.begin() as conn:
+        await put_rate_card(conn, lot_id=start_lot.lot_id, data=card(capture="at_start"), now=clock.now())
+    at_exit, at_start = await _paid_reservation(ctx, exit_lot, "PAID1"), await _paid_reservation(ctx, start_lot, "PAID2")
+    await post_event(client, exit_lot, exit_lot.entry, event(ctx, plate="PAID1"))
+    await post_event(client, start_lot, start_lot.entry, event(ctx, plate="PAID2"))
+    pay_sql = "SELECT amount, amount_captured, intent_id FROM payments WHERE reservation_id = :r"
+    exit_pay, start_pay = (await rows(ctx, pay_sql, r=at_exit))[0], (await rows(ctx, pay_sql, r=at_start))[0]
+    assert exit_pay.amount > 0 and exit_pay.amount_captured == 0
+    assert start_pay.amount_captured == start_pay.amount > 0
+    clock.advance(hours=1)
+    for gl, plate in ((exit_lot, "PAID1"), (start_lot, "PAID2")):
+        assert (await post_event(client, gl, gl.exit, event(ctx, plate=plate)))["decision"] == "open"
+    assert (await rows(ctx, pay_sql, r=at_exit))[0].amount_captured == exit_pay.amount
+    assert await scalar(ctx, "SELECT array_agg(DISTINCT status) FROM reservations") == ["completed"]
+    assert [provider.intents[p.intent_id].moves for p in (exit_pay, start_pay)] == [["authorise", "capture"]] * 2
+    assert not provider.violations
