@@ -88,7 +88,7 @@ class Device:
 
 
 #: how long a process keeps using a device key it has looked up, so also how long a revoked key may still be
-#: accepted by a process that used it just before (docs/adr/0008-gate-decisions-cached-and-on-asyncpg.md)
+#: accepted by a process that used it just before (docs/adr/0010-gate-decisions-cached-and-on-asyncpg.md)
 DEVICE_KEY_TTL = timedelta(seconds=10)
 
 

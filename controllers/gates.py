@@ -56,7 +56,8 @@ OPEN, DENY, PAY, ATTENDANT = "open", "deny", "pay", "attendant"
 DECISIONS = (OPEN, DENY, PAY, ATTENDANT)
 
 #: how long a process uses a gate's lot settings (status, timezone, early arrival, walk-in horizon) before it
-#: reads them again: a lot closed by its operator still takes walk-ins that long (docs/adr/0008)
+#: reads them again. A closed lot refuses walk-ins at once (the booking hold reads the lot itself); only the
+#: gate's "Closed" wording waits for this (docs/adr/0010)
 GATE_TTL = timedelta(seconds=10)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-# -- the decision path, on the raw asyncpg pool (docs/adr/0007, 0008): positional parameters --------------
+# -- the decision path, on the raw asyncpg pool (docs/adr/0007, 0010): positional parameters --------------
 
 GATE = (
     "SELECT g.lot_id, g.direction, l.timezone, l.status AS lot_status, l.early_arrival_minutes,"
