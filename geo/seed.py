@@ -158,6 +158,8 @@ async def _load_chunk(engine: AsyncEngine, chunk: list[LotPlan], org: uuid.UUID,
         pg = raw.driver_connection
         assert pg is not None
         async with pg.transaction():
+            # a bulk load, not a request: the pool's statement timeout would cancel it on a busy machine
+            await pg.execute("SET LOCAL statement_timeout = 0")
             await _copy(pg, lot_rows, level_rows, spot_rows, gate_rows, rate_rows)
     totals["lots"] += len(lot_rows)
     totals["levels"] += len(level_rows)
