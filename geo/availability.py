@@ -7,6 +7,7 @@ depend only on `available_counts` / `available_by_level` (or search's `Availabil
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
@@ -141,6 +142,65 @@ async def available_by_level(conn: AsyncConnection, *, lot_id: uuid.UUID, starts
                            available=int(r.available)) for r in rows]
 
 
+class BusyCache:
+    """Busy spots per lot and type for recent windows, city-wide, each reused for up to `ttl`.
+
+    Search from the lot index counts a page without a round trip: available = the lot's usable capacity
+    (from the index) minus its busy compatible spots. One statement per window and `ttl` serves every page;
+    its cost grows with the bookings overlapping the window, not with the searches.
+    """
+
+    def __init__(self, *, ttl: timedelta, windows: int = 64) -> None:
+        self.ttl, self.windows = ttl, windows
+        self._items: OrderedDict[tuple[datetime, datetime], tuple[datetime, dict[uuid.UUID, list[int]]]] = \
+            OrderedDict()
+        self._loading: dict[tuple[datetime, datetime], asyncio.Future[tuple[datetime, dict[uuid.UUID, list[int]]]]] \
+            = {}
+
+    async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[tuple[uuid.UUID, int, bool]], vehicle_type: str | None,
+                     starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
+        """Free compatible spots of each (lot id, usable capacity, ev_overflow) for the window."""
+        as_of, busy = await self._window(pg, starts_at, ends_at, now)
+        usable, ev_if_overflow = usable_mask(vehicle_type)
+        out = {}
+        for lot_id, capacity, ev_overflow in lots:
+            taken = busy.get(lot_id)
+            used = 0
+            if taken is not None:
+                ev = usable[4] or (ev_overflow and ev_if_overflow)
+                used = sum(n for n, u in zip(taken, usable, strict=True) if u) + (taken[4] if ev and not usable[4]
+                                                                                   else 0)
+            out[lot_id] = Counted(max(capacity - used, 0), SOURCE, as_of)
+        return out
+
+    async def _window(self, pg: asyncpg.Pool, starts_at: datetime, ends_at: datetime,
+                      now: datetime) -> tuple[datetime, dict[uuid.UUID, list[int]]]:
+        key = (starts_at, ends_at)
+        hit = self._items.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit
+        loading = self._loading.get(key)
+        if loading is not None and hit is not None:
+            return hit  # another search is reading the new one: the previous count, dated when it was taken
+        if loading is None:  # one statement per window at a time, however many searches want it
+            loading = self._loading[key] = asyncio.ensure_future(self._load(pg, key, now))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, pg: asyncpg.Pool, key: tuple[datetime, datetime],
+                    now: datetime) -> tuple[datetime, dict[uuid.UUID, list[int]]]:
+        starts_at, ends_at = key
+        busy: dict[uuid.UUID, list[int]] = {}
+        for row in await pg.fetch(queries.BUSY_BY_LOT_AND_TYPE, starts_at, ends_at):
+            busy.setdefault(row["lot_id"], [0] * len(ALL_SPOT_TYPES))[ALL_SPOT_TYPES.index(row["type"])] = \
+                int(row["busy"])
+        self._items[key] = entry = (now, busy)
+        self._items.move_to_end(key)
+        while len(self._items) > self.windows:
+            self._items.popitem(last=False)
+        return entry
+
+
 def availability_cache(ctx: AppContext) -> AvailabilityCache:
     """The process's search availability cache (one per context)."""
     cache = ctx.extras.get("availability_cache")
@@ -148,3 +208,12 @@ def availability_cache(ctx: AppContext) -> AvailabilityCache:
         cache = AvailabilityCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms))
         ctx.extras["availability_cache"] = cache
     return cast(AvailabilityCache, cache)
+
+
+def busy_cache(ctx: AppContext) -> BusyCache:
+    """The process's per-window busy counts for search from the lot index (one per context)."""
+    cache = ctx.extras.get("busy_cache")
+    if cache is None:
+        cache = BusyCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms))
+        ctx.extras["busy_cache"] = cache
+    return cast(BusyCache, cache)

@@ -63,6 +63,7 @@ class Hit(NamedTuple):
     distance_m: float
     sort_key: float
     capacity: int
+    ev_overflow: bool
     card: Card | None
 
 
@@ -94,19 +95,20 @@ class LotSnapshot:
     xyz: npt.NDArray[np.float64]
     horizon: npt.NDArray[np.int32]
     amenities: npt.NDArray[np.int32]
+    ev_overflow: list[bool]
     capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
         rows = sorted(rows, key=lambda r: r["h3_r9"])
         in_service = np.array([r["spots_in_service"] for r in rows], dtype=np.int32).reshape(len(rows), 6)
-        overflow = np.array([r["ev_overflow"] for r in rows], dtype=bool)
+        overflow = [bool(r["ev_overflow"]) for r in rows]
         capacity = {}
-        for vt in VEHICLE_TYPES:
+        for vt in VEHICLE_TYPES:  # as lot_usable_capacity() in SQL: ev spots also count where overflow applies
             usable, ev_if_overflow = usable_mask(vt)
-            ev = np.where(overflow & bool(ev_if_overflow), 1, usable[4])
-            weights = np.array(usable, dtype=np.int32)
-            capacity[vt] = (in_service @ weights + in_service[:, 4] * (ev - usable[4])).astype(np.int32)
+            weights = np.tile(np.array(usable, dtype=np.int32), (len(rows), 1))
+            weights[:, 4] |= np.array(overflow, dtype=np.int32) * ev_if_overflow
+            capacity[vt] = (in_service * weights).sum(axis=1, dtype=np.int32)
         lats = [float(r["lat"]) for r in rows]
         lngs = [float(r["lng"]) for r in rows]
         return cls(
@@ -116,7 +118,7 @@ class LotSnapshot:
             xyz=_unit(np.array(lats, dtype=np.float64), np.array(lngs, dtype=np.float64)).reshape(len(rows), 3),
             horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
-            capacity=capacity)
+            ev_overflow=overflow, capacity=capacity)
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
         """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin`."""
@@ -170,7 +172,7 @@ class LotSnapshot:
             if d > radius_m or (key, self.ids[i]) <= after:
                 continue
             picked.append(Hit(self.ids[i], self.names[i], self.lats[i], self.lngs[i], d, key, int(capacity[i]),
-                              self.cards[i]))
+                              self.ev_overflow[i], self.cards[i]))
             if len(picked) >= need:
                 picked.sort(key=lambda h: (h.sort_key, h.id))
                 del picked[need:]
@@ -202,14 +204,17 @@ class LotIndex:
         self._lock = asyncio.Lock()
 
     async def snapshot(self, now: datetime) -> LotSnapshot:
-        """The snapshot to search; polls the version (and reloads) when the refresh interval has passed."""
+        """The snapshot to search; polls the version (and reloads) when the refresh interval has passed.
+
+        One request polls; the others keep searching the current snapshot meanwhile (only the very first
+        load is waited for)."""
         current = self._snapshot
-        if current is not None and self._checked_at is not None and now - self._checked_at < self.refresh:
+        fresh = self._checked_at is not None and now - self._checked_at < self.refresh
+        if current is not None and (fresh or self._lock.locked()):
             return current
         async with self._lock:
-            if self._snapshot is not None and self._checked_at is not None and now - self._checked_at < self.refresh:
-                return self._snapshot  # another request refreshed it while this one waited
-            await self.refresh_now(now)
+            if self._snapshot is None or self._checked_at is None or now - self._checked_at >= self.refresh:
+                await self.refresh_now(now)
         assert self._snapshot is not None
         return self._snapshot
 

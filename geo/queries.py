@@ -37,6 +37,16 @@ SELECT cap.lot_id, greatest(cap.n - coalesce(busy.n, 0), 0) AS available
 FROM cap LEFT JOIN busy ON busy.lot_id = cap.lot_id
 """
 
+# Busy in-service spots per lot and spot type for one window ($1-$2), city-wide: one statement serves every
+# search of that window for a while (geo.availability.BusyCache); lots without a booking are not listed.
+BUSY_BY_LOT_AND_TYPE = f"""
+SELECT r.lot_id, s.type, count(DISTINCT r.spot_id) AS busy
+FROM reservations r JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id
+WHERE r.status IN {ACTIVE_STATUSES} AND s.status = 'in_service'
+  AND r.period && tstzrange($1::timestamptz, $2::timestamptz, '[)')
+GROUP BY r.lot_id, s.type
+"""
+
 AVAILABLE_BY_LEVEL = text(f"""
 SELECT c.level_id, c.spot_type, c.in_service, greatest(c.in_service - coalesce(b.busy, 0), 0) AS available
 FROM lot_spot_counts c

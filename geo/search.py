@@ -95,7 +95,9 @@ class SearchPage:
 
 
 class PageCounts(Protocol):
-    def __call__(self, lot_ids: Sequence[uuid.UUID], *, vehicle_type: str | None, starts_at: datetime,
+    """Free compatible spots for the page's rows (SQL rows, or index hits), by lot id."""
+
+    def __call__(self, rows: Sequence[Any], *, vehicle_type: str | None, starts_at: datetime,
                  ends_at: datetime) -> Awaitable[dict[uuid.UUID, Counted]]: ...
 
 
@@ -180,7 +182,7 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         lat, lng, statement, rows = await _sql_rows(conn, query, window, after=(after_d, after_id))
     page, more = rows[:query.limit], len(rows) > query.limit
     ids = [r.id for r in page]
-    free = await counts(ids, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
+    free = await counts(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
     priced = (await quotes(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
                            ends_at=window.slot_end)) if quotes and ids else {}
     items = []

@@ -278,14 +278,16 @@ class QuoteService:
         only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
-        cards = {}
+        cards, sells = {}, {}  # lots of a page mostly share a card: ask each card once
         for lot, row in stored.items():
             try:
                 card = self.cards.get(row.body)
             except (ValueError, ValidationFailed) as exc:  # a card stored before a stricter validator: skip it
                 log.warning("rate_card_unreadable", lot_id=str(lot), error=repr(exc)[:200])
                 continue
-            if wanted in card.spot_types:
+            if id(card) not in sells:
+                sells[id(card)] = wanted in card.spot_types
+            if sells[id(card)]:
                 cards[lot] = card
         mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
         out = {}

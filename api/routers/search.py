@@ -17,7 +17,7 @@ from api.schemas.discovery import (
     search_geojson,
     search_json,
 )
-from geo.availability import Counted, availability_cache
+from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
 from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
 from geo.window import parse_bbox
@@ -64,12 +64,13 @@ async def search(
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
                         cursor=cursor, prefilter=prefilter)
     window = window_from(request, starts_at, ends_at, now)
-    pool, cache, prices = await ctx.pg(), availability_cache(ctx), quote_service(ctx)
-
-    async def counts(lot_ids: Sequence[uuid.UUID], **span: Any) -> dict[uuid.UUID, Counted]:
-        return await cache.counts(pool, lot_ids=lot_ids, now=now, **span)
+    pool, prices = await ctx.pg(), quote_service(ctx)
 
     if box is None and prefilter == "index":
+        async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
+            lots = [(r.id, r.capacity, r.ev_overflow) for r in rows]
+            return await busy_cache(ctx).counts(pool, lots=lots, now=now, **span)
+
         async def indexed_quotes(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
             cards = {r.id: StoredCard(*r.card) for r in rows if r.card is not None}
             return await prices.quotes_for_cards(cards, occupancy=occupancy, **span)
@@ -79,17 +80,21 @@ async def search(
                 return await booked_occupancy(conn)(lot_ids, starts, ends)
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                 counts=counts, quotes=indexed_quotes, snapshot=await lot_index(ctx).snapshot(now))
+                                 counts=indexed_counts, quotes=indexed_quotes,
+                                 snapshot=await lot_index(ctx).snapshot(now))
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
 
+            async def sql_counts(rows: Sequence[Any], **span: Any) -> dict[uuid.UUID, Counted]:
+                return await availability_cache(ctx).counts(pool, lot_ids=[r.id for r in rows], now=now, **span)
+
             async def sql_quotes(rows: Sequence[Any], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=counts, quotes=sql_quotes)
+                                     counts=sql_counts, quotes=sql_quotes)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")
