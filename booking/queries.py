@@ -14,32 +14,6 @@ LOT_SPOTS = text(
     "SELECT s.idx, s.type, l.ordinal AS level, s.rank, s.status FROM spots s"
     " JOIN levels l ON l.lot_id = s.lot_id AND l.id = s.level_id WHERE s.lot_id = :lot_id ORDER BY s.idx")
 
-# The hold's one read before Redis: the lot and (for a driver's hold) their unpaid holds, in one round trip.
-LOT_FOR_HOLD = text(
-    "SELECT id, organisation_id, status, timezone, allocation_strategy, ev_overflow, booking_horizon_days,"
-    " no_show_grace_minutes, early_arrival_minutes, walk_in_horizon_minutes,"
-    " CASE WHEN CAST(:user_id AS uuid) IS NULL THEN 0 ELSE (SELECT count(*) FROM reservations"
-    "  WHERE user_id = CAST(:user_id AS uuid) AND status = 'held' AND hold_expires_at > :now) END AS unpaid"
-    " FROM lots WHERE id = :lot_id")
-
-UNPAID_HOLDS = text(
-    "SELECT count(*) FROM reservations WHERE user_id = :user_id AND status = 'held' AND hold_expires_at > :now")
-
-INSERT_RESERVATION_BY_IDX = text(
-    "INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash, starts_at, ends_at,"
-    " period, status, hold_expires_at, price_amount, currency, quote, idempotency_key, created_at, updated_at)"
-    " SELECT :lot_id, :id, :kind, :user_id, s.id, :vehicle_type, :plate, :plate_hash, :starts_at, :ends_at,"
-    " tstzrange(:slot_start, :slot_end, '[)'), :status, :hold_expires_at, :price, :currency, CAST(:quote AS jsonb),"
-    " :idem, :now, :now FROM spots s WHERE s.lot_id = :lot_id AND s.idx = :idx RETURNING id")
-
-# PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
-LOT_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(CAST(:lot_id AS uuid) AS text), 0))")
-
-FREE_SPOT_CANDIDATE = text(
-    "SELECT s.idx FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"
-    " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = s.lot_id AND r.spot_id = s.id"
-    f"  AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange(:slot_start, :slot_end, '[)'))"
-    " ORDER BY array_position(:types, s.type), s.rank, s.idx LIMIT 1")
 
 FREE_COUNT_SQL = text(
     "SELECT count(*) FROM spots s WHERE s.lot_id = :lot_id AND s.status = 'in_service' AND s.type = ANY(:types)"
@@ -54,17 +28,47 @@ RESERVATION_COLUMNS = (
     " p.provider AS payment_provider, p.intent_id, p.status AS payment_status, p.amount_captured,"
     " p.amount_refunded")
 
-_FROM = (" FROM reservations r JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id"
-         " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id"
-         " LEFT JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id AND p.purpose = 'reservation'")
+_SPOT_JOINS = (" JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id"
+               " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
+_FROM = (" FROM reservations r" + _SPOT_JOINS
+         + " LEFT JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id AND p.purpose = 'reservation'")
 
 RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id")
 
-# The insert of a hold answering with the row as RESERVATION_BY_ID reads it (no payment exists yet, so the
-# payments join finds nothing): the API answers a hold without reading it back.
-INSERT_RESERVATION_RETURNING_ROW = text(
-    "WITH r AS (" + INSERT_RESERVATION_BY_IDX.text.removesuffix(" RETURNING id") + " RETURNING *)"
-    f" SELECT {RESERVATION_COLUMNS}" + _FROM.replace(" FROM reservations r ", " FROM r ", 1))
+
+# --- The hold's writes, on the raw asyncpg pool (ADR 0007): parameters by position --------------------------
+
+# The hold in one statement: the reservation on spot $19 (if the lot is open and, when $20 is set, the driver
+# has fewer than $20 unpaid holds) and its payment row when an intent was created ($21-$23), answered with
+# the row as RESERVATION_BY_ID reads it. No row back: the lot is closed or the driver has too many holds.
+HOLD_WRITE = (
+    "WITH r AS (INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
+    " starts_at, ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key,"
+    " created_at, updated_at)"
+    " SELECT $1, $2, $3, $4, s.id, $5, $6, $7, $8, $9, tstzrange($10, $11, '[)'), $12, $13, $14, $15, $16::jsonb,"
+    " $17, $18, $18 FROM spots s JOIN lots l ON l.id = s.lot_id WHERE s.lot_id = $1 AND s.idx = $19"
+    " AND l.status = 'open' AND ($20::int IS NULL OR (SELECT count(*) FROM reservations u WHERE u.user_id = $4"
+    "  AND u.status = 'held' AND u.hold_expires_at > $18) < $20) RETURNING *),"
+    " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
+    " SELECT r.lot_id, r.id, $21, $22, 'reservation', $23, r.price_amount, r.currency FROM r"
+    " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
+    f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
+
+# The hold's read before Redis, and the reason when a HOLD_WRITE wrote nothing: the lot and (for a driver's
+# hold, $2 not NULL) their unpaid holds.
+HOLD_LOT = (
+    "SELECT status, ev_overflow, booking_horizon_days, CASE WHEN $2::uuid IS NULL THEN 0 ELSE (SELECT count(*)"
+    " FROM reservations WHERE user_id = $2 AND status = 'held' AND hold_expires_at > $3) END AS unpaid"
+    " FROM lots WHERE id = $1")
+
+# PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
+LOT_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
+
+FREE_SPOT_CANDIDATE = (
+    "SELECT s.idx FROM spots s WHERE s.lot_id = $1 AND s.status = 'in_service' AND s.type = ANY($2::text[])"
+    " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = s.lot_id AND r.spot_id = s.id"
+    f"  AND r.status IN {OCCUPYING_SQL} AND r.period && tstzrange($3, $4, '[)'))"
+    " ORDER BY array_position($2::text[], s.type), s.rank, s.idx LIMIT 1")
 RESERVATION_FOR_UPDATE = text(
     "SELECT id, lot_id, user_id, status, starts_at, ends_at, hold_expires_at, price_amount, currency, plate_hash,"
     " spot_id, vehicle_type FROM reservations WHERE id = :id FOR UPDATE")

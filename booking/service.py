@@ -14,18 +14,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from types import SimpleNamespace
+from typing import Any, Protocol, cast
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+import asyncpg
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from booking import lifecycle as lc
 from booking import queries as q
-from booking.payments import PaymentProvider
+from booking.payments import IntentResult, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
 from booking.slotstore import SlotStateMissing, SlotStore
-from core.db import set_lock_timeout
+from core.db import RawReads
 from core.errors import (
     Conflict,
     HoldExpired,
@@ -40,7 +42,8 @@ from core.errors import (
 from core.money import Money
 from core.security import normalise_plate, plate_hash
 
-MAX_REDIS_ATTEMPTS = 6
+#: spots tried per hold before giving up (Redis path: stale spots; PostgreSQL-only path: spots taken meanwhile)
+MAX_SPOT_ATTEMPTS = 6
 SPOT_GUARD = "reservations_no_double_booking"
 PLATE_GUARD = "reservations_one_car_one_reservation"
 
@@ -62,7 +65,10 @@ class Priced:
 
 
 class Pricer(Protocol):
-    """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies."""
+    """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies.
+
+    `conn` only reads, through `execute(...)` (`.first()` or iteration) and `scalar(...)`: a hold passes
+    core.db.RawReads over its raw asyncpg connection, the other callers a SQLAlchemy connection."""
 
     async def __call__(self, conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
                        quote_token: str | None, discount_code: str | None = None) -> Priced: ...
@@ -88,6 +94,8 @@ class BookingDeps:
     """What the booking functions need; built by the caller (API, worker, tests)."""
 
     engine: AsyncEngine
+    #: the raw asyncpg pool of the hot paths (AppContext.pg, ADR 0007): a hold's writes go through it
+    pg: Callable[[], Awaitable[asyncpg.Pool]]
     slots: SlotStore | None
     breaker: RedisBreaker
     payments: PaymentProvider
@@ -123,8 +131,9 @@ def make_window(starts_at: datetime, ends_at: datetime, *, now: datetime, max_sp
     return Window(starts_at, ends_at, slot_start, slot_end)
 
 
-def _constraint(exc: IntegrityError) -> str | None:
-    orig = getattr(exc, "orig", None)
+def _constraint(exc: IntegrityError | asyncpg.IntegrityConstraintViolationError) -> str | None:
+    """The constraint that refused a write, from SQLAlchemy's wrapper or asyncpg's own error."""
+    orig = getattr(exc, "orig", exc)
     name = getattr(orig, "constraint_name", None) or getattr(getattr(orig, "__cause__", None), "constraint_name", None)
     if name:
         return str(name)
@@ -147,19 +156,29 @@ async def hold(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUI
                quote_token: str | None = None, idempotency_key: str | None = None,
                kind: str = "reservation", status: str = lc.HELD, discount_code: str | None = None) -> uuid.UUID:
     """Hold a compatible spot for the window; returns the reservation id (409 sold-out / plate-conflict)."""
-    rid, _ = await hold_reservation(deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type,
-                                    starts_at=starts_at, ends_at=ends_at, plate=plate, now=now,
-                                    quote_token=quote_token, idempotency_key=idempotency_key, kind=kind,
-                                    status=status, discount_code=discount_code)
-    return rid
+    held = await hold_reservation(deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type,
+                                  starts_at=starts_at, ends_at=ends_at, plate=plate, now=now, quote_token=quote_token,
+                                  idempotency_key=idempotency_key, kind=kind, status=status,
+                                  discount_code=discount_code)
+    return held.id
+
+
+@dataclass(frozen=True)
+class Held:
+    """A new hold: its id, its row as RESERVATION_BY_ID reads it, and its PaymentIntent's client secret
+    (None when the hold is free)."""
+
+    id: uuid.UUID
+    row: Any
+    client_secret: str | None
 
 
 async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                            starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                            quote_token: str | None = None, idempotency_key: str | None = None,
                            kind: str = "reservation", status: str = lc.HELD,
-                           discount_code: str | None = None) -> tuple[uuid.UUID, Any]:
-    """`hold`, answering (id, the new row as RESERVATION_BY_ID reads it, or None if it could not be read)."""
+                           discount_code: str | None = None) -> Held:
+    """`hold`, answering the new row too; a priced hold is created with its PaymentIntent."""
     if discount_code and deps.discount_lock:
         # A code's max_uses is counted from committed reservations: holds using one code in one lot take
         # turns (a session advisory lock on its own connection), so counting and inserting are not raced.
@@ -183,24 +202,21 @@ async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_
 async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                             starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                             quote_token: str | None, idempotency_key: str | None, kind: str, status: str,
-                            discount_code: str | None) -> tuple[uuid.UUID, Any]:
+                            discount_code: str | None) -> Held:
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None
-    async with deps.engine.connect() as conn:
-        # Reads only, so no transaction: BEGIN and ROLLBACK would be two more round trips per hold.
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        counted = user_id if status == lc.HELD else None
-        lot = (await conn.execute(q.LOT_FOR_HOLD, {"lot_id": lot_id, "user_id": counted, "now": now})).first()
+    async with (await deps.pg()).acquire() as con:  # reads only: autocommit, no BEGIN and ROLLBACK round trips
+        lot = await con.fetchrow(q.HOLD_LOT, lot_id, user_id if status == lc.HELD else None, now)
         if lot is None:
             raise NotFound(f"lot {lot_id} not found")
-        if lot.status != "open":
-            raise Conflict("this lot is closed", loc=["body", "lot_id"])
+        _refuse_closed(lot["status"])
         window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
-                             horizon_days=lot.booking_horizon_days)
-        if counted is not None and lot.unpaid >= deps.max_holds_per_user:
-            raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
-        priced = await deps.pricer(conn, lot_id, vehicle_type, window, quote_token, discount_code=discount_code)
+                             horizon_days=lot["booking_horizon_days"])
+        _refuse_too_many(deps, lot["unpaid"])
+        # the pricer reads (the lot's card; occupancy, a code's uses) through the same raw connection
+        priced = await deps.pricer(cast(AsyncConnection, RawReads(con)), lot_id, vehicle_type, window, quote_token,
+                                   discount_code=discount_code)
     row: dict[str, Any] = {
         "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
         "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,
@@ -209,18 +225,82 @@ async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot
         "price": priced.price.amount, "currency": priced.price.currency,
         "quote": json.dumps(priced.quote) if priced.quote is not None else None, "idem": idempotency_key, "now": now,
     }
-    if deps.use_redis and deps.slots is not None and deps.breaker.available():
-        try:
-            done = await _hold_via_redis(deps, lot, row, window)
-        except REDIS_DOWN as exc:
-            deps.breaker.trip(exc)
-        else:
-            if done is not _GAVE_UP:
-                return row["id"], done
-    return row["id"], await _hold_via_postgres(deps, lot, row, window)
+    payment = _Payment(deps, row)
+    try:
+        inserted: Any = _GAVE_UP
+        if deps.use_redis and deps.slots is not None and deps.breaker.available():
+            try:
+                inserted = await _hold_via_redis(deps, row, window, payment)
+            except REDIS_DOWN as exc:
+                deps.breaker.trip(exc)
+        if inserted is _GAVE_UP:
+            inserted = await _hold_via_postgres(deps, lot, row, window, payment)
+    except Exception:
+        await payment.void()
+        raise
+    # the quote as the caller priced it: asyncpg hands jsonb back as text
+    return Held(row["id"], SimpleNamespace(**{**inserted, "quote": priced.quote}), payment.client_secret)
 
 
 _GAVE_UP = object()
+
+
+class _Payment:
+    """A priced hold's PaymentIntent: created once, just before the first write that records it (the provider's
+    idempotency key makes a retry get the same intent); voided when the hold fails after creating it."""
+
+    def __init__(self, deps: BookingDeps, row: dict[str, Any]) -> None:
+        self.deps, self.row = deps, row
+        self.intent: IntentResult | None = None
+
+    @property
+    def client_secret(self) -> str | None:
+        return self.intent.client_secret if self.intent is not None else None
+
+    async def columns(self) -> tuple[str | None, str | None, str | None]:
+        """HOLD_WRITE's provider, intent id and status (all None for a hold that is not paid for)."""
+        if self.row["status"] != lc.HELD or self.row["price"] == 0:
+            return None, None, None
+        if self.intent is None:
+            self.intent = await _create_intent(self.deps, reservation_id=self.row["id"], lot_id=self.row["lot_id"],
+                                               amount=self.row["price"], currency=self.row["currency"])
+        return self.deps.payments.name, self.intent.intent_id, self.intent.status
+
+    async def void(self) -> None:
+        if self.intent is None:
+            return
+        try:
+            await self.deps.payments.cancel(intent_id=self.intent.intent_id,
+                                            idempotency_key=f"reservation:{self.row['id']}:cancel")
+        except Exception as exc:  # never recorded, never authorised: an orphan intent moves no money
+            log.warning("hold_intent_not_voided", intent_id=self.intent.intent_id, error=repr(exc)[:200])
+
+
+async def _write(con: asyncpg.Connection, deps: BookingDeps, row: dict[str, Any], idx: int,
+                 payment: _Payment) -> asyncpg.Record:
+    """HOLD_WRITE on spot `idx`; a refusal by the lot's status or the driver's unpaid holds raises its error."""
+    counted = row["user_id"] is not None and row["status"] == lc.HELD
+    written = await con.fetchrow(
+        q.HOLD_WRITE, row["lot_id"], row["id"], row["kind"], row["user_id"], row["vehicle_type"], row["plate"],
+        row["plate_hash"], row["starts_at"], row["ends_at"], row["slot_start"], row["slot_end"], row["status"],
+        row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
+        deps.max_holds_per_user if counted else None, *await payment.columns())
+    if written is None:
+        why = await con.fetchrow(q.HOLD_LOT, row["lot_id"], row["user_id"] if counted else None, row["now"])
+        _refuse_closed(why["status"])
+        _refuse_too_many(deps, why["unpaid"])
+        raise RuntimeError(f"spot {idx} of lot {row['lot_id']} is gone")  # spots are never deleted
+    return written
+
+
+def _refuse_closed(status: str) -> None:
+    if status != "open":
+        raise Conflict("this lot is closed", loc=["body", "lot_id"])
+
+
+def _refuse_too_many(deps: BookingDeps, unpaid: int) -> None:
+    if unpaid >= deps.max_holds_per_user:
+        raise TooManyRequests(f"at most {deps.max_holds_per_user} unpaid holds per driver", retry_after=60)
 
 
 async def load_missing_lot(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) -> None:
@@ -233,20 +313,13 @@ async def load_missing_lot(deps: BookingDeps, lot_id: uuid.UUID, now: datetime) 
             await rebuild_lot(engine=deps.engine, slots=deps.slots, lot_id=lot_id, now=now)
 
 
-async def _insert(deps: BookingDeps, row: dict[str, Any], idx: int) -> Any:
-    """One INSERT, committed on its own (autocommit: no BEGIN/COMMIT round trips); the new row."""
-    async with deps.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        return (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
-
-
-async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> Any:
+async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window, payment: _Payment) -> Any:
     """Redis picks the spot; PostgreSQL confirms (the new row). _GAVE_UP means 'use the SQL path'."""
     assert deps.slots is not None
     lot_key, hold_id = str(row["lot_id"]), str(row["id"])
     await rebuild_if_dirty(deps, row["lot_id"], row["now"])
     exclude: list[int] = []
-    for _ in range(MAX_REDIS_ATTEMPTS):
+    for _ in range(MAX_SPOT_ATTEMPTS):
         try:
             idx = await deps.slots.hold(lot_id=lot_key, hold_id=hold_id, vehicle_type=row["vehicle_type"],
                                         starts_at=window.slot_start, ends_at=window.slot_end, exclude=exclude)
@@ -256,8 +329,9 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
         if idx is None:
             raise SoldOut()
         try:
-            return await _insert(deps, row, idx)
-        except IntegrityError as exc:
+            async with (await deps.pg()).acquire() as con:  # autocommit: the statement is its own transaction
+                return await _write(con, deps, row, idx, payment)
+        except asyncpg.IntegrityConstraintViolationError as exc:
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
             if _constraint(exc) == PLATE_GUARD:
                 raise PlateConflict() from None
@@ -269,34 +343,41 @@ async def _hold_via_redis(deps: BookingDeps, lot: Any, row: dict[str, Any], wind
             await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], spot_idx=idx,
                               window=window)
             exclude.append(idx)
+        except Exception:
+            await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
+            raise
     log.warning("redis_stale_falling_back", lot_id=lot_key, excluded=exclude)
     return _GAVE_UP
 
 
-async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window) -> Any:
-    """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards."""
-    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot.ev_overflow))
-    try:
-        async with deps.engine.begin() as conn:
-            await set_lock_timeout(conn, 3000)
-            if deps.pg_lot_lock:
-                await conn.execute(q.LOT_ADVISORY_LOCK, {"lot_id": row["lot_id"]})
-            idx = await conn.scalar(q.FREE_SPOT_CANDIDATE, {"lot_id": row["lot_id"], "types": types,
-                                                            "slot_start": window.slot_start,
-                                                            "slot_end": window.slot_end})
-            if idx is None:
-                raise SoldOut()
-            inserted = (await conn.execute(q.INSERT_RESERVATION_RETURNING_ROW, {**row, "idx": idx})).first()
-        await repair_spot_or_mark(deps, row["lot_id"], idx, window)
-    except IntegrityError as exc:
-        if _constraint(exc) == PLATE_GUARD:
-            raise PlateConflict() from None
-        raise
-    except DBAPIError as exc:
-        if "lock timeout" in str(exc).lower() or "LockNotAvailable" in type(getattr(exc, "orig", exc)).__name__:
+async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window,
+                             payment: _Payment) -> Any:
+    """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards. Holds placed by
+    Redis do not take the lock: when one takes the candidate first, the next candidate is tried."""
+    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot["ev_overflow"]))
+    await payment.columns()  # a provider call never waits inside the lot's lock
+    for _ in range(MAX_SPOT_ATTEMPTS):
+        try:
+            async with (await deps.pg()).acquire() as con, con.transaction():
+                await con.execute("SET LOCAL lock_timeout = '3000ms'")
+                if deps.pg_lot_lock:
+                    await con.execute(q.LOT_ADVISORY_LOCK, row["lot_id"])
+                idx = await con.fetchval(q.FREE_SPOT_CANDIDATE, row["lot_id"], types, window.slot_start,
+                                         window.slot_end)
+                if idx is None:
+                    raise SoldOut()
+                inserted = await _write(con, deps, row, idx, payment)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            if _constraint(exc) == PLATE_GUARD:
+                raise PlateConflict() from None
+            if _constraint(exc) != SPOT_GUARD:
+                raise
+            continue
+        except asyncpg.LockNotAvailableError:
             raise ServiceUnavailable("the lot is busy; retry shortly") from None
-        raise
-    return inserted
+        await repair_spot_or_mark(deps, row["lot_id"], idx, window)
+        return inserted
+    raise ServiceUnavailable("the lot is busy; retry shortly")
 
 
 async def repair_spot_or_mark(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, window: Window, *,
@@ -369,15 +450,22 @@ async def _locked(conn: AsyncConnection, reservation_id: uuid.UUID, user_id: uui
     return row
 
 
+async def _create_intent(deps: BookingDeps, *, reservation_id: uuid.UUID, lot_id: uuid.UUID, amount: int,
+                         currency: str) -> IntentResult:
+    """The provider's PaymentIntent of a reservation, idempotent by a key derived from its id."""
+    return await deps.payments.create_intent(
+        amount=amount, currency=currency, idempotency_key=f"reservation:{reservation_id}:intent",
+        metadata={"reservation_id": str(reservation_id), "lot_id": str(lot_id)})
+
+
 async def create_payment_intent(*, deps: BookingDeps, reservation_id: uuid.UUID) -> str | None:
     """Create (idempotently) the PaymentIntent of a held reservation; returns its client secret."""
     async with deps.engine.begin() as conn:
         row = await _locked(conn, reservation_id, None)
         if row.price_amount == 0:
             return None
-        intent = await deps.payments.create_intent(
-            amount=int(row.price_amount), currency=row.currency.strip(), idempotency_key=f"reservation:{row.id}:intent",
-            metadata={"reservation_id": str(row.id), "lot_id": str(row.lot_id)})
+        intent = await _create_intent(deps, reservation_id=row.id, lot_id=row.lot_id, amount=int(row.price_amount),
+                                      currency=row.currency.strip())
         # The intent id is stored before anything depends on it (webhooks look it up).
         await conn.execute(q.INSERT_PAYMENT, {"lot_id": row.lot_id, "reservation_id": row.id,
                                               "provider": deps.payments.name, "intent_id": intent.intent_id,

@@ -30,7 +30,7 @@ def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bo
     s = ctx.settings
     chosen = pricer or ctx.extras.get("pricer") or card_pricer(ctx)
     return BookingDeps(
-        engine=ctx.engine, slots=slot_store(ctx), breaker=breaker(ctx), payments=payment_provider(ctx),
+        engine=ctx.engine, pg=ctx.pg, slots=slot_store(ctx), breaker=breaker(ctx), payments=payment_provider(ctx),
         hold_ttl=timedelta(seconds=s.hold_ttl_seconds), max_holds_per_user=s.max_holds_per_user,
         secret=s.secret_bytes, max_window=timedelta(days=s.max_window_days), pricer=chosen,  # type: ignore[arg-type]
         refund_policy=ctx.extras.get("refund_policy") or cancellation_refund_policy,  # type: ignore[arg-type]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy import make_url, text
+from sqlalchemy import TextClause, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.settings import Settings
@@ -51,13 +54,63 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
 async def create_raw_pool(settings: Settings, *, size: int | None = None) -> asyncpg.Pool:
     """A plain asyncpg pool for the few hot paths (holds, search, gate and sensor events) where
     SQLAlchemy's per-statement overhead was most of the request's CPU (docs/adr/0007-hot-paths-on-asyncpg.md).
-    Same database, same session settings; statements are prepared and cached per connection."""
+    Same database, same session settings; statements are prepared and cached per connection.
+
+    A released connection is not reset: asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL)
+    is one more round trip per use. The pool still rolls back an open transaction on release; the hot paths
+    keep no session state (SET LOCAL and transaction-level advisory locks only)."""
     url = make_url(settings.database_url)
     size = size or max(2, settings.database_pool_size // 2)
     return await asyncpg.create_pool(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
-        min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS,
+        min_size=1, max_size=size, command_timeout=30, server_settings=SERVER_SETTINGS, reset=_keep_session,
         **_ssl_args(settings.database_url))  # type: ignore[arg-type]
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The raw pool's reset on release: nothing beyond asyncpg's own rollback of an open transaction."""
+
+
+class RawRows:
+    """A read's rows with attribute access, like SQLAlchemy's result (first row, or iterate)."""
+
+    def __init__(self, records: list[asyncpg.Record]) -> None:
+        self._rows = [SimpleNamespace(**dict(r)) for r in records]
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class RawReads:
+    """Reads written for SQLAlchemy (`text()` with named parameters, through `execute` and `scalar`) run on a
+    raw asyncpg connection: code shared with the SQLAlchemy paths (pricing's quote) can join a hot path's
+    connection (ADR 0007) without SQLAlchemy's per-statement work. Each statement is compiled once, by
+    SQLAlchemy's own asyncpg dialect, to the positional SQL that dialect would send."""
+
+    _dialect: ClassVar = PGDialect_asyncpg()
+    _compiled: ClassVar[dict[TextClause, tuple[str, tuple[str, ...]]]] = {}
+
+    def __init__(self, con: asyncpg.Connection) -> None:
+        self.con = con
+
+    def _positional(self, statement: TextClause, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        hit = self._compiled.get(statement)
+        if hit is None:
+            compiled = statement.compile(dialect=self._dialect)
+            hit = self._compiled[statement] = (str(compiled), tuple(compiled.positiontup or ()))
+        sql, names = hit
+        return sql, [params[n] for n in names]
+
+    async def execute(self, statement: TextClause, params: Mapping[str, Any]) -> RawRows:
+        sql, args = self._positional(statement, params)
+        return RawRows(await self.con.fetch(sql, *args))
+
+    async def scalar(self, statement: TextClause, params: Mapping[str, Any]) -> Any:
+        sql, args = self._positional(statement, params)
+        return await self.con.fetchval(sql, *args)
 
 
 @asynccontextmanager
@@ -66,9 +119,3 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.begin() as conn:
         yield conn
 
-
-async def set_lock_timeout(conn: AsyncConnection, milliseconds: int) -> None:
-    """Bound how long this transaction waits for any lock (SET LOCAL: ends with the transaction)."""
-    if not conn.in_transaction():
-        raise RuntimeError("set_lock_timeout needs an open transaction")
-    await conn.execute(text(f"SET LOCAL lock_timeout = '{int(milliseconds)}ms'"))

@@ -7,8 +7,11 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -84,10 +87,18 @@ def _verified_claims(*, token: str, secret: bytes, issuer: str, audience: str, k
         raise Unauthorized(f"invalid token: {exc}" if kind == "access" else f"invalid {kind} token: {exc}") from None
 
 
+@lru_cache(maxsize=4096)
+def _verified_access_claims(token: str, secret: bytes, issuer: str, audience: str) -> Mapping[str, Any]:
+    """An access token is presented on every request of a session, and whether its signature, algorithm,
+    issuer and audience check out depends on nothing else: each valid one is verified once per process (a
+    refused one every time). Read-only, as it is shared."""
+    return MappingProxyType(_verified_claims(token=token, secret=secret, issuer=issuer, audience=audience,
+                                             kind="access", required=("exp", "iss", "aud", "sub")))
+
+
 def decode_access_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> TokenClaims:
     """Verify signature, algorithm, issuer, audience and expiry against the injected `now`."""
-    payload = _verified_claims(token=token, secret=secret, issuer=issuer, audience=audience, kind="access",
-                               required=("exp", "iss", "aud", "sub"))
+    payload = _verified_access_claims(token, secret, issuer, audience)
     ts = now.timestamp()
     if payload.get("typ") != "access":
         raise Unauthorized("not an access token")

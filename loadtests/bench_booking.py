@@ -67,12 +67,17 @@ def lot_plans() -> list[LotPlan]:
                     gates=[("Entry 1", "entry"), ("Exit 1", "exit")]) for i in range(LOTS)]
 
 
-async def prepare(users: int) -> list[tuple[uuid.UUID, str]]:
-    """Database migrated, lots seeded, `users` drivers exist; reservations of earlier runs removed.
-    Returns (user id, email) for each driver."""
+def ensure_database() -> None:
+    """The benchmark's database exists and is migrated to head."""
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
             admin.execute(f'CREATE DATABASE "{DBNAME}"')
+    upgrade(database_url(DBNAME))  # runs its own event loop
+
+
+async def prepare(users: int) -> list[tuple[uuid.UUID, str]]:
+    """Lots seeded, `users` drivers exist; reservations of earlier runs removed (after ensure_database).
+    Returns (user id, email) for each driver."""
     ctx = build_context(settings())
     try:
         from sqlalchemy import text
@@ -213,7 +218,7 @@ def main() -> int:
     ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
     args = ap.parse_args()
 
-    upgrade(database_url(DBNAME))  # runs its own event loop
+    ensure_database()
     drivers = asyncio.run(prepare(args.users))
     tks = tokens(drivers)
     lots = [p.id for p in lot_plans()]

@@ -81,17 +81,13 @@ async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: 
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        rid, row = await service.hold_reservation(
+        held = await service.hold_reservation(
             deps=deps, user_id=user.user_id, lot_id=body.lot_id, vehicle_type=body.vehicle_type,
             starts_at=body.starts_at, ends_at=body.ends_at, plate=body.plate, now=now,
             quote_token=body.quote_token, idempotency_key=idempotency_key, discount_code=body.discount_code)
-        secret = None
-        if row is None or row.price_amount > 0:  # a free hold has no intent: the inserted row is the answer
-            secret = await service.create_payment_intent(deps=deps, reservation_id=rid)
-            async with ctx.engine.connect() as conn:
-                row = await service.get_reservation(conn, reservation_id=rid, user_id=user.user_id)
-        out = reservation_json(row, secret=ctx.settings.secret_bytes)
-        out["payment"] = {**(out["payment"] or {}), "provider": deps.payments.name, "client_secret": secret}
+        out = reservation_json(held.row, secret=ctx.settings.secret_bytes)
+        out["payment"] = {**(out["payment"] or {}), "provider": deps.payments.name,
+                          "client_secret": held.client_secret}
         return 201, out
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations", key=idempotency_key,

@@ -89,6 +89,22 @@ def test_wrong_issuer_or_audience_refused() -> None:
         _decode(_access(clock, audience="another-api"), clock)
 
 
+def test_a_token_verified_once_is_still_checked_against_the_secret_issuer_audience_and_clock() -> None:
+    clock = ManualClock()
+    token = _access(clock, ttl_seconds=60)
+    for _ in range(2):  # the second decode answers from the verified-token cache
+        _decode(token, clock)
+    with pytest.raises(Unauthorized, match="invalid token"):
+        _decode(token, clock, secret=b"another-secret-entirely-long-enough-000")
+    with pytest.raises(Unauthorized):
+        _decode(token, clock, issuer="evil")
+    with pytest.raises(Unauthorized):
+        _decode(token, clock, audience="another-api")
+    clock.advance(seconds=60)
+    with pytest.raises(Unauthorized, match="expired"):
+        _decode(token, clock)
+
+
 def test_refresh_and_access_tokens_are_not_interchangeable() -> None:
     clock = ManualClock()
     refresh = create_refresh_token(secret=SECRET, token_id=uuid.uuid4(), user_id=uuid.uuid4(), family_id=uuid.uuid4(),
