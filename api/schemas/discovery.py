@@ -70,7 +70,7 @@ def search_geojson(page: SearchPage) -> bytes:
         lot = out.pop("lot")
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [item.lng, item.lat]},
                          "properties": {"id": lot["id"], "name": lot["name"], **out}, "id": str(item.lot_id)})
-    return orjson.dumps({"type": "FeatureCollection", "features": features, "bbox": None,
+    return orjson.dumps({"type": "FeatureCollection", "features": features,
                          "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
 
 
