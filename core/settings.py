@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     rate_limit_writes: str = "120/minute"
     rate_limit_partner: str = "600/minute"
     max_search_radius_m: int = Field(5000, ge=100, le=100_000)
+    #: how often a worker asks PostgreSQL whether its in-process lot index is stale (0: on every search)
+    search_index_refresh_ms: int = Field(1000, ge=0, le=60_000)
+    #: how long a worker reuses an availability count in search results (freshness.as_of says when it was taken)
+    search_count_ttl_ms: int = Field(2000, ge=0, le=60_000)
     max_window_days: int = Field(7, ge=1, le=31)
     plate_retention_days: int = Field(90, ge=1, le=3650)
     jwt_issuer: str = "parkgrid"

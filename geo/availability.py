@@ -1,19 +1,24 @@
 """Availability counts for a window: in-service compatible spots minus spots held by active reservations.
 
 This PostgreSQL implementation is the fallback the booking engine's Redis counters replace; callers
-depend only on `available_counts` / `available_by_level` and report `SOURCE` as the freshness source.
+depend only on `available_counts` / `available_by_level` (or search's `AvailabilityCache`) and report
+`SOURCE` as the freshness source.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol, cast
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.context import AppContext
 from geo import queries
 
 SOURCE = "database"
@@ -62,17 +67,62 @@ class CountsFn(Protocol):
                  starts_at: datetime, ends_at: datetime) -> Awaitable[dict[uuid.UUID, int]]: ...
 
 
-async def available_counts(conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
-                           starts_at: datetime, ends_at: datetime) -> dict[uuid.UUID, int]:
+async def fetch_counts(pg: asyncpg.Connection | asyncpg.Pool, *, lot_ids: Sequence[uuid.UUID],
+                       vehicle_type: str | None, starts_at: datetime, ends_at: datetime) -> dict[uuid.UUID, int]:
     """Free compatible spots per lot for [starts_at, ends_at): a count in [0, capacity], never which spots."""
     if not lot_ids:
         return {}
     base, overflow = compatible_spot_types(vehicle_type)
-    rows = await conn.execute(queries.AVAILABLE_COUNTS, {
-        "lot_ids": list(lot_ids), "base": list(base), "overflow": list(overflow),
-        "starts_at": starts_at, "ends_at": ends_at})
-    counts = {row.lot_id: int(row.available) for row in rows}
+    rows = await pg.fetch(queries.AVAILABLE_COUNTS, list(lot_ids), list(base), list(overflow), starts_at, ends_at)
+    counts = {row["lot_id"]: int(row["available"]) for row in rows}
     return {lot_id: counts.get(lot_id, 0) for lot_id in lot_ids}
+
+
+async def available_counts(conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
+                           starts_at: datetime, ends_at: datetime) -> dict[uuid.UUID, int]:
+    """`fetch_counts` on a SQLAlchemy connection (its asyncpg driver connection, same transaction)."""
+    raw = await conn.get_raw_connection()
+    return await fetch_counts(raw.driver_connection, lot_ids=lot_ids, vehicle_type=vehicle_type,  # type: ignore[arg-type]
+                              starts_at=starts_at, ends_at=ends_at)
+
+
+class Counted(NamedTuple):
+    available: int
+    source: str
+    as_of: datetime  # when it was counted
+
+
+class AvailabilityCache:
+    """Counts of a worker's recent searches, reused for up to `ttl` of the injected clock.
+
+    A page's misses are counted in one statement. Each count keeps the time it was taken, which search
+    reports as `freshness.as_of`: a cached count is never presented as newer than it is.
+    """
+
+    def __init__(self, *, ttl: timedelta, size: int = 100_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._items: OrderedDict[tuple[uuid.UUID, str | None, datetime, datetime], Counted] = OrderedDict()
+
+    async def counts(self, pg: asyncpg.Pool, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
+                     starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
+        out, missing = {}, []
+        for lot_id in lot_ids:
+            hit = self._items.get((lot_id, vehicle_type, starts_at, ends_at))
+            if hit is not None and now - hit.as_of < self.ttl:
+                out[lot_id] = hit
+            else:
+                missing.append(lot_id)
+        if missing:
+            fresh = await fetch_counts(pg, lot_ids=missing, vehicle_type=vehicle_type, starts_at=starts_at,
+                                       ends_at=ends_at)
+            for lot_id, n in fresh.items():
+                out[lot_id] = counted = Counted(n, SOURCE, now)
+                key = (lot_id, vehicle_type, starts_at, ends_at)
+                self._items[key] = counted
+                self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return out
 
 
 @dataclass(frozen=True)
@@ -90,3 +140,80 @@ async def available_by_level(conn: AsyncConnection, *, lot_id: uuid.UUID, starts
                                                            "ends_at": ends_at})
     return [LevelTypeCount(level_id=r.level_id, spot_type=r.spot_type, capacity=int(r.in_service),
                            available=int(r.available)) for r in rows]
+
+
+class BusyCache:
+    """Busy spots per lot and type for recent windows, city-wide, each reused for up to `ttl`.
+
+    Search from the lot index counts a page without a round trip: available = the lot's usable capacity
+    (from the index) minus its busy compatible spots. One statement per window and `ttl` serves every page;
+    its cost grows with the bookings overlapping the window, not with the searches.
+    """
+
+    def __init__(self, *, ttl: timedelta, windows: int = 64) -> None:
+        self.ttl, self.windows = ttl, windows
+        self._items: OrderedDict[tuple[datetime, datetime], tuple[datetime, dict[uuid.UUID, list[int]]]] = \
+            OrderedDict()
+        self._loading: dict[tuple[datetime, datetime], asyncio.Future[tuple[datetime, dict[uuid.UUID, list[int]]]]] \
+            = {}
+
+    async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[tuple[uuid.UUID, int, bool]], vehicle_type: str | None,
+                     starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
+        """Free compatible spots of each (lot id, usable capacity, ev_overflow) for the window."""
+        as_of, busy = await self._window(pg, starts_at, ends_at, now)
+        usable, ev_if_overflow = usable_mask(vehicle_type)
+        out = {}
+        for lot_id, capacity, ev_overflow in lots:
+            taken = busy.get(lot_id)
+            used = 0
+            if taken is not None:
+                ev = usable[4] or (ev_overflow and ev_if_overflow)
+                used = sum(n for n, u in zip(taken, usable, strict=True) if u) + (taken[4] if ev and not usable[4]
+                                                                                   else 0)
+            out[lot_id] = Counted(max(capacity - used, 0), SOURCE, as_of)
+        return out
+
+    async def _window(self, pg: asyncpg.Pool, starts_at: datetime, ends_at: datetime,
+                      now: datetime) -> tuple[datetime, dict[uuid.UUID, list[int]]]:
+        key = (starts_at, ends_at)
+        hit = self._items.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit
+        loading = self._loading.get(key)
+        if loading is not None and hit is not None:
+            return hit  # another search is reading the new one: the previous count, dated when it was taken
+        if loading is None:  # one statement per window at a time, however many searches want it
+            loading = self._loading[key] = asyncio.ensure_future(self._load(pg, key, now))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, pg: asyncpg.Pool, key: tuple[datetime, datetime],
+                    now: datetime) -> tuple[datetime, dict[uuid.UUID, list[int]]]:
+        starts_at, ends_at = key
+        busy: dict[uuid.UUID, list[int]] = {}
+        for row in await pg.fetch(queries.BUSY_BY_LOT_AND_TYPE, starts_at, ends_at):
+            busy.setdefault(row["lot_id"], [0] * len(ALL_SPOT_TYPES))[ALL_SPOT_TYPES.index(row["type"])] = \
+                int(row["busy"])
+        self._items[key] = entry = (now, busy)
+        self._items.move_to_end(key)
+        while len(self._items) > self.windows:
+            self._items.popitem(last=False)
+        return entry
+
+
+def availability_cache(ctx: AppContext) -> AvailabilityCache:
+    """The process's search availability cache (one per context)."""
+    cache = ctx.extras.get("availability_cache")
+    if cache is None:
+        cache = AvailabilityCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms))
+        ctx.extras["availability_cache"] = cache
+    return cast(AvailabilityCache, cache)
+
+
+def busy_cache(ctx: AppContext) -> BusyCache:
+    """The process's per-window busy counts for search from the lot index (one per context)."""
+    cache = ctx.extras.get("busy_cache")
+    if cache is None:
+        cache = BusyCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms))
+        ctx.extras["busy_cache"] = cache
+    return cast(BusyCache, cache)

@@ -13,27 +13,39 @@ ACTIVE_STATUSES = "('held','confirmed','active')"
 
 # --- availability -------------------------------------------------------------------------------
 
-AVAILABLE_COUNTS = text(f"""
+# Positional ($1 lot ids, $2 always usable types, $3 types usable where the lot allows EV overflow, $4-$5 the
+# window) for the raw asyncpg pool: search counts its page on the hot path (docs/adr/0007-hot-paths-on-asyncpg.md).
+AVAILABLE_COUNTS = f"""
 WITH cap AS (
     SELECT c.lot_id, sum(c.in_service) AS n
     FROM lot_spot_counts c JOIN lots l ON l.id = c.lot_id
-    WHERE c.lot_id = ANY(CAST(:lot_ids AS uuid[]))
-      AND (c.spot_type = ANY(CAST(:base AS text[])) OR (l.ev_overflow AND c.spot_type = ANY(CAST(:overflow AS text[]))))
+    WHERE c.lot_id = ANY($1::uuid[])
+      AND (c.spot_type = ANY($2::text[]) OR (l.ev_overflow AND c.spot_type = ANY($3::text[])))
     GROUP BY c.lot_id
 ), busy AS (
     SELECT r.lot_id, count(DISTINCT r.spot_id) AS n
     FROM reservations r
     JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id
     JOIN lots l ON l.id = r.lot_id
-    WHERE r.lot_id = ANY(CAST(:lot_ids AS uuid[])) AND r.status IN {ACTIVE_STATUSES}
-      AND r.period && tstzrange(CAST(:starts_at AS timestamptz), CAST(:ends_at AS timestamptz), '[)')
+    WHERE r.lot_id = ANY($1::uuid[]) AND r.status IN {ACTIVE_STATUSES}
+      AND r.period && tstzrange($4::timestamptz, $5::timestamptz, '[)')
       AND s.status = 'in_service'
-      AND (s.type = ANY(CAST(:base AS text[])) OR (l.ev_overflow AND s.type = ANY(CAST(:overflow AS text[]))))
+      AND (s.type = ANY($2::text[]) OR (l.ev_overflow AND s.type = ANY($3::text[])))
     GROUP BY r.lot_id
 )
 SELECT cap.lot_id, greatest(cap.n - coalesce(busy.n, 0), 0) AS available
 FROM cap LEFT JOIN busy ON busy.lot_id = cap.lot_id
-""")
+"""
+
+# Busy in-service spots per lot and spot type for one window ($1-$2), city-wide: one statement serves every
+# search of that window for a while (geo.availability.BusyCache); lots without a booking are not listed.
+BUSY_BY_LOT_AND_TYPE = f"""
+SELECT r.lot_id, s.type, count(DISTINCT r.spot_id) AS busy
+FROM reservations r JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id
+WHERE r.status IN {ACTIVE_STATUSES} AND s.status = 'in_service'
+  AND r.period && tstzrange($1::timestamptz, $2::timestamptz, '[)')
+GROUP BY r.lot_id, s.type
+"""
 
 AVAILABLE_BY_LEVEL = text(f"""
 SELECT c.level_id, c.spot_type, c.in_service, greatest(c.in_service - coalesce(b.busy, 0), 0) AS available
@@ -112,6 +124,24 @@ SEARCH: dict[str, TextClause] = {
                               refine={"bbox": _REFINE_BBOX, "st_dwithin": "true"}.get(name, _REFINE_RADIUS)))
     for name, clause in PREFILTERS.items()
 }
+
+# --- the in-process lot index (geo.lotindex), raw asyncpg ---------------------------------------------------------
+
+INDEX_VERSION = "SELECT n FROM lot_index_version"
+
+INDEX_LOTS = """
+SELECT l.id, l.name, ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lng, l.h3_r9, l.amenities,
+       l.booking_horizon_days, l.ev_overflow, l.spots_in_service
+FROM lots l WHERE l.status = 'open'
+"""
+
+# One row per distinct card body (a city's lots mostly share a few), so each body crosses the wire once.
+INDEX_CARDS = """
+SELECT rc.body::text AS body, array_agg(rc.lot_id) AS lot_ids, array_agg(rc.version) AS versions,
+       array_agg(l.timezone) AS zones
+FROM rate_cards rc JOIN lots l ON l.id = rc.lot_id AND l.status = 'open'
+GROUP BY rc.body::text
+"""
 
 # --- zones (H3 heatmap) -------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Nearby search: a KNN scan of the GiST index (or, as measured baselines, an H3-ring or ST_DWithin
-prefilter), exact great-circle distances, keyset pages, then availability for the page only."""
+"""Nearby search: the H3 ring over the worker's in-process lot index (or, as measured baselines, a KNN scan of
+the GiST index, an H3-ring or an ST_DWithin prefilter in SQL), keyset pages, then availability and quotes for
+the page only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import h3
@@ -20,14 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationFailed
 from geo import queries
-from geo.availability import SOURCE, CountsFn, available_counts, usable_mask
+from geo.availability import Counted, usable_mask
+from geo.distance import EARTH_RADIUS_M, great_circle_m
+from geo.h3cells import ring_cells
+from geo.lotindex import LotSnapshot, amenity_mask
 from geo.window import BBox, Window
 
-EARTH_RADIUS_M = 6_371_008.7714  # the sphere PostGIS uses for geography with use_spheroid = false
-Prefilter = Literal["knn", "h3", "st_dwithin"]
-# knn won the benchmark (docs/adr/0006-search-knn-and-lean-hold-path.md); st_dwithin (bitmap scan + sort of every lot in the
-# radius) and h3 (ring of cells + sort) are kept as the measured baselines.
-DEFAULT_PREFILTER: Prefilter = "knn"
+__all__ = ["EARTH_RADIUS_M", "great_circle_m"]  # their home is geo.distance; tests and callers import them here
+
+Prefilter = Literal["index", "knn", "h3", "st_dwithin"]
+# index (the H3 ring over the in-process lot index) won the benchmark (docs/adr/0009-search-from-an-in-process-index.md);
+# knn (GiST index scan, docs/adr/0006-search-knn-and-lean-hold-path.md), st_dwithin (bitmap scan + sort of every
+# lot in the radius) and h3 (ring of cells + sort, in SQL) are kept as the measured baselines.
+DEFAULT_PREFILTER: Prefilter = "index"
 KNN_MIN_SCAN = 32  # rows read by the first KNN chunk at least (a page + 1 when that is more)
 KNN_MAX_SCAN = 2_000  # a later chunk grows with the observed filter pass rate, up to this
 H3_R9_MAX_RADIUS_M = 1_500  # above this the ring is built from r7 cells (fewer, larger)
@@ -35,33 +40,10 @@ MAX_BBOX_DIAGONAL_FACTOR = 4  # a bbox may span at most this many times the maxi
 CURSOR_VERSION = 1
 
 
-def great_circle_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Haversine distance on the PostGIS sphere, in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def h3_ring(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
-    """(resolution, cells as ints) whose union covers every point within `radius_m` of (lat, lng).
-
-    In a hexagonal grid two cells k steps apart have centres at least 1.5·k·edge apart; the query point
-    and a lot each lie within one edge of their cell's centre, so k = ceil((r + 2·edge) / (1.5·edge)).
-    The local edge is measured at the origin cell and shrunk by 10% against grid distortion.
-    """
+    """(resolution, cells as ints) whose union covers every point within `radius_m` of (lat, lng)."""
     res = 9 if radius_m <= H3_R9_MAX_RADIUS_M else 7
-    return res, list(_ring(h3.latlng_to_cell(lat, lng, res), float(radius_m)))
-
-
-@lru_cache(maxsize=8192)
-def _ring(origin: str, radius_m: float) -> tuple[int, ...]:
-    """The covering ring of an origin cell: depends on the cell and radius only, so it is cached
-    (a 1 km ring at r9 is ~130 cells and costs more to build than the SQL that uses it)."""
-    edges = [h3.edge_length(e, unit="m") for e in h3.origin_to_directed_edges(origin)]
-    short, long_ = min(edges) * 0.9, max(edges) * 1.1
-    k = math.ceil((radius_m + 2 * long_) / (1.5 * short))
-    return tuple(h3.str_to_int(c) for c in h3.grid_disk(origin, k))
+    return res, list(ring_cells(h3.latlng_to_cell(lat, lng, res), float(radius_m)))
 
 
 @dataclass(frozen=True)
@@ -112,9 +94,18 @@ class SearchPage:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class QuoteFn(Protocol):
-    def __call__(self, conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
-                 starts_at: datetime, ends_at: datetime) -> Awaitable[dict[uuid.UUID, dict[str, Any]]]: ...
+class PageCounts(Protocol):
+    """Free compatible spots for the page's rows (SQL rows, or index hits), by lot id."""
+
+    def __call__(self, rows: Sequence[Any], *, vehicle_type: str | None, starts_at: datetime,
+                 ends_at: datetime) -> Awaitable[dict[uuid.UUID, Counted]]: ...
+
+
+class PageQuotes(Protocol):
+    """Quotes for the page's rows (SQL rows, or index hits that carry their rate card), by lot id."""
+
+    def __call__(self, rows: Sequence[Any], *, vehicle_type: str | None, starts_at: datetime,
+                 ends_at: datetime) -> Awaitable[dict[uuid.UUID, dict[str, Any]]]: ...
 
 
 def encode_cursor(*, sort: str, distance_m: float, lot_id: uuid.UUID, fingerprint: str) -> str:
@@ -164,23 +155,59 @@ def _check(query: SearchQuery, *, max_radius_m: int) -> None:
         raise ValidationFailed("max_price must be >= 0 (minor units)", loc=("query", "max_price"))
 
 
-async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Window, now: datetime,
-                      max_radius_m: int, counts: CountsFn = available_counts, source: str = SOURCE,
-                      quotes: QuoteFn | None = None) -> SearchPage:
+async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, window: Window, max_radius_m: int,
+                      counts: PageCounts, quotes: PageQuotes | None = None,
+                      snapshot: LotSnapshot | None = None) -> SearchPage:
     """One page of open lots near a point (or in a bbox), nearest first, with availability for the window.
 
     Keyset pagination on (distance_m, lot id): a page never repeats or skips a lot that existed when the
     first page was read, whatever is added in between. `sort=price` orders like `distance` until quotes
-    exist; `max_price` only drops lots whose quote is known to exceed it (unquoted lots stay).
+    exist; `max_price` only drops lots whose quote is known to exceed it (unquoted lots stay). The `index`
+    prefilter searches `snapshot`; the others (and every bbox search) run SQL on `conn`.
     """
     _check(query, max_radius_m=max_radius_m)
     fingerprint = query.fingerprint(window)
     after_d, after_id = -1.0, uuid.UUID(int=0)
     if query.cursor is not None:
         after_d, after_id = decode_cursor(query.cursor, sort=query.sort, fingerprint=fingerprint)
+    if query.bbox is None and query.prefilter == "index":
+        assert snapshot is not None and query.lat is not None and query.lng is not None and query.radius_m
+        lat, lng, statement = query.lat, query.lng, "index"
+        rows: Sequence[Any] = snapshot.nearest(
+            lat=lat, lng=lng, radius_m=float(query.radius_m), vehicle_type=query.vehicle_type,
+            amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=(after_d, after_id),
+            need=query.limit + 1)
+    else:
+        assert conn is not None
+        lat, lng, statement, rows = await _sql_rows(conn, query, window, after=(after_d, after_id))
+    page, more = rows[:query.limit], len(rows) > query.limit
+    ids = [r.id for r in page]
+    free = await counts(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
+    priced = (await quotes(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
+                           ends_at=window.slot_end)) if quotes and ids else {}
+    items = []
+    for r in page:
+        quote = priced.get(r.id)
+        if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
+            continue
+        count = free[r.id]
+        items.append(SearchItem(lot_id=r.id, name=r.name, lat=r.lat, lng=r.lng, distance_m=r.distance_m,
+                                available=min(count.available, r.capacity), capacity=r.capacity, quote=quote,
+                                source=count.source, as_of=count.as_of))
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = encode_cursor(sort=query.sort, distance_m=last.sort_key, lot_id=last.id,
+                                    fingerprint=fingerprint)
+    return SearchPage(items=items, next_cursor=next_cursor, origin=(lat, lng), window=window, prefilter=statement)
+
+
+async def _sql_rows(conn: AsyncConnection, query: SearchQuery, window: Window,
+                    after: tuple[float, uuid.UUID]) -> tuple[float, float, str, Sequence[Any]]:
+    """(origin lat, origin lng, statement name, rows) of the SQL prefilters and bbox searches."""
     usable, ev_if_overflow = usable_mask(query.vehicle_type)
     params: dict[str, Any] = {"usable": usable, "ev_if_overflow": ev_if_overflow, "amenities": list(query.amenities),
-                              "horizon_days": window.horizon_days, "after_d": after_d, "after_id": after_id,
+                              "horizon_days": window.horizon_days, "after_d": after[0], "after_id": after[1],
                               "limit": query.limit + 1}
     if query.bbox is not None:
         lat, lng = (query.lat, query.lng) if query.lat is not None and query.lng is not None else query.bbox.centre()
@@ -198,30 +225,10 @@ async def search_lots(conn: AsyncConnection, *, query: SearchQuery, window: Wind
             statement = query.prefilter
     params.update(lat=lat, lng=lng)
     if statement == "knn":
-        rows = await _knn_rows(conn, params, radius_m=float(params["radius"]), after=(after_d, after_id),
-                               need=query.limit + 1)
+        rows = await _knn_rows(conn, params, radius_m=float(params["radius"]), after=after, need=query.limit + 1)
     else:
         rows = (await conn.execute(queries.SEARCH[statement], params)).all()
-    page, more = rows[:query.limit], len(rows) > query.limit
-    ids = [r.id for r in page]
-    free = await counts(conn, lot_ids=ids, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
-                        ends_at=window.slot_end)
-    priced = (await quotes(conn, lot_ids=ids, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
-                           ends_at=window.slot_end)) if quotes and ids else {}
-    items = []
-    for r in page:
-        quote = priced.get(r.id)
-        if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
-            continue
-        items.append(SearchItem(lot_id=r.id, name=r.name, lat=r.lat, lng=r.lng, distance_m=r.distance_m,
-                                available=min(free.get(r.id, 0), r.capacity), capacity=r.capacity, quote=quote,
-                                source=source, as_of=now))
-    next_cursor = None
-    if more:
-        last = page[-1]
-        next_cursor = encode_cursor(sort=query.sort, distance_m=last.sort_key, lot_id=last.id,
-                                    fingerprint=fingerprint)
-    return SearchPage(items=items, next_cursor=next_cursor, origin=(lat, lng), window=window, prefilter=statement)
+    return lat, lng, statement, rows
 
 
 async def _knn_rows(conn: AsyncConnection, params: dict[str, Any], *, radius_m: float,

@@ -158,11 +158,16 @@ async def _load_chunk(engine: AsyncEngine, chunk: list[LotPlan], org: uuid.UUID,
         pg = raw.driver_connection
         assert pg is not None
         async with pg.transaction():
+            # a bulk load, not a request: the pool's statement timeout would cancel it on a busy machine
+            await pg.execute("SET LOCAL statement_timeout = 0")
             await _copy(pg, lot_rows, level_rows, spot_rows, gate_rows, rate_rows)
     totals["lots"] += len(lot_rows)
     totals["levels"] += len(level_rows)
     totals["spots"] += len(spot_rows)
     totals["gates"] += len(gate_rows)
+
+
+BULK_TIMEOUT_S = 1800
 
 
 async def _copy(pg: Any, lot_rows: list[tuple[Any, ...]], level_rows: list[tuple[Any, ...]],
@@ -178,7 +183,8 @@ async def _copy(pg: Any, lot_rows: list[tuple[Any, ...]], level_rows: list[tuple
         " ST_SetSRID(ST_MakePoint(lng, lat), 4326)::geography, h3_r7, h3_r9, timezone, kind, amenities,"
         " height_limit_cm, capacity FROM seed_lots")
     await pg.copy_records_to_table("levels", records=level_rows, columns=["lot_id", "id", "name", "ordinal"])
-    await pg.copy_records_to_table("spots", records=spot_rows,
+    # the spot-count triggers make this the slow step: the pool's 30 s command timeout cut it on a busy machine
+    await pg.copy_records_to_table("spots", records=spot_rows, timeout=BULK_TIMEOUT_S,
                                    columns=["lot_id", "idx", "level_id", "label", "type", "rank"])
     await pg.copy_records_to_table("gates", records=gate_rows, columns=["lot_id", "id", "name", "direction"])
     await pg.execute("CREATE TEMP TABLE seed_rates (lot_id uuid, currency text, body text) ON COMMIT DROP")

@@ -1,9 +1,11 @@
 """Search benchmark: search vs /healthz on the same 2-worker server in the same run, plus the raw PostGIS
-rate, for each prefilter: KNN on the GiST index (the default), and the baselines ST_DWithin on the GiST
-index (bitmap scan + sort) and the H3 ring computed in process.
+rate, for each prefilter: the H3 ring over each worker's in-process lot index (the default; no SQL per
+search, so it has no raw phase), and the SQL baselines KNN on the GiST index, ST_DWithin on the GiST index
+(bitmap scan + sort) and the H3 ring computed in process then matched in SQL.
 
     python -m loadtests.bench_search                     # 20,000 lots, 15 s per phase
     python -m loadtests.bench_search --lots 100000 --duration 30
+    python -m loadtests.bench_search --prefilters index,knn --duration 5   # a quick ratio check
 
 Targets (issue 4): search >= 30% of the /healthz rate, p99 < 100 ms, zero errors.
 """
@@ -134,8 +136,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--radius", type=int, default=1000)
     ap.add_argument("--raw-pool", type=int, default=10, help="asyncpg connections for the raw phases")
-    ap.add_argument("--prefilters", default="knn,st_dwithin,h3",
-                    help="comma-separated, first is the default one (knn, st_dwithin, h3)")
+    ap.add_argument("--prefilters", default="index,knn,st_dwithin,h3",
+                    help="comma-separated, first is the default one (index, knn, st_dwithin, h3)")
     args = ap.parse_args()
     args.prefilters = [p.strip() for p in args.prefilters.split(",") if p.strip()]
 
@@ -162,7 +164,8 @@ def main() -> int:
             print(results[-1].line(), flush=True)
     finally:
         stop_server(proc)
-    for prefilter in args.prefilters:
+    sql_prefilters = [p for p in args.prefilters if p != "index"]
+    for prefilter in sql_prefilters:
         results.append(asyncio.run(raw_phase(f"raw SQL prefilter={prefilter}", dsn=dsn, prefilter=prefilter,
                                              points=points, radius=args.radius, concurrency=args.concurrency,
                                              duration=args.duration, warmup=args.warmup,
@@ -170,7 +173,7 @@ def main() -> int:
         print(results[-1].line(), flush=True)
 
     health, n = results[0], len(args.prefilters)
-    http, raw = results[1:1 + n], results[1 + n:]
+    http, raw = results[1:1 + n], results[1 + n:]  # raw: the SQL prefilters only
     print("\n" + HEADER)
     for r in results:
         print(r.line())

@@ -6,15 +6,14 @@ availability and the hold all price, sign and verify the same window.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -39,6 +38,28 @@ _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 HYSTERESIS_TTL = timedelta(days=1)
 #: search results without a vehicle type are quoted for a regular car
 DEFAULT_QUOTE_TYPE = "regular"
+#: quotes expire on multiples of this, so equal quotes signed within one step are the same quote (memoised)
+EXPIRY_STEP = timedelta(seconds=10)
+SIGNED_MEMO_SIZE = 50_000
+
+#: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
+OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
+
+
+class StoredCard(NamedTuple):
+    """A lot's card as stored: JSON text, version, and the lot's time zone."""
+
+    body: str
+    version: int
+    timezone: str
+
+
+def _floor(value: datetime, step: timedelta) -> datetime:
+    return value - (value - datetime.min.replace(tzinfo=value.tzinfo)) % step
+
+
+def _static_multiplier(card: RateCard) -> tuple[Fraction, str]:
+    return dynamic_multiplier(occupancy=0, previous=None, settings=card.dynamic)
 
 
 def policy_snapshot(card: RateCard) -> dict[str, Any]:
@@ -71,23 +92,20 @@ async def get_rate_card(conn: AsyncConnection, *, lot_id: uuid.UUID) -> tuple[di
 
 class _CardCache:
     """Parsed cards by content: parsing and tiling a card costs more than the SQL that reads it, and
-    many lots (an operator's whole estate) share one card, so equal bodies share one parsed card."""
+    many lots (an operator's whole estate) share one card, so equal bodies share one parsed card. Keyed by
+    the body's JSON text itself: a str caches its hash, so the search index's shared body strings cost one
+    dict probe each."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
         self._items: OrderedDict[str, RateCard] = OrderedDict()
 
-    @staticmethod
-    def content_key(body: Any) -> str:
-        raw = body if isinstance(body, str) else json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()
-
-    def get(self, lot_id: uuid.UUID, version: int, body: Any) -> RateCard:
-        key = self.content_key(body)
+    def get(self, body: Any) -> RateCard:
+        key = body if isinstance(body, str) else json.dumps(body, sort_keys=True, separators=(",", ":"))
         card = self._items.get(key)
         if card is None:
-            # bodies arrive as the jsonb's text (hashing it needs no decode); decoded only on a miss
-            card = parse_rate_card(json.loads(body) if isinstance(body, str) else body)
+            # bodies arrive as the jsonb's text; decoded only on a miss
+            card = parse_rate_card(json.loads(key))
             self._items[key] = card
             if len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -111,7 +129,8 @@ class QuoteService:
                  ttl: timedelta = timedelta(minutes=10)) -> None:
         self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
         self.cards = _CardCache()
-        self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any]]] = OrderedDict()
+        self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
+        self._signed: OrderedDict[tuple[Any, ...], tuple[RateCard, Quote]] = OrderedDict()
 
     # -- dynamic multiplier ------------------------------------------------------------------------------------
 
@@ -146,21 +165,18 @@ class QuoteService:
         except _REDIS_DOWN as exc:
             log.warning("dynamic_state_unavailable", error=repr(exc)[:200])
 
-    async def _multipliers(self, conn: AsyncConnection, cards: dict[uuid.UUID, RateCard], starts_at: datetime,
+    async def _multipliers(self, occupancy: OccupancyFn, cards: dict[uuid.UUID, RateCard], starts_at: datetime,
                            ends_at: datetime) -> dict[uuid.UUID, tuple[Fraction, str]]:
         """Multiplier and reason per lot: booked occupancy for the window, sticky around the last one shown."""
         dynamic = [lot for lot, card in cards.items() if card.dynamic.enabled]
-        out = {lot: dynamic_multiplier(occupancy=0, previous=None, settings=card.dynamic)
-               for lot, card in cards.items() if not card.dynamic.enabled}
+        out = {lot: _static_multiplier(card) for lot, card in cards.items() if not card.dynamic.enabled}
         if not dynamic:
             return out
-        rows = await conn.execute(q.BOOKED_OCCUPANCY, {"lot_ids": dynamic, "slot_start": starts_at,
-                                                       "slot_end": ends_at})
-        occupancy = {r.lot_id: Fraction(int(r.busy), int(r.total)) for r in rows if r.total}
+        booked = await occupancy(dynamic, starts_at, ends_at)
         previous = await self._previous(dynamic)
         shown: dict[uuid.UUID, Fraction] = {}
         for lot in dynamic:
-            mult, reason = dynamic_multiplier(occupancy=occupancy.get(lot, Fraction(0)), previous=previous.get(lot),
+            mult, reason = dynamic_multiplier(occupancy=booked.get(lot, Fraction(0)), previous=previous.get(lot),
                                               settings=cards[lot].dynamic, source="booked")
             out[lot] = (mult, reason)
             if previous.get(lot) != mult:
@@ -180,12 +196,18 @@ class QuoteService:
             breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
                                      multiplier=mult, multiplier_reason=reason, discount_code=discount_code,
                                      now=now)
-            priced = (card, breakdown, breakdown.as_json())
+            priced = (card, breakdown, breakdown.as_json(), policy_snapshot(card))
             self._prices[price_key] = priced
             if len(self._prices) > 4096:
                 self._prices.popitem(last=False)
-        _, breakdown, breakdown_json = priced
-        expires_at = now + self.ttl
+        _, breakdown, breakdown_json, policy = priced
+        # Quotes expire on whole EXPIRY_STEP boundaries (a little before now + ttl), so every search of the same
+        # lot, type and window within one step shows the same signed quote: signed once, not once per page.
+        expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        signed_key = (lot_id, id(card), version, price_key, expires_at)
+        hit = self._signed.get(signed_key) if discount_code is None else None
+        if hit is not None and hit[0] is card:
+            return hit[1]
         token = sign_quote(secret=self.secret, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
                            ends_at=ends_at, total=breakdown.total, expires_at=expires_at, discount_code=discount_code)
         data = {
@@ -193,9 +215,14 @@ class QuoteService:
             "ends_at": ends_at.isoformat(), "timezone": tz, "total": breakdown.total.as_json(),
             "breakdown": breakdown_json, "multiplier": breakdown_json["multiplier"], "reason": reason,
             "expires_at": expires_at.isoformat(), "token": token, "card_version": version,
-            "policy": policy_snapshot(card), "discount_code": discount_code,
+            "policy": policy, "discount_code": discount_code,
         }
-        return Quote(breakdown.total, data)
+        quote = Quote(breakdown.total, data)
+        if discount_code is None:
+            self._signed[signed_key] = (card, quote)
+            if len(self._signed) > SIGNED_MEMO_SIZE:
+                self._signed.popitem(last=False)
+        return quote
 
     async def quote(self, conn: AsyncConnection, *, lot_id: uuid.UUID, vehicle_type: str, starts_at: datetime,
                     ends_at: datetime, quote_token: str | None = None, discount_code: str | None = None) -> Quote:
@@ -204,7 +231,7 @@ class QuoteService:
         row = (await conn.execute(q.LOT_CARD, {"lot_id": lot_id})).first()
         if row is None:
             raise NotFound(f"lot {lot_id} not found")
-        card = self.cards.get(lot_id, int(row.version), row.body) if row.body is not None else None
+        card = self.cards.get(row.body) if row.body is not None else None
         if discount_code and card is not None:  # codes match case-insensitively; store the card's spelling
             found = card.find_code(discount_code)
             discount_code = found.code if found is not None else discount_code
@@ -229,7 +256,7 @@ class QuoteService:
             # two holds racing for the last use can both get it (see the closing note)
             used = int(await conn.scalar(q.DISCOUNT_USES, {"lot_id": lot_id, "code": discount_code}) or 0)
             check_discount_code(card=card, code=discount_code, now=now, times_used=used)
-        mult, reason = (await self._multipliers(conn, {lot_id: card}, starts_at, ends_at))[lot_id]
+        mult, reason = (await self._multipliers(booked_occupancy(conn), {lot_id: card}, starts_at, ends_at))[lot_id]
         return self._quote(lot_id=lot_id, card=card, version=int(row.version), tz=row.timezone,
                            vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason,
                            now=now, discount_code=discount_code)
@@ -239,25 +266,49 @@ class QuoteService:
         """Quotes for a search page: one card query, one occupancy query (dynamic lots only); unsold types skipped."""
         if not lot_ids:
             return {}
+        rows = await conn.execute(q.LOT_CARDS, {"lot_ids": list(lot_ids)})
+        return await self.quotes_for_cards({r.id: StoredCard(r.body, int(r.version), r.timezone) for r in rows},
+                                           vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
+                                           occupancy=booked_occupancy(conn))
+
+    async def quotes_for_cards(self, stored: Mapping[uuid.UUID, StoredCard], *, vehicle_type: str | None,
+                               starts_at: datetime, ends_at: datetime,
+                               occupancy: OccupancyFn) -> dict[uuid.UUID, dict[str, Any]]:
+        """Quotes for lots whose stored cards the caller already has (search's lot index); `occupancy` is asked
+        only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
-        rows = list(await conn.execute(q.LOT_CARDS, {"lot_ids": list(lot_ids)}))
-        cards, zones, versions = {}, {}, {}
-        for r in rows:
+        cards, sells = {}, {}  # lots of a page mostly share a card: ask each card once
+        for lot, row in stored.items():
             try:
-                card = self.cards.get(r.id, int(r.version), r.body)
+                card = self.cards.get(row.body)
             except (ValueError, ValidationFailed) as exc:  # a card stored before a stricter validator: skip it
-                log.warning("rate_card_unreadable", lot_id=str(r.id), error=repr(exc)[:200])
+                log.warning("rate_card_unreadable", lot_id=str(lot), error=repr(exc)[:200])
                 continue
-            if wanted in card.spot_types:
-                cards[r.id], zones[r.id], versions[r.id] = card, r.timezone, int(r.version)
-        mults = await self._multipliers(conn, cards, starts_at, ends_at)
+            if id(card) not in sells:
+                sells[id(card)] = wanted in card.spot_types
+            if sells[id(card)]:
+                cards[lot] = card
+        mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
         out = {}
         for lot, card in cards.items():
             mult, reason = mults[lot]
-            out[lot] = self._quote(lot_id=lot, card=card, version=versions[lot], tz=zones[lot], vehicle_type=wanted,
-                                   starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason, now=now).data or {}
+            out[lot] = self._quote(lot_id=lot, card=card, version=stored[lot].version, tz=stored[lot].timezone,
+                                   vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
+                                   reason=reason, now=now).data or {}
         return out
+
+
+def booked_occupancy(conn: AsyncConnection) -> OccupancyFn:
+    """Booked share of each lot's in-service spots for a window, read on `conn`."""
+
+    async def occupancy(lot_ids: Sequence[uuid.UUID], starts_at: datetime,
+                        ends_at: datetime) -> dict[uuid.UUID, Fraction]:
+        rows = await conn.execute(q.BOOKED_OCCUPANCY, {"lot_ids": list(lot_ids), "slot_start": starts_at,
+                                                       "slot_end": ends_at})
+        return {r.lot_id: Fraction(int(r.busy), int(r.total)) for r in rows if r.total}
+
+    return occupancy
 
 
 # --- the policy a reservation was sold under --------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, Response
 
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
 from api.schemas.discovery import (
@@ -15,9 +17,11 @@ from api.schemas.discovery import (
     search_geojson,
     search_json,
 )
+from geo.availability import Counted, availability_cache, busy_cache
+from geo.lotindex import Hit, lot_index
 from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
 from geo.window import parse_bbox
-from pricing.service import quote_service
+from pricing.service import StoredCard, booked_occupancy, quote_service
 
 router = APIRouter(prefix="/lots", tags=["discovery"])
 DEFAULT_RADIUS_M = 1000.0
@@ -47,8 +51,9 @@ async def search(
     sort: Literal["distance", "price"] = "distance",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
-    prefilter: Annotated[Literal["knn", "h3", "st_dwithin"], Query(description="benchmark baseline switch")]
-    = DEFAULT_PREFILTER,
+    prefilter: Annotated[Literal["index", "knn", "h3", "st_dwithin"],
+                         Query(description="index (in-process H3 ring, the default); the others are the SQL "
+                                           "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
 ) -> Any:
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()
@@ -59,13 +64,37 @@ async def search(
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
                         cursor=cursor, prefilter=prefilter)
     window = window_from(request, starts_at, ends_at, now)
-    # Read-only and the hottest route: no ConnDep transaction (BEGIN/COMMIT are two more round trips) and no
-    # sync dependencies (each one is a thread-pool hop); the page's availability is a live count anyway.
-    async with ctx.engine.connect() as raw:
-        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-        page = await search_lots(conn, query=query, window=window, now=now,
-                                 max_radius_m=settings.max_search_radius_m, quotes=quote_service(ctx).quotes_for_page)
+    pool, prices = await ctx.pg(), quote_service(ctx)
+
+    if box is None and prefilter == "index":
+        async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
+            lots = [(r.id, r.capacity, r.ev_overflow) for r in rows]
+            return await busy_cache(ctx).counts(pool, lots=lots, now=now, **span)
+
+        async def indexed_quotes(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
+            cards = {r.id: StoredCard(*r.card) for r in rows if r.card is not None}
+            return await prices.quotes_for_cards(cards, occupancy=occupancy, **span)
+
+        async def occupancy(lot_ids: Sequence[uuid.UUID], starts: datetime, ends: datetime) -> dict[uuid.UUID, Any]:
+            async with ctx.engine.connect() as conn:  # only for lots with dynamic pricing
+                return await booked_occupancy(conn)(lot_ids, starts, ends)
+
+        page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
+                                 counts=indexed_counts, quotes=indexed_quotes,
+                                 snapshot=await lot_index(ctx).snapshot(now))
+    else:
+        # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
+        async with ctx.engine.connect() as raw:
+            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+
+            async def sql_counts(rows: Sequence[Any], **span: Any) -> dict[uuid.UUID, Counted]:
+                return await availability_cache(ctx).counts(pool, lot_ids=[r.id for r in rows], now=now, **span)
+
+            async def sql_quotes(rows: Sequence[Any], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
+                return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
+
+            page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
+                                     counts=sql_counts, quotes=sql_quotes)
     if wants_geojson(request):
-        return JSONResponse(search_geojson(page).model_dump(mode="json", exclude_none=False),
-                            media_type=GEOJSON_MEDIA_TYPE)
-    return search_json(page)
+        return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
+    return Response(search_json(page), media_type="application/json")

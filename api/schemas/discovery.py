@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import orjson
 from geojson_pydantic import Feature, FeatureCollection, Point
-from geojson_pydantic.types import Position2D
 from pydantic import BaseModel, Field
 
 from geo.detail import LotAvailability
@@ -49,26 +49,29 @@ class SearchFeatureCollection(FeatureCollection[Feature[Point, dict[str, Any]]])
     next_cursor: str | None = None
 
 
-def _item(item: SearchItem) -> SearchItemOut:
-    return SearchItemOut(
-        lot=LotRef(id=item.lot_id, name=item.name, location=LatLng(lat=item.lat, lng=item.lng)),
-        distance_m=round(item.distance_m, 2), available=item.available, capacity=item.capacity, quote=item.quote,
-        freshness=Freshness(source=item.source, as_of=item.as_of))
+def _item(item: SearchItem) -> dict[str, Any]:
+    """One item as SearchItemOut dumps it in JSON mode, built directly (pydantic costs more than the search)."""
+    return {"lot": {"id": str(item.lot_id), "name": item.name, "location": {"lat": item.lat, "lng": item.lng}},
+            "distance_m": round(item.distance_m, 2), "available": item.available, "capacity": item.capacity,
+            "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of}}
 
 
-def search_json(page: SearchPage) -> SearchResponse:
-    return SearchResponse(items=[_item(i) for i in page.items], next_cursor=page.next_cursor)
+def search_json(page: SearchPage) -> bytes:
+    """A SearchResponse as JSON bytes."""
+    return orjson.dumps({"items": [_item(i) for i in page.items], "next_cursor": page.next_cursor},
+                        option=orjson.OPT_UTC_Z)
 
 
-def search_geojson(page: SearchPage) -> SearchFeatureCollection:
+def search_geojson(page: SearchPage) -> bytes:
+    """A SearchFeatureCollection (RFC 7946: coordinates are [lng, lat]) as JSON bytes."""
     features = []
     for item in page.items:
-        out = _item(item).model_dump(mode="json")
-        props = {"id": out["lot"]["id"], "name": out["lot"]["name"], **{k: v for k, v in out.items() if k != "lot"}}
-        features.append(Feature[Point, dict[str, Any]](
-            type="Feature", id=str(item.lot_id), properties=props,
-            geometry=Point(type="Point", coordinates=Position2D(longitude=item.lng, latitude=item.lat))))
-    return SearchFeatureCollection(type="FeatureCollection", features=features, next_cursor=page.next_cursor)
+        out = _item(item)
+        lot = out.pop("lot")
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [item.lng, item.lat]},
+                         "properties": {"id": lot["id"], "name": lot["name"], **out}, "id": str(item.lot_id)})
+    return orjson.dumps({"type": "FeatureCollection", "features": features,
+                         "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
 
 
 class TypeAvailability(BaseModel):

@@ -55,9 +55,10 @@ async def test_nearest_first_with_great_circle_distances(client: httpx.AsyncClie
         assert item["distance_m"] == pytest.approx(placed[item["lot"]["name"]], rel=2e-3)
         assert item["available"] == item["capacity"] == 10 and item["quote"] is None
         assert item["freshness"] == {"source": "database", "as_of": "2025-01-06T16:00:00Z"}
-    # both prefilters agree
-    dw = (await search(client, lat=ORIGIN[0], lng=ORIGIN[1], radius_m=1000, prefilter="st_dwithin")).json()
-    assert [i["lot"]["id"] for i in dw["items"]] == [i["lot"]["id"] for i in items]
+    # the prefilters agree
+    for prefilter in ("knn", "st_dwithin"):
+        other = (await search(client, lat=ORIGIN[0], lng=ORIGIN[1], radius_m=1000, prefilter=prefilter)).json()
+        assert other["items"] == items, prefilter
     wide = (await search(client, lat=ORIGIN[0], lng=ORIGIN[1], radius_m=5000)).json()
     assert [i["lot"]["name"] for i in wide["items"]] == ["A", "B", "C", "D"]
 
@@ -212,7 +213,7 @@ async def test_antimeridian_and_poles(client: httpx.AsyncClient, ctx: AppContext
         await add(ctx, f"P{i}", a, b, timezone="UTC")
     expected = sorted((great_circle_m(lat, lng, a, b), f"P{i}") for i, (a, b) in enumerate(others))
     within = [name for d, name in expected if d <= 2000]
-    for prefilter in ("h3", "st_dwithin"):
+    for prefilter in ("index", "h3", "st_dwithin"):
         res = await search(client, lat=lat, lng=lng, radius_m=2000, prefilter=prefilter)
         assert res.status_code == 200, res.text
         items = res.json()["items"]

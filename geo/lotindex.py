@@ -1,0 +1,237 @@
+"""The open lots in memory, per worker: nearest-first search by H3 ring without a database round trip.
+
+A snapshot holds every open lot's place, H3 r9 cell, usable capacity per vehicle type, search filters and
+rate card, as numpy arrays sorted by cell. A search gathers the lots of a ring of cells around the point
+(grown until the page is complete), measures chord distances in numpy to shortlist them, then orders the
+shortlist by the exact great-circle distance (`geo.distance.great_circle_m`, to the micrometre) and lot id, as
+the keyset needs. The SQL baselines order by PostGIS's `<->`, which can differ from it in the last bits, so
+lots at the same distance may come in another order there (never a different set or distance).
+
+Freshness: `LotIndex.snapshot` polls `lot_index_version` (bumped by triggers on lots and rate_cards in the
+writer's transaction) at most once per refresh interval of the injected clock, and reloads everything in
+one repeatable-read snapshot when it changed; a lot created, changed or closed is seen by the first search
+after the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import NamedTuple, cast
+
+import asyncpg
+import h3
+import numpy as np
+import numpy.typing as npt
+
+from core.context import AppContext
+from geo import queries
+from geo.availability import ALL_SPOT_TYPES, usable_mask
+from geo.distance import EARTH_RADIUS_M, great_circle_m
+from geo.h3cells import ring_cells
+from geo.schemas import AMENITIES
+
+VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
+FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
+FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
+EPS_M = 1e-3  # numpy's chord distance and the exact distance differ by far less than this
+# Lots within a micrometre of each other count as equally far and are ordered by id: floating-point noise in the
+# last bits (a lot 40 m north and one 40 m south) must not decide the keyset order.
+TIE_DECIMALS = 6
+
+
+class Card(NamedTuple):
+    """A lot's rate card as stored (JSON text, shared by lots with equal cards), its version, the lot's zone."""
+
+    body: str
+    version: int
+    timezone: str
+
+
+class Hit(NamedTuple):
+    """One lot of a page, shaped like a row of the SQL prefilters."""
+
+    id: uuid.UUID
+    name: str
+    lat: float
+    lng: float
+    distance_m: float
+    sort_key: float
+    capacity: int
+    ev_overflow: bool
+    card: Card | None
+
+
+def _unit(lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    la, lo = np.radians(lat), np.radians(lng)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
+
+
+def amenity_mask(names: tuple[str, ...] | list[str]) -> int:
+    return sum(1 << AMENITIES.index(n) for n in names if n in AMENITIES)
+
+
+@lru_cache(maxsize=8192)
+def _ring_array(origin: str, cover_m: float) -> npt.NDArray[np.int64]:
+    return np.array(ring_cells(origin, cover_m), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class LotSnapshot:
+    """Every open lot at one version of the lot tables."""
+
+    version: int | None
+    ids: list[uuid.UUID]
+    names: list[str]
+    lats: list[float]
+    lngs: list[float]
+    cards: list[Card | None]
+    cells: npt.NDArray[np.int64]  # sorted; the other arrays follow the same order
+    xyz: npt.NDArray[np.float64]
+    horizon: npt.NDArray[np.int32]
+    amenities: npt.NDArray[np.int32]
+    ev_overflow: list[bool]
+    capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
+
+    @classmethod
+    def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
+        rows = sorted(rows, key=lambda r: r["h3_r9"])
+        in_service = np.array([r["spots_in_service"] for r in rows], dtype=np.int32).reshape(len(rows), 6)
+        overflow = [bool(r["ev_overflow"]) for r in rows]
+        capacity = {}
+        for vt in VEHICLE_TYPES:  # as lot_usable_capacity() in SQL: ev spots also count where overflow applies
+            usable, ev_if_overflow = usable_mask(vt)
+            weights = np.tile(np.array(usable, dtype=np.int32), (len(rows), 1))
+            weights[:, 4] |= np.array(overflow, dtype=np.int32) * ev_if_overflow
+            capacity[vt] = (in_service * weights).sum(axis=1, dtype=np.int32)
+        lats = [float(r["lat"]) for r in rows]
+        lngs = [float(r["lng"]) for r in rows]
+        return cls(
+            version=version, ids=[r["id"] for r in rows], names=[r["name"] for r in rows], lats=lats, lngs=lngs,
+            cards=[cards.get(r["id"]) for r in rows],
+            cells=np.array([r["h3_r9"] for r in rows], dtype=np.int64),
+            xyz=_unit(np.array(lats, dtype=np.float64), np.array(lngs, dtype=np.float64)).reshape(len(rows), 3),
+            horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
+            amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
+            ev_overflow=overflow, capacity=capacity)
+
+    def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
+        """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin`."""
+        if cover_m > FULL_SCAN_COVER_M:
+            return np.arange(len(self.ids))
+        ring = _ring_array(origin, cover_m)
+        lo = np.searchsorted(self.cells, ring, side="left")
+        hi = np.searchsorted(self.cells, ring, side="right")
+        sizes = hi - lo
+        total = int(sizes.sum())
+        if total == 0:
+            return np.empty(0, dtype=np.intp)
+        # concatenated ranges lo[i]..hi[i] without a Python loop
+        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
+        return starts + np.arange(total)
+
+    def nearest(self, *, lat: float, lng: float, radius_m: float, vehicle_type: str | None, amenities: int,
+                horizon_days: int, after: tuple[float, uuid.UUID], need: int) -> list[Hit]:
+        """The first `need` eligible lots within `radius_m` ordered by (exact distance, id) after `after`."""
+        if not self.ids:
+            return []
+        origin = h3.latlng_to_cell(lat, lng, 9)
+        q = _unit(np.array([lat]), np.array([lng]))[0]
+        capacity = self.capacity[vehicle_type]
+        cover = min(radius_m, max(FIRST_COVER_M, after[0] + FIRST_COVER_M))
+        while True:
+            idx = self._in_ring(origin, cover)
+            idx = idx[(capacity[idx] > 0) & (self.horizon[idx] >= horizon_days)
+                      & ((self.amenities[idx] & amenities) == amenities)]
+            chord = np.sqrt(((self.xyz[idx] - q) ** 2).sum(axis=1))
+            approx = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(chord / 2, 1.0))
+            keep = (approx <= cover + EPS_M) & (approx >= after[0] - EPS_M)
+            idx, approx = idx[keep], approx[keep]
+            order = np.argsort(approx, kind="stable")
+            picked = self._exact(idx[order].tolist(), approx[order].tolist(), lat=lat, lng=lng, radius_m=radius_m,
+                                 after=after, need=need, capacity=capacity)
+            # complete once every lot nearer than the page's last one lies inside the covered distance
+            if cover >= radius_m or (len(picked) >= need and picked[need - 1].distance_m <= cover - EPS_M):
+                return picked[:need]
+            cover = min(radius_m, cover * 2)
+
+    def _exact(self, positions: list[int], approx: list[float], *, lat: float, lng: float, radius_m: float,
+               after: tuple[float, uuid.UUID], need: int, capacity: npt.NDArray[np.int32]) -> list[Hit]:
+        picked: list[Hit] = []
+        bound = math.inf  # exact distance of the need-th lot so far; a lot beyond bound + EPS can't displace it
+        for i, rough in zip(positions, approx, strict=True):
+            if rough - EPS_M > bound:
+                break
+            d = great_circle_m(lat, lng, self.lats[i], self.lngs[i])
+            key = round(d, TIE_DECIMALS)
+            if d > radius_m or (key, self.ids[i]) <= after:
+                continue
+            picked.append(Hit(self.ids[i], self.names[i], self.lats[i], self.lngs[i], d, key, int(capacity[i]),
+                              self.ev_overflow[i], self.cards[i]))
+            if len(picked) >= need:
+                picked.sort(key=lambda h: (h.sort_key, h.id))
+                del picked[need:]
+                bound = picked[-1].sort_key
+        picked.sort(key=lambda h: (h.sort_key, h.id))
+        return picked
+
+
+async def load_snapshot(conn: asyncpg.Connection) -> LotSnapshot:
+    """Every open lot and every rate card, read in one snapshot together with the version they are at."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await conn.fetchval(queries.INDEX_VERSION)
+        rows = await conn.fetch(queries.INDEX_LOTS)
+        cards = {}
+        for group in await conn.fetch(queries.INDEX_CARDS):
+            body = group["body"]  # one str object for every lot with this card
+            for lot_id, card_version, tz in zip(group["lot_ids"], group["versions"], group["zones"], strict=True):
+                cards[lot_id] = Card(body, card_version, tz)
+    return LotSnapshot.build(version, rows, cards)
+
+
+class LotIndex:
+    """The current snapshot of one worker, checked for changes at most once per `refresh`."""
+
+    def __init__(self, *, pool: Callable[[], Awaitable[asyncpg.Pool]], refresh: timedelta) -> None:
+        self._pool, self.refresh = pool, refresh
+        self._snapshot: LotSnapshot | None = None
+        self._checked_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def snapshot(self, now: datetime) -> LotSnapshot:
+        """The snapshot to search; polls the version (and reloads) when the refresh interval has passed.
+
+        One request polls; the others keep searching the current snapshot meanwhile (only the very first
+        load is waited for)."""
+        current = self._snapshot
+        fresh = self._checked_at is not None and now - self._checked_at < self.refresh
+        if current is not None and (fresh or self._lock.locked()):
+            return current
+        async with self._lock:
+            if self._snapshot is None or self._checked_at is None or now - self._checked_at >= self.refresh:
+                await self.refresh_now(now)
+        assert self._snapshot is not None
+        return self._snapshot
+
+    async def refresh_now(self, now: datetime) -> None:
+        """Poll the version and reload if it changed (or nothing is loaded yet)."""
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            version = await conn.fetchval(queries.INDEX_VERSION)
+            if self._snapshot is None or version != self._snapshot.version:
+                self._snapshot = await load_snapshot(conn)
+        self._checked_at = now
+
+
+def lot_index(ctx: AppContext) -> LotIndex:
+    """The process's lot index (one per context)."""
+    index = ctx.extras.get("lot_index")
+    if index is None:
+        index = LotIndex(pool=ctx.pg, refresh=timedelta(milliseconds=ctx.settings.search_index_refresh_ms))
+        ctx.extras["lot_index"] = index
+    return cast(LotIndex, index)
