@@ -9,7 +9,7 @@ from a sequence so it never repeats, even after the table is truncated.
 
 Revision ID: 0007_lot_index_version
 Revises: 0006_sensors
-Create Date: 2026-11-22 09:00:00
+Create Date: 2026-11-21 19:00:00
 """
 
 from alembic import op
