@@ -28,7 +28,7 @@ from sqlalchemy import text
 from core.accounts import create_device
 from core.context import build_context
 from core.migrate import upgrade
-from loadtests.bench_search import ROOT, free_port, start_server, stop_server
+from loadtests.common import ROOT, free_port, start_server, stop_server
 from loadtests.search_city import BENCH_SECRET, PG_HOST, bench_settings, database_url
 from tests.factories import insert_lot
 
@@ -164,7 +164,8 @@ def main() -> int:
     try:
         lot, key = asyncio.run(seed(dbname, args.spots))
         port = free_port()
-        server = start_server(database_url(dbname), port, 2)
+        server = start_server(database_url(dbname), port, 2, {"PARKGRID_SECRET_KEY": BENCH_SECRET,
+                                                              "PARKGRID_REDIS_PREFIX": f"bench-{dbname}"})
         try:
             rps = asyncio.run(healthz_phase(port))
             http_rate = asyncio.run(http_phase(port, lot, key, args))
