@@ -30,7 +30,7 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
     batches = [events(b * args.batch, args.batch, args.spots, at) for b in range(args.batches + 2)]
     try:
         async def one(batch: list[dict[str, object]]) -> None:
-            await ingest_sensor_events(engine=ctx.engine, counters=counters_for(ctx), lot_id=lot, events=batch,
+            await ingest_sensor_events(pg=await ctx.pg(), counters=counters_for(ctx), lot_id=lot, events=batch,
                                        now=datetime.now(UTC))
 
         for batch in batches[:2]:  # warm-up: pools, prepared statements, sensor registration
