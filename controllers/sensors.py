@@ -130,6 +130,52 @@ async def _lock_sensors(conn: asyncpg.Connection, *, lot_id: uuid.UUID,
     return rows, registered
 
 
+@dataclass
+class _Applied:
+    """What a batch's fresh readings did to their sensors (decided under the sensors' row locks)."""
+
+    states: dict[str, SensorState]
+    accepted: list[bool]
+    changes: list[tuple[Reading, str]]  # (reading, CDS event type) for the controller-events ledger
+
+
+def _apply(fresh: list[Reading], states: dict[str, SensorState], *, registered: set[str], rules: SensorRules,
+           now: datetime, result: BatchResult) -> _Applied:
+    """Run each reading, oldest first, through its sensor's rules; ignored readings go to `result` with a reason."""
+    states = dict(states)
+    accepted: list[bool] = []
+    changes: list[tuple[Reading, str]] = []
+    for r in fresh:
+        old = states[r.sensor_id]
+        new, outcome = apply_reading(old, r, rules=rules, now=now)
+        states[r.sensor_id] = new
+        accepted.append(outcome in APPLIED)
+        if outcome in APPLIED:
+            result.accepted += 1
+        else:
+            result.ignored.append({"event_id": r.event_id, "reason": outcome})
+        if outcome == "changed":
+            first = r.sensor_id in registered and old.last_seen_at is None
+            changes += [(r, cds) for cds in cds_events(old.state, new.state)
+                        if not (first and cds == "comms_restored")]
+    return _Applied(states=states, accepted=accepted, changes=changes)
+
+
+def _deltas(rows: dict[str, asyncpg.Record], before: dict[str, SensorState], after: dict[str, SensorState],
+            registered: set[str]) -> dict[str, Delta]:
+    """Counter deltas per level and spot type; a new sensor adds itself, a known one moves its contribution."""
+    deltas: dict[str, Delta] = defaultdict(Delta)
+    for sid, new in after.items():
+        row = rows[sid]
+        if row["level_id"] is None:
+            continue  # a sensor mapped to no spot counts towards nothing
+        o0, u0 = (0, 0) if sid in registered else contribution(before[sid].state)
+        o1, u1 = contribution(new.state)
+        deltas[group_of(row["level_id"], row["spot_type"])].add(
+            occupied=o1 - o0, unknown=u1 - u0, sensors=1 if sid in registered else 0, seen=new.last_seen_at)
+    return dict(deltas)
+
+
 async def ingest_sensor_events(*, pg: asyncpg.Pool, counters: OccupancyCounters | None, lot_id: uuid.UUID,
                                events: list[Any], now: datetime, device_id: uuid.UUID | None = None,
                                rules: SensorRules = DEFAULT_RULES, sensor_id: str | None = None) -> BatchResult:
@@ -147,58 +193,27 @@ async def ingest_sensor_events(*, pg: asyncpg.Pool, counters: OccupancyCounters 
         if not fresh:
             return result
         rows, registered = await _lock_sensors(conn, lot_id=lot_id, sensor_ids=sorted({r.sensor_id for r in fresh}))
-        states: dict[str, SensorState] = {
+        before: dict[str, SensorState] = {
             sid: UNSEEN if sid in registered else SensorState(state=row["state"], state_since=row["state_since"],
                                                               last_seen_at=row["last_seen_at"],
                                                               confidence=row["confidence"])
             for sid, row in rows.items()}
-        start = dict(states)
-        ev: dict[str, list[Any]] = defaultdict(list)  # column -> values, for unnest()
-        ce: dict[str, list[Any]] = defaultdict(list)
-        for r in fresh:
-            old = states[r.sensor_id]
-            new, outcome = apply_reading(old, r, rules=rules, now=now)
-            states[r.sensor_id] = new
-            applied = outcome in APPLIED
-            for col, value in (("event_ids", r.event_id), ("sensor_ids", r.sensor_id), ("states", r.state),
-                               ("confidences", r.confidence), ("occurred", r.occurred_at), ("accepted", applied)):
-                ev[col].append(value)
-            if applied:
-                result.accepted += 1
-            else:
-                result.ignored.append({"event_id": r.event_id, "reason": outcome})
-            if outcome == "changed":
-                spot = rows[r.sensor_id]["spot_id"]
-                first = r.sensor_id in registered and old.last_seen_at is None
-                for cds in cds_events(old.state, new.state):
-                    if first and cds == "comms_restored":
-                        continue
-                    ce["event_ids"].append(ledger_id(f"sensor:{r.event_id}:{cds}"))
-                    ce["cds"].append(cds)
-                    ce["occurred"].append(r.occurred_at)
-                    ce["sensor_ids"].append(r.sensor_id)
-                    ce["spot_ids"].append(str(spot) if spot else None)
-        await conn.execute(q.UPDATE_SENSORS, lot_id, list(states), [s.state for s in states.values()],
-                           [s.state_since for s in states.values()], [s.last_seen_at for s in states.values()],
-                           [s.confidence for s in states.values()])
-        await conn.execute(q.INSERT_SENSOR_EVENTS, lot_id, now, ev["event_ids"], ev["sensor_ids"], ev["states"],
-                           ev["confidences"], ev["occurred"], ev["accepted"])
-        if ce:
-            await conn.execute(q.INSERT_CONTROLLER_EVENTS, lot_id, now, device_id, ce["event_ids"], ce["cds"],
-                               ce["occurred"], ce["sensor_ids"], ce["spot_ids"])
+        done = _apply(fresh, before, registered=registered, rules=rules, now=now, result=result)
+        after = done.states.values()
+        await conn.execute(q.UPDATE_SENSORS, lot_id, list(done.states), [s.state for s in after],
+                           [s.state_since for s in after], [s.last_seen_at for s in after],
+                           [s.confidence for s in after])
+        await conn.execute(q.INSERT_SENSOR_EVENTS, lot_id, now, [r.event_id for r in fresh],
+                           [r.sensor_id for r in fresh], [r.state for r in fresh], [r.confidence for r in fresh],
+                           [r.occurred_at for r in fresh], done.accepted)
+        if done.changes:
+            spots = {sid: str(row["spot_id"]) if row["spot_id"] else None for sid, row in rows.items()}
+            await conn.execute(q.INSERT_CONTROLLER_EVENTS, lot_id, now, device_id,
+                               [ledger_id(f"sensor:{r.event_id}:{cds}") for r, cds in done.changes],
+                               [cds for _, cds in done.changes], [r.occurred_at for r, _ in done.changes],
+                               [r.sensor_id for r, _ in done.changes], [spots[r.sensor_id] for r, _ in done.changes])
     if counters is not None:
-        deltas: dict[str, Delta] = defaultdict(Delta)
-        for sid, new in states.items():
-            row = rows[sid]
-            if row["level_id"] is None:
-                continue  # a sensor mapped to no spot counts towards nothing
-            o0, u0 = contribution(start[sid].state)
-            o1, u1 = contribution(new.state)
-            is_new = sid in registered
-            deltas[group_of(row["level_id"], row["spot_type"])].add(
-                occupied=o1 - (0 if is_new else o0), unknown=u1 - (0 if is_new else u0), sensors=1 if is_new else 0,
-                seen=new.last_seen_at)
-        await counters.apply(lot_id=lot_id, deltas=dict(deltas))
+        await counters.apply(lot_id=lot_id, deltas=_deltas(rows, before, done.states, registered))
     return result
 
 

@@ -35,7 +35,7 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
 
         for batch in batches[:2]:  # warm-up: pools, prepared statements, sensor registration
             await one(batch)
-        profiler = cProfile.Profile(time.process_time) if args.profile else None
+        profiler = cProfile.Profile() if args.profile else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
