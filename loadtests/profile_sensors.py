@@ -50,7 +50,7 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
             await one(batch)
         async with ctx.engine.connect() as conn:
             backends = list((await conn.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
             ))).scalars())
         profiler = cProfile.Profile() if args.profile else None
         pg0 = sum(_cpu_seconds(pid) for pid in backends)
