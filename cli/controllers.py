@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
             async def decide_gate(lot_id: uuid.UUID, gate_id: uuid.UUID, body: dict[str, Any], now: datetime) -> None:
                 await decide_mqtt(deps=gates, lot_id=lot_id, gate_id=gate_id, body=body, now=now)
 
-            ingestor = Ingestor(engine=ctx.engine, counters=counters_for(ctx), clock=ctx.clock,
+            ingestor = Ingestor(engine=ctx.engine, pg=await ctx.pg(), counters=counters_for(ctx), clock=ctx.clock,
                                 flush_every=flush_ms / 1000, gate_decider=decide_gate)
             ready = asyncio.Event()
 

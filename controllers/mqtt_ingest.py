@@ -1,8 +1,10 @@
 """`parkgrid ingest`: MQTT controller topics into the same domain functions as HTTP.
 
 Sensor topics `parkgrid/lots/{lot_id}/sensors/{sensor_id}` (one event JSON each) are buffered for a
-few milliseconds and applied per lot in batches through `ingest_sensor_events` (exactly once by
-event_id, so QoS 1 redeliveries are duplicates). Gate topics `parkgrid/lots/{lot_id}/gates/{gate_id}/events`
+few milliseconds (or until `max_batch` messages of a lot) and applied per lot as micro-batches through
+`ingest_sensor_events`, the function HTTP batches use: one transaction per batch, not per message,
+exactly once by event_id (QoS 1 redeliveries are duplicates), one flush at a time so a sensor's
+readings are applied in the order they arrived. Gate topics `parkgrid/lots/{lot_id}/gates/{gate_id}/events`
 go to the gates domain function when it is importable, otherwise into mqtt_gate_inbox (never lost).
 The session is persistent (clean_session off) so QoS 1 messages published while we reconnect wait.
 """
@@ -21,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controllers import sensor_queries as q
@@ -60,11 +63,12 @@ GateDecider = Callable[[uuid.UUID, uuid.UUID, dict[str, Any], datetime], Awaitab
 
 
 class Ingestor:
-    """Buffers sensor messages per lot and flushes them as batches."""
+    """Buffers sensor messages per lot and applies them as micro-batches, one flush at a time, in arrival order."""
 
-    def __init__(self, *, engine: AsyncEngine, counters: OccupancyCounters | None, clock: Clock,
+    def __init__(self, *, engine: AsyncEngine, pg: asyncpg.Pool, counters: OccupancyCounters | None, clock: Clock,
                  flush_every: float = 0.05, max_batch: int = 2000, gate_decider: GateDecider | None = None) -> None:
         self.engine = engine
+        self.pg = pg
         self.gate_decider = gate_decider
         self.counters = counters
         self.clock = clock
@@ -73,6 +77,7 @@ class Ingestor:
         self.pending: dict[uuid.UUID, list[Any]] = defaultdict(list)
         self.lots_known: dict[uuid.UUID, bool] = {}
         self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "ignored": 0, "gate": 0, "dropped": 0}
+        self._flushing = asyncio.Lock()  # one batch at a time: a sensor's readings are applied in arrival order
 
     async def _lot_exists(self, lot_id: uuid.UUID) -> bool:
         if lot_id not in self.lots_known:
@@ -94,7 +99,7 @@ class Ingestor:
                 body.setdefault("sensor_id", r.subject)
             self.pending[r.lot_id].append(body)
             if len(self.pending[r.lot_id]) >= self.max_batch:
-                await self.flush()
+                await self.flush()  # a full batch goes now, and holds the consumer back while PostgreSQL catches up
             return
         await self._gate(r, body)
 
@@ -115,18 +120,22 @@ class Ingestor:
                                                           "now": self.clock.now()})
 
     async def flush(self) -> None:
-        batches, self.pending = self.pending, defaultdict(list)
-        for lot_id, events in batches.items():
-            try:
-                res = await ingest_sensor_events(engine=self.engine, counters=self.counters, lot_id=lot_id,
-                                                 events=events, now=self.clock.now())
-            except Exception:
-                self.pending[lot_id][:0] = events  # retried on the next flush (exactly once by event_id)
-                raise
-            self.stats["accepted"] += res.accepted
-            self.stats["duplicates"] += res.duplicates
-            self.stats["rejected"] += len(res.rejected)
-            self.stats["ignored"] += len(res.ignored)
+        """Apply what is buffered, lot by lot; on failure the unapplied messages stay buffered, in order."""
+        async with self._flushing:
+            batches, self.pending = self.pending, defaultdict(list)
+            lots = list(batches)
+            for i, lot_id in enumerate(lots):
+                try:
+                    res = await ingest_sensor_events(pg=self.pg, counters=self.counters, lot_id=lot_id,
+                                                     events=batches[lot_id], now=self.clock.now())
+                except BaseException:
+                    for later in lots[i:]:  # retried on the next flush (exactly once by event_id)
+                        self.pending[later][:0] = batches[later]
+                    raise
+                self.stats["accepted"] += res.accepted
+                self.stats["duplicates"] += res.duplicates
+                self.stats["rejected"] += len(res.rejected)
+                self.stats["ignored"] += len(res.ignored)
 
 
 def _client(mqtt_url: str, client_id: str) -> aiomqtt.Client:

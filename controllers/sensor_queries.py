@@ -1,74 +1,76 @@
-"""SQL for sensors, live occupancy and snapshots (SQLAlchemy Core text, bound parameters only)."""
+"""SQL for sensors, live occupancy and snapshots: bound parameters only (SQLAlchemy Core text, or plain asyncpg SQL
+for the ingestion hot path and the sweep that shares its controller-events insert)."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
-CLAIM_EVENT_IDS = text("""
+# Ingestion and the staleness sweep run on the raw asyncpg pool (ADR 0007): plain SQL, parameters by position.
+
+CLAIM_EVENT_IDS = """
 INSERT INTO sensor_event_ids (lot_id, event_id, received_at)
-SELECT :lot_id, e, :now FROM unnest(CAST(:event_ids AS text[])) AS e
+SELECT $1, e, $2 FROM unnest($3::text[]) AS e
 ON CONFLICT DO NOTHING
 RETURNING event_id
-""")
+"""
 
-# A sensor is mapped to the spot whose label or id equals the sensor id (first event registers it).
-REGISTER_SENSORS = text("""
-INSERT INTO sensors (lot_id, id, spot_id)
-SELECT :lot_id, sid, coalesce(
-    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id AND sp.label = sid),
-    (SELECT sp.id FROM spots sp WHERE sp.lot_id = :lot_id
-       AND sp.id = CASE WHEN sid ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN sid::uuid END))
-FROM unnest(CAST(:sensor_ids AS text[])) AS sid
-WHERE NOT EXISTS (SELECT 1 FROM sensors se WHERE se.lot_id = :lot_id AND se.id = sid)
-ON CONFLICT DO NOTHING
-RETURNING id
-""")
-
-LOCK_SENSORS = text("""
+# The sensors already known, locked in id order; the joined unnest keeps the lookup one index probe per id.
+LOCK_SENSORS = """
 SELECT se.id, se.state, se.state_since, se.last_seen_at, se.confidence, se.spot_id, sp.level_id, sp.type AS spot_type
 FROM sensors se LEFT JOIN spots sp ON sp.lot_id = se.lot_id AND sp.id = se.spot_id
-WHERE se.lot_id = :lot_id AND se.id = ANY(CAST(:sensor_ids AS text[]))
+WHERE se.lot_id = $1 AND se.id IN (SELECT unnest($2::text[]))
 ORDER BY se.id
 FOR UPDATE OF se
-""")
+"""
 
-UPDATE_SENSORS = text("""
+# A sensor is mapped to the spot whose label or id equals the sensor id (first event registers it).
+REGISTER_SENSORS = """
+INSERT INTO sensors (lot_id, id, spot_id)
+SELECT $1, sid, coalesce(
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = $1 AND sp.label = sid),
+    (SELECT sp.id FROM spots sp WHERE sp.lot_id = $1
+       AND sp.id = CASE WHEN sid ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN sid::uuid END))
+FROM unnest($2::text[]) AS sid
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+UPDATE_SENSORS = """
 UPDATE sensors se SET state = u.state, state_since = u.state_since, last_seen_at = u.last_seen_at,
                       confidence = u.confidence
-FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:since AS timestamptz[]),
-            CAST(:seen AS timestamptz[]), CAST(:conf AS real[])) AS u(id, state, state_since, last_seen_at, confidence)
-WHERE se.lot_id = :lot_id AND se.id = u.id
-""")
+FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::real[])
+     AS u(id, state, state_since, last_seen_at, confidence)
+WHERE se.lot_id = $1 AND se.id = u.id
+"""
 
-INSERT_SENSOR_EVENTS = text("""
+INSERT_SENSOR_EVENTS = """
 INSERT INTO sensor_events (lot_id, event_id, sensor_id, state, confidence, occurred_at, received_at, accepted)
-SELECT :lot_id, e.event_id, e.sensor_id, e.state, e.confidence, e.occurred_at, :now, e.accepted
-FROM unnest(CAST(:event_ids AS text[]), CAST(:sensor_ids AS text[]), CAST(:states AS text[]),
-            CAST(:confidences AS real[]), CAST(:occurred AS timestamptz[]), CAST(:accepted AS boolean[]))
+SELECT $1, e.event_id, e.sensor_id, e.state, e.confidence, e.occurred_at, $2, e.accepted
+FROM unnest($3::text[], $4::text[], $5::text[], $6::real[], $7::timestamptz[], $8::boolean[])
      AS e(event_id, sensor_id, state, confidence, occurred_at, accepted)
 ON CONFLICT DO NOTHING
-""")
+"""
 
-INSERT_CONTROLLER_EVENTS = text("""
+INSERT_CONTROLLER_EVENTS = """
 INSERT INTO controller_events (lot_id, event_id, device_id, source, cds_event_type, occurred_at, received_at, payload)
-SELECT :lot_id, e.event_id, :device_id, 'sensor', e.cds, e.occurred_at, :now,
+SELECT $1, e.event_id, $3, 'sensor', e.cds, e.occurred_at, $2,
        jsonb_build_object('sensor_id', e.sensor_id, 'spot_id', e.spot_id)
-FROM unnest(CAST(:event_ids AS text[]), CAST(:cds AS text[]), CAST(:occurred AS timestamptz[]),
-            CAST(:sensor_ids AS text[]), CAST(:spot_ids AS text[])) AS e(event_id, cds, occurred_at, sensor_id, spot_id)
+FROM unnest($4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
+     AS e(event_id, cds, occurred_at, sensor_id, spot_id)
 ON CONFLICT DO NOTHING
-""")
+"""
 
 # Sensors silent past their heartbeat become unknown (one statement: safe to run twice at once).
-MARK_STALE = text("""
-UPDATE sensors se SET state = 'unknown', state_since = CAST(:now AS timestamptz)
+MARK_STALE = """
+UPDATE sensors se SET state = 'unknown', state_since = $1::timestamptz
 FROM sensors old LEFT JOIN spots sp ON sp.lot_id = old.lot_id AND sp.id = old.spot_id
 WHERE se.lot_id = old.lot_id AND se.id = old.id
   AND se.state <> 'unknown'  -- rechecked on the locked row: a concurrent sweep changes nothing twice
-  AND (se.last_seen_at IS NULL OR se.last_seen_at < CAST(:now AS timestamptz) - make_interval(secs => se.heartbeat_seconds))
-  AND (old.last_seen_at IS NULL OR old.last_seen_at < CAST(:now AS timestamptz) - make_interval(secs => old.heartbeat_seconds))
-  AND (CAST(:lot_id AS uuid) IS NULL OR se.lot_id = CAST(:lot_id AS uuid))
+  AND (se.last_seen_at IS NULL OR se.last_seen_at < $1::timestamptz - make_interval(secs => se.heartbeat_seconds))
+  AND (old.last_seen_at IS NULL OR old.last_seen_at < $1::timestamptz - make_interval(secs => old.heartbeat_seconds))
+  AND ($2::uuid IS NULL OR se.lot_id = $2::uuid)
 RETURNING se.lot_id, se.id, old.state AS old_state, old.spot_id, sp.level_id, sp.type AS spot_type
-""")
+"""
 
 # Per level and spot type: in-service capacity, mapped sensors by state, and the newest reading.
 OCCUPANCY_BY_GROUP = text("""

@@ -2,8 +2,9 @@
 
 Each event is validated on its own (one bad event never sinks a batch), claimed by event_id in
 PostgreSQL, applied through the debounce/confidence rules under a row lock on its sensor, recorded
-raw in sensor_events and, when a bay changes state, as a CDS controller event. Live counters in
-Redis move after the commit; PostgreSQL stays the truth they are rebuilt from.
+raw in sensor_events and, when a bay changes state, as a CDS controller event. A batch is a handful
+of set-based statements on the raw asyncpg pool (ADR 0007), whatever its size. Live counters in
+Redis move after the commit, in one Lua call; PostgreSQL stays the truth they are rebuilt from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controllers import sensor_queries as q
@@ -92,20 +94,19 @@ def _event_id_of(raw: Any) -> str | None:
     return None
 
 
-async def ingest_sensor_events(*, engine: AsyncEngine, counters: OccupancyCounters | None, lot_id: uuid.UUID,
-                               events: list[Any], now: datetime, device_id: uuid.UUID | None = None,
-                               rules: SensorRules = DEFAULT_RULES, sensor_id: str | None = None) -> BatchResult:
-    """Validate, deduplicate and apply a batch of sensor events for one lot; counters follow after commit."""
-    result = BatchResult()
+def _validated(events: list[Any], *, now: datetime, rules: SensorRules, sensor_id: str | None,
+               result: BatchResult) -> list[Reading]:
+    """The batch's well-formed readings, first of each event_id; rejects and in-batch duplicates go to `result`."""
     readings: list[Reading] = []
     seen_ids: set[str] = set()
+    latest = now + rules.max_future
     for raw in events:
         try:
             reading = parse_event(raw, sensor_id=sensor_id)
         except ValueError as exc:
             result.rejected.append({"event_id": _event_id_of(raw), "reason": str(exc)})
             continue
-        if reading.occurred_at > now + rules.max_future:
+        if reading.occurred_at > latest:
             result.rejected.append({"event_id": reading.event_id, "reason": "occurred_at is in the future"})
             continue
         if reading.event_id in seen_ids:
@@ -113,97 +114,132 @@ async def ingest_sensor_events(*, engine: AsyncEngine, counters: OccupancyCounte
             continue
         seen_ids.add(reading.event_id)
         readings.append(reading)
+    return readings
+
+
+async def _lock_sensors(conn: asyncpg.Connection, *, lot_id: uuid.UUID,
+                        sensor_ids: list[str]) -> tuple[dict[str, asyncpg.Record], set[str]]:
+    """The batch's sensor rows, locked; sensors never seen before are registered first (returned as new)."""
+    rows = {r["id"]: r for r in await conn.fetch(q.LOCK_SENSORS, lot_id, sensor_ids)}
+    missing = [sid for sid in sensor_ids if sid not in rows]
+    if not missing:
+        return rows, set()
+    registered = {r["id"] for r in await conn.fetch(q.REGISTER_SENSORS, lot_id, missing)}
+    # ours, and any another batch registered meanwhile (locked once it commits)
+    rows.update((r["id"], r) for r in await conn.fetch(q.LOCK_SENSORS, lot_id, missing))
+    return rows, registered
+
+
+@dataclass
+class _Applied:
+    """What a batch's fresh readings did to their sensors (decided under the sensors' row locks)."""
+
+    states: dict[str, SensorState]
+    accepted: list[bool]
+    changes: list[tuple[Reading, str]]  # (reading, CDS event type) for the controller-events ledger
+
+
+def _apply(fresh: list[Reading], states: dict[str, SensorState], *, registered: set[str], rules: SensorRules,
+           now: datetime, result: BatchResult) -> _Applied:
+    """Run each reading, oldest first, through its sensor's rules; ignored readings go to `result` with a reason."""
+    states = dict(states)
+    accepted: list[bool] = []
+    changes: list[tuple[Reading, str]] = []
+    for r in fresh:
+        old = states[r.sensor_id]
+        new, outcome = apply_reading(old, r, rules=rules, now=now)
+        states[r.sensor_id] = new
+        accepted.append(outcome in APPLIED)
+        if outcome in APPLIED:
+            result.accepted += 1
+        else:
+            result.ignored.append({"event_id": r.event_id, "reason": outcome})
+        if outcome == "changed":
+            first = r.sensor_id in registered and old.last_seen_at is None
+            changes += [(r, cds) for cds in cds_events(old.state, new.state)
+                        if not (first and cds == "comms_restored")]
+    return _Applied(states=states, accepted=accepted, changes=changes)
+
+
+def _deltas(rows: dict[str, asyncpg.Record], before: dict[str, SensorState], after: dict[str, SensorState],
+            registered: set[str]) -> dict[str, Delta]:
+    """Counter deltas per level and spot type; a new sensor adds itself, a known one moves its contribution."""
+    deltas: dict[str, Delta] = defaultdict(Delta)
+    for sid, new in after.items():
+        row = rows[sid]
+        if row["level_id"] is None:
+            continue  # a sensor mapped to no spot counts towards nothing
+        o0, u0 = (0, 0) if sid in registered else contribution(before[sid].state)
+        o1, u1 = contribution(new.state)
+        deltas[group_of(row["level_id"], row["spot_type"])].add(
+            occupied=o1 - o0, unknown=u1 - u0, sensors=1 if sid in registered else 0, seen=new.last_seen_at)
+    return dict(deltas)
+
+
+async def ingest_sensor_events(*, pg: asyncpg.Pool, counters: OccupancyCounters | None, lot_id: uuid.UUID,
+                               events: list[Any], now: datetime, device_id: uuid.UUID | None = None,
+                               rules: SensorRules = DEFAULT_RULES, sensor_id: str | None = None) -> BatchResult:
+    """Validate, deduplicate and apply a batch of sensor events for one lot; counters follow after commit."""
+    result = BatchResult()
+    readings = _validated(events, now=now, rules=rules, sensor_id=sensor_id, result=result)
     if not readings:
         return result
 
-    deltas: dict[str, Delta] = defaultdict(Delta)
-    async with engine.begin() as conn:
-        claimed = set((await conn.execute(q.CLAIM_EVENT_IDS, {
-            "lot_id": lot_id, "now": now, "event_ids": sorted(r.event_id for r in readings)})).scalars())
+    async with pg.acquire() as conn, conn.transaction():
+        claimed = {r[0] for r in await conn.fetch(q.CLAIM_EVENT_IDS, lot_id, now,
+                                                  sorted(r.event_id for r in readings))}
         result.duplicates += len(readings) - len(claimed)
         fresh = sorted((r for r in readings if r.event_id in claimed), key=lambda r: (r.occurred_at, r.event_id))
         if not fresh:
             return result
-        sensor_ids = sorted({r.sensor_id for r in fresh})
-        registered = set((await conn.execute(q.REGISTER_SENSORS, {"lot_id": lot_id, "sensor_ids": sensor_ids})).scalars())
-        rows = {r.id: r for r in (await conn.execute(q.LOCK_SENSORS, {"lot_id": lot_id, "sensor_ids": sensor_ids})).all()}
-        states: dict[str, SensorState] = {
-            sid: UNSEEN if sid in registered else SensorState(state=row.state, state_since=row.state_since,
-                                                              last_seen_at=row.last_seen_at, confidence=row.confidence)
+        rows, registered = await _lock_sensors(conn, lot_id=lot_id, sensor_ids=sorted({r.sensor_id for r in fresh}))
+        before: dict[str, SensorState] = {
+            sid: UNSEEN if sid in registered else SensorState(state=row["state"], state_since=row["state_since"],
+                                                              last_seen_at=row["last_seen_at"],
+                                                              confidence=row["confidence"])
             for sid, row in rows.items()}
-        start = dict(states)
-        ev: dict[str, list[Any]] = defaultdict(list)  # column -> values, for unnest()
-        ce: dict[str, list[Any]] = defaultdict(list)
-        for r in fresh:
-            new, outcome = apply_reading(states[r.sensor_id], r, rules=rules, now=now)
-            old = states[r.sensor_id]
-            states[r.sensor_id] = new
-            applied = outcome in APPLIED
-            for col, value in (("event_ids", r.event_id), ("sensor_ids", r.sensor_id), ("states", r.state),
-                               ("confidences", r.confidence), ("occurred", r.occurred_at), ("accepted", applied)):
-                ev[col].append(value)
-            if applied:
-                result.accepted += 1
-            else:
-                result.ignored.append({"event_id": r.event_id, "reason": outcome})
-            if outcome == "changed":
-                spot = rows[r.sensor_id].spot_id
-                first = r.sensor_id in registered and old.last_seen_at is None
-                for cds in cds_events(old.state, new.state):
-                    if first and cds == "comms_restored":
-                        continue
-                    ce["event_ids"].append(ledger_id(f"sensor:{r.event_id}:{cds}"))
-                    ce["cds"].append(cds)
-                    ce["occurred"].append(r.occurred_at)
-                    ce["sensor_ids"].append(r.sensor_id)
-                    ce["spot_ids"].append(str(spot) if spot else None)
-        await conn.execute(q.UPDATE_SENSORS, {
-            "lot_id": lot_id, "ids": list(states), "states": [s.state for s in states.values()],
-            "since": [s.state_since for s in states.values()], "seen": [s.last_seen_at for s in states.values()],
-            "conf": [s.confidence for s in states.values()]})
-        await conn.execute(q.INSERT_SENSOR_EVENTS, {"lot_id": lot_id, "now": now, **ev})
-        if ce:
-            await conn.execute(q.INSERT_CONTROLLER_EVENTS, {"lot_id": lot_id, "now": now, "device_id": device_id, **ce})
-    for sid, new in states.items():
-        row = rows[sid]
-        if row.level_id is None:
-            continue  # a sensor mapped to no spot counts towards nothing
-        d = deltas[group_of(row.level_id, row.spot_type)]
-        o0, u0 = contribution(start[sid].state)
-        o1, u1 = contribution(new.state)
-        is_new = sid in registered
-        d.add(occupied=o1 - (0 if is_new else o0), unknown=u1 - (0 if is_new else u0), sensors=1 if is_new else 0,
-              seen=new.last_seen_at)
+        done = _apply(fresh, before, registered=registered, rules=rules, now=now, result=result)
+        after = done.states.values()
+        await conn.execute(q.UPDATE_SENSORS, lot_id, list(done.states), [s.state for s in after],
+                           [s.state_since for s in after], [s.last_seen_at for s in after],
+                           [s.confidence for s in after])
+        await conn.execute(q.INSERT_SENSOR_EVENTS, lot_id, now, [r.event_id for r in fresh],
+                           [r.sensor_id for r in fresh], [r.state for r in fresh], [r.confidence for r in fresh],
+                           [r.occurred_at for r in fresh], done.accepted)
+        if done.changes:
+            spots = {sid: str(row["spot_id"]) if row["spot_id"] else None for sid, row in rows.items()}
+            await conn.execute(q.INSERT_CONTROLLER_EVENTS, lot_id, now, device_id,
+                               [ledger_id(f"sensor:{r.event_id}:{cds}") for r, cds in done.changes],
+                               [cds for _, cds in done.changes], [r.occurred_at for r, _ in done.changes],
+                               [r.sensor_id for r, _ in done.changes], [spots[r.sensor_id] for r, _ in done.changes])
     if counters is not None:
-        await counters.apply(lot_id=lot_id, deltas=dict(deltas))
+        await counters.apply(lot_id=lot_id, deltas=_deltas(rows, before, done.states, registered))
     return result
 
 
-async def mark_stale_sensors(*, engine: AsyncEngine, counters: OccupancyCounters | None, now: datetime,
+async def mark_stale_sensors(*, pg: asyncpg.Pool, counters: OccupancyCounters | None, now: datetime,
                              lot_id: uuid.UUID | None = None) -> int:
     """Sensors silent past their heartbeat become unknown (a comms_lost event each); returns how many."""
-    async with engine.begin() as conn:
-        rows = (await conn.execute(q.MARK_STALE, {"now": now, "lot_id": lot_id})).all()
-        by_lot: dict[uuid.UUID, list[Any]] = defaultdict(list)
-        for r in rows:
-            by_lot[r.lot_id].append(r)
+    by_lot: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
+    async with pg.acquire() as conn, conn.transaction():
+        for r in await conn.fetch(q.MARK_STALE, now, lot_id):
+            by_lot[r["lot_id"]].append(r)
+        stamp = now.strftime("%Y%m%dT%H%M%S")
         for lot, items in by_lot.items():
-            stamp = now.strftime("%Y%m%dT%H%M%S")
-            await conn.execute(q.INSERT_CONTROLLER_EVENTS, {
-                "lot_id": lot, "now": now, "device_id": None,
-                "event_ids": [ledger_id(f"sensor:{r.id}:comms_lost:{stamp}") for r in items],
-                "cds": ["comms_lost"] * len(items), "occurred": [now] * len(items),
-                "sensor_ids": [r.id for r in items], "spot_ids": [str(r.spot_id) if r.spot_id else None for r in items]})
+            await conn.execute(q.INSERT_CONTROLLER_EVENTS, lot, now, None,
+                               [ledger_id(f"sensor:{r['id']}:comms_lost:{stamp}") for r in items],
+                               ["comms_lost"] * len(items), [now] * len(items), [r["id"] for r in items],
+                               [str(r["spot_id"]) if r["spot_id"] else None for r in items])
     if counters is not None:
         for lot, items in by_lot.items():
             deltas: dict[str, Delta] = defaultdict(Delta)
             for r in items:
-                if r.level_id is None:
+                if r["level_id"] is None:
                     continue
-                o0, _ = contribution(r.old_state)
-                deltas[group_of(r.level_id, r.spot_type)].add(occupied=-o0, unknown=1)
+                o0, _ = contribution(r["old_state"])
+                deltas[group_of(r["level_id"], r["spot_type"])].add(occupied=-o0, unknown=1)
             await counters.apply(lot_id=lot, deltas=dict(deltas))
-    return len(rows)
+    return sum(len(items) for items in by_lot.values())
 
 
 async def prune_event_ids(*, engine: AsyncEngine, now: datetime, keep: timedelta = timedelta(days=7)) -> int:

@@ -14,7 +14,7 @@ from core.context import AppContext
 @shared_task(name="controllers.mark_stale_sensors", ignore_result=True)
 def mark_stale_sensors_task() -> int:
     async def job(ctx: AppContext) -> int:
-        return await mark_stale_sensors(engine=ctx.engine, counters=counters_for(ctx), now=ctx.clock.now())
+        return await mark_stale_sensors(pg=await ctx.pg(), counters=counters_for(ctx), now=ctx.clock.now())
 
     return run_in_worker(job)
 

@@ -29,7 +29,7 @@ async def post_sensor_events(device: LotDevice, ctx: CtxDep, now: NowDep,
         raise ValidationFailed("events must be a list", loc=("body", "events"))
     if len(events) > MAX_BATCH:
         raise ValidationFailed(f"at most {MAX_BATCH} events per batch", loc=("body", "events"))
-    result = await ingest_sensor_events(engine=ctx.engine, counters=counters_for(ctx), lot_id=device.lot_id,
+    result = await ingest_sensor_events(pg=await ctx.pg(), counters=counters_for(ctx), lot_id=device.lot_id,
                                         events=events, now=now, device_id=device.device_id)
     return JSONResponse(result.as_dict(), status_code=202)
 

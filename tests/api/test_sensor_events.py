@@ -95,12 +95,12 @@ async def test_silent_sensor_goes_unknown_never_free(client: httpx.AsyncClient, 
     await _post(client, lot, headers, [_ev("c", "L0-002", "vacant", clock.now().isoformat())])  # heartbeat
     clock.advance(minutes=6)  # L0-001 silent for 11 minutes > 600 s heartbeat
     counters = counters_for(ctx)
-    assert await mark_stale_sensors(engine=ctx.engine, counters=counters, now=clock.now()) == 1
-    assert await mark_stale_sensors(engine=ctx.engine, counters=counters, now=clock.now()) == 0  # idempotent
+    assert await mark_stale_sensors(pg=await ctx.pg(), counters=counters, now=clock.now()) == 1
+    assert await mark_stale_sensors(pg=await ctx.pg(), counters=counters, now=clock.now()) == 0  # idempotent
     group = await _display(client, lot, headers)
     assert group["free"] == 1 and group["unknown"] == 1 and group["stale"] is False
     clock.advance(minutes=20)  # everything silent: stale, and no number at all
-    await mark_stale_sensors(engine=ctx.engine, counters=counters, now=clock.now())
+    await mark_stale_sensors(pg=await ctx.pg(), counters=counters, now=clock.now())
     group = await _display(client, lot, headers)
     assert group["free"] is None and group["stale"] is True
     async with ctx.engine.connect() as conn:

@@ -18,7 +18,7 @@ async def test_snapshots_every_five_minutes_are_idempotent(ctx: AppContext, cloc
     now = clock.now()
     events = [{"event_id": f"e{i}", "sensor_id": f"L{lvl}-{i:03d}", "state": "occupied", "confidence": 0.9,
                "occurred_at": now.isoformat()} for lvl, i in ((0, 1), (0, 2), (1, 5), (1, 8))]
-    res = await ingest_sensor_events(engine=ctx.engine, counters=counters_for(ctx), lot_id=lot, events=events, now=now)
+    res = await ingest_sensor_events(pg=await ctx.pg(), counters=counters_for(ctx), lot_id=lot, events=events, now=now)
     assert res.accepted == 4
     assert await snapshot_all(engine=ctx.engine, counters=counters_for(ctx), now=now) == 2
     clock.advance(minutes=2)

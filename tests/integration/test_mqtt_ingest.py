@@ -1,4 +1,5 @@
-"""MQTT end to end on the real Mosquitto: `parkgrid ingest` (a real process) into sensors, counters, displays."""
+"""MQTT end to end on the real Mosquitto: `parkgrid ingest` (a real process) into sensors, counters, displays;
+the ingestor's micro-batches on their own (real PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
+import asyncpg
+import pytest
 from sqlalchemy import text
 
-from controllers.mqtt_ingest import Route, route
+from controllers.mqtt_ingest import Ingestor, Route, route
 from controllers.occupancy import counters_for
+from core.clock import ManualClock
 from core.context import AppContext
+from core.db import create_raw_pool
 from core.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET
 from tests.factories import insert_lot
@@ -90,3 +95,62 @@ async def test_mqtt_sensor_and_gate_events_end_to_end(ctx: AppContext, settings:
             proc.kill()
             _, err = proc.communicate()
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+
+
+def _msg(event_id: str, state: str, at: datetime, confidence: float = 0.9) -> bytes:
+    return json.dumps({"event_id": event_id, "state": state, "confidence": confidence,
+                       "occurred_at": at.isoformat()}).encode()
+
+
+async def test_micro_batch_keeps_order_and_survives_a_malformed_message(ctx: AppContext, clock: ManualClock) -> None:
+    """Messages of several sensors in one micro-batch: the malformed one is rejected alone, the redelivery is a
+    duplicate, and each sensor ends in the state of its last reading, batch boundaries or not."""
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+    ingestor = Ingestor(engine=ctx.engine, pg=await ctx.pg(), counters=counters_for(ctx), clock=clock, max_batch=3)
+    t0 = clock.now() - timedelta(minutes=1)
+    sensors = f"parkgrid/lots/{lot}/sensors"
+    for topic, payload in [
+        (f"{sensors}/L0-001", _msg("a1", "occupied", t0)),
+        (f"{sensors}/L0-002", _msg("b1", "occupied", t0)),
+        (f"{sensors}/L0-001", b"{not json"),  # a full batch of three: flushed here, in the middle of the stream
+        (f"{sensors}/L0-001", _msg("a2", "vacant", t0 + timedelta(seconds=10))),
+        (f"{sensors}/L0-001", _msg("a1", "occupied", t0)),  # QoS 1 redelivery
+        (f"{sensors}/L0-002", _msg("b2", "vacant", t0 + timedelta(seconds=10))),
+        (f"{sensors}/L0-001", _msg("a3", "occupied", t0 + timedelta(seconds=20))),
+    ]:
+        await ingestor.handle(topic, payload)
+    await ingestor.flush()
+    assert ingestor.stats == {"accepted": 5, "duplicates": 1, "rejected": 1, "ignored": 0, "gate": 0, "dropped": 0}
+    async with ctx.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id, state FROM sensors WHERE lot_id = :l ORDER BY id"), {"l": lot})).all()
+        cds = (await conn.execute(text("SELECT payload->>'sensor_id', cds_event_type FROM controller_events"
+                                       " WHERE lot_id = :l ORDER BY occurred_at, event_id"), {"l": lot})).all()
+    assert [tuple(r) for r in rows] == [("L0-001", "occupied"), ("L0-002", "vacant")]
+    assert [tuple(r) for r in cds] == [("L0-001", "park_start"), ("L0-002", "park_start"), ("L0-001", "park_end"),
+                                       ("L0-002", "park_end"), ("L0-001", "park_start")]
+    groups = await counters_for(ctx).read(lot_id=lot)
+    assert [(g.sensors, g.occupied, g.unknown) for g in groups] == [(2, 1, 0)]
+
+
+async def test_a_failed_flush_keeps_every_lot_buffered_in_order(ctx: AppContext, clock: ManualClock) -> None:
+    """PostgreSQL away during a flush: nothing acknowledged is lost, and the retry applies the readings in order."""
+    async with ctx.engine.begin() as conn:
+        lots = [await insert_lot(conn, spots={"regular": 1}) for _ in range(2)]
+    gone = await create_raw_pool(ctx.settings)
+    await gone.close()  # a pool that refuses every acquire, like a database that went away
+    ingestor = Ingestor(engine=ctx.engine, pg=gone, counters=counters_for(ctx), clock=clock)
+    t0 = clock.now() - timedelta(minutes=1)
+    for lot in lots:
+        await ingestor.handle(f"parkgrid/lots/{lot}/sensors/L0-001", _msg(f"{lot}-1", "occupied", t0))
+        await ingestor.handle(f"parkgrid/lots/{lot}/sensors/L0-001",
+                              _msg(f"{lot}-2", "vacant", t0 + timedelta(seconds=10)))
+    with pytest.raises(asyncpg.InterfaceError):
+        await ingestor.flush()
+    assert {lot: len(events) for lot, events in ingestor.pending.items()} == {lot: 2 for lot in lots}
+    ingestor.pg = await ctx.pg()
+    await ingestor.flush()
+    assert ingestor.stats["accepted"] == 4 and not any(ingestor.pending.values())
+    async with ctx.engine.connect() as conn:
+        states = (await conn.execute(text("SELECT state FROM sensors"))).scalars().all()
+    assert states == ["vacant", "vacant"]
