@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = f"{'phase':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'n':>8} {'errors':>6}"
@@ -108,3 +109,31 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def asgi_call(app: Any, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One request straight into the ASGI app (no HTTP client or server in the way), as uvicorn would call it:
+    the answer's status and body. `path` may carry a query string."""
+    path, _, query = path.partition("?")
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if body:
+        raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "query_string": query.encode(), "root_path": "", "scheme": "http", "headers": raw,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False},
+                                      {"type": "http.disconnect"}]
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if len(messages) > 1 else messages[0]
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)

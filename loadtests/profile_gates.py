@@ -35,6 +35,7 @@ from asyncpg import prepared_stmt
 from booking import service
 from controllers import gates
 from loadtests.bench_gates import _fresh_database, _seed, plan_events
+from loadtests.common import asgi_call
 from loadtests.search_city import BENCH_SECRET, PG_HOST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,32 +110,6 @@ def pg_ticks(pids: list[int]) -> int:
 def backend_pids() -> list[int]:
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
         return [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DBNAME,))]
-
-
-async def asgi_call(app: Any, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    """One request straight into the ASGI app (no HTTP client or server in the way)."""
-    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    if body:
-        raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
-             "raw_path": path.encode(), "query_string": b"", "root_path": "", "scheme": "http", "headers": raw,
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
-    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False},
-                                      {"type": "http.disconnect"}]
-    status, chunks = 0, []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if len(messages) > 1 else messages[0]
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, b"".join(chunks)
 
 
 async def run(args: argparse.Namespace, url: str) -> None:

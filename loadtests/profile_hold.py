@@ -38,6 +38,7 @@ from loadtests.bench_booking import (
     settings,
     tokens,
 )
+from loadtests.common import asgi_call
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -52,28 +53,7 @@ class InProcess:
         self.sent = 0
 
     async def post(self, path: str, body: bytes, token: str) -> int:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"test"), (b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode()),
-                             (b"authorization", f"Bearer {token}".encode())],
-                 "client": ("127.0.0.1", 1), "server": ("test", 80)}
-        sent = False
-        status = 0
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.Event().wait()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await self.app(scope, receive, send)
+        status, _ = await asgi_call(self.app, "POST", path, body, {"host": "test", "authorization": f"Bearer {token}"})
         return status
 
     async def hold(self, rng: random.Random, client: int) -> None:

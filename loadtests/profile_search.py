@@ -19,34 +19,12 @@ import pstats
 import random
 import time
 from datetime import timedelta
-from typing import Any
 
 from api.app import create_app
 from core.clock import ManualClock
 from loadtests.bench_search import query_points, search_path
+from loadtests.common import asgi_call
 from loadtests.search_city import bench_settings, ensure_city
-
-
-async def _get(app: Any, path: str) -> tuple[int, bytes]:
-    """One GET through the ASGI app, as uvicorn would call it."""
-    raw_path, _, query = path.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": raw_path, "raw_path": raw_path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    status, body = 0, bytearray()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body.extend(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, bytes(body)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -63,12 +41,12 @@ async def run(args: argparse.Namespace) -> None:
 
     async with app.router.lifespan_context(app):
         for _ in range(args.warmup):  # pools, prepared statements, caches
-            status, body = await _get(app, path())
+            status, body = await asgi_call(app, "GET", path(), b"", {"host": "bench"})
             assert status == 200, body[:500]
         for label, paths in (("healthz", lambda: "/healthz"), (f"search prefilter={args.prefilter}", path)):
             cpu, wall = time.process_time(), time.perf_counter()
             for _ in range(args.n):
-                status, body = await _get(app, paths())
+                status, body = await asgi_call(app, "GET", paths(), b"", {"host": "bench"})
                 assert status == 200, body[:500]
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             print(f"{label}: {cpu / args.n * 1000:.3f} ms CPU, {wall / args.n * 1000:.3f} ms wall per request "
@@ -76,7 +54,7 @@ async def run(args: argparse.Namespace) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(args.n):
-            await _get(app, path())
+            await asgi_call(app, "GET", path(), b"", {"host": "bench"})
         profiler.disable()
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
 
