@@ -40,26 +40,33 @@ RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id"
 
 # The hold in one statement: the reservation on spot $19 (if the lot is open and, when $20 is set, the driver
 # has fewer than $20 unpaid holds) and its payment row when an intent was created ($21-$23), answered with
-# the row as RESERVATION_BY_ID reads it. No row back: the lot is closed or the driver has too many holds.
+# the row as RESERVATION_BY_ID reads it. $24 and $25 are the row versions (xmin) of the lot and of its rate
+# card (NULL: none) that the hold was decided and priced from: if either row changed since, nothing is written.
+# No row back: the lot changed, is closed, or the driver has too many holds (HOLD_LOT tells which).
 HOLD_WRITE = (
     "WITH r AS (INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
     " starts_at, ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key,"
     " created_at, updated_at)"
     " SELECT $1, $2, $3, $4, s.id, $5, $6, $7, $8, $9, tstzrange($10, $11, '[)'), $12, $13, $14, $15, $16::jsonb,"
     " $17, $18, $18 FROM spots s JOIN lots l ON l.id = s.lot_id WHERE s.lot_id = $1 AND s.idx = $19"
-    " AND l.status = 'open' AND ($20::int IS NULL OR (SELECT count(*) FROM reservations u WHERE u.user_id = $4"
+    " AND l.status = 'open' AND l.xmin::text = $24::text"
+    " AND (SELECT rc.xmin::text FROM rate_cards rc WHERE rc.lot_id = $1) IS NOT DISTINCT FROM $25::text"
+    " AND ($20::int IS NULL OR (SELECT count(*) FROM reservations u WHERE u.user_id = $4"
     "  AND u.status = 'held' AND u.hold_expires_at > $18) < $20) RETURNING *),"
     " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
     " SELECT r.lot_id, r.id, $21, $22, 'reservation', $23, r.price_amount, r.currency FROM r"
     " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
     f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
 
-# The hold's read before Redis, and the reason when a HOLD_WRITE wrote nothing: the lot and (for a driver's
-# hold, $2 not NULL) their unpaid holds.
+# What a hold needs of its lot (remembered per process: booking.service.LotInfo) with the row versions its
+# write checks, and, when a HOLD_WRITE wrote nothing, why: the lot and (for a driver's hold, $2 not NULL)
+# their unpaid holds.
 HOLD_LOT = (
-    "SELECT status, ev_overflow, booking_horizon_days, CASE WHEN $2::uuid IS NULL THEN 0 ELSE (SELECT count(*)"
-    " FROM reservations WHERE user_id = $2 AND status = 'held' AND hold_expires_at > $3) END AS unpaid"
-    " FROM lots WHERE id = $1")
+    "SELECT l.status, l.ev_overflow, l.booking_horizon_days, l.timezone, l.xmin::text AS lot_version,"
+    " rc.body::text AS card_body, rc.version AS card_version, rc.xmin::text AS card_row_version,"
+    " CASE WHEN $2::uuid IS NULL THEN 0 ELSE (SELECT count(*) FROM reservations WHERE user_id = $2"
+    " AND status = 'held' AND hold_expires_at > $3) END AS unpaid"
+    " FROM lots l LEFT JOIN rate_cards rc ON rc.lot_id = l.id WHERE l.id = $1")
 
 # PostgreSQL-only path: the lot's advisory lock serialises candidate choice; the constraint still guards.
 LOT_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
 import asyncpg
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,7 +29,7 @@ from booking.payments import IntentResult, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
 from booking.slotstore import SlotStateMissing, SlotStore
-from core.db import RawReads
+from core.db import LazyReads
 from core.errors import (
     Conflict,
     HoldExpired,
@@ -68,14 +70,17 @@ class Pricer(Protocol):
     """Prices a window for a vehicle type: a valid quote token fixes the total; a discount code applies.
 
     `conn` only reads, through `execute(...)` (`.first()` or iteration) and `scalar(...)`: a hold passes
-    core.db.RawReads over its raw asyncpg connection, the other callers a SQLAlchemy connection."""
+    core.db.LazyReads over the raw asyncpg pool, the other callers a SQLAlchemy connection. `lot`, when given,
+    is the lot and card as the hold read them (its write checks they did not change): no need to read them."""
 
     async def __call__(self, conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                       quote_token: str | None, discount_code: str | None = None) -> Priced: ...
+                       quote_token: str | None, discount_code: str | None = None,
+                       lot: LotInfo | None = None) -> Priced: ...
 
 
 async def free_pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                      quote_token: str | None, discount_code: str | None = None) -> Priced:
+                      quote_token: str | None, discount_code: str | None = None,
+                      lot: LotInfo | None = None) -> Priced:
     """Prices nothing: for lots without rates and for tests of the slot logic alone."""
     return Priced(Money(0, "usd"))
 
@@ -110,6 +115,8 @@ class BookingDeps:
     pg_lot_lock: bool = True
     #: holds with one discount code take turns (max_uses); only a race test's negative control turns it off
     discount_lock: bool = True
+    #: the lots this process has held in, as last read (booking.runtime.lot_infos shares one per process)
+    lots: LotInfos = field(default_factory=lambda: LotInfos())
 
 
 def make_window(starts_at: datetime, ends_at: datetime, *, now: datetime, max_span: timedelta,
@@ -206,40 +213,109 @@ async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None
-    async with (await deps.pg()).acquire() as con:  # reads only: autocommit, no BEGIN and ROLLBACK round trips
-        lot = await con.fetchrow(q.HOLD_LOT, lot_id, user_id if status == lc.HELD else None, now)
-        if lot is None:
-            raise NotFound(f"lot {lot_id} not found")
-        _refuse_closed(lot["status"])
-        window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
-                             horizon_days=lot["booking_horizon_days"])
-        _refuse_too_many(deps, lot["unpaid"])
-        # the pricer reads (the lot's card; occupancy, a code's uses) through the same raw connection
-        priced = await deps.pricer(cast(AsyncConnection, RawReads(con)), lot_id, vehicle_type, window, quote_token,
-                                   discount_code=discount_code)
-    row: dict[str, Any] = {
-        "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
-        "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,
-        "slot_start": window.slot_start, "slot_end": window.slot_end, "status": status,
-        "hold_expires_at": now + deps.hold_ttl if status == lc.HELD else None,
-        "price": priced.price.amount, "currency": priced.price.currency,
-        "quote": json.dumps(priced.quote) if priced.quote is not None else None, "idem": idempotency_key, "now": now,
-    }
-    payment = _Payment(deps, row)
-    try:
-        inserted: Any = _GAVE_UP
-        if deps.use_redis and deps.slots is not None and deps.breaker.available():
-            try:
-                inserted = await _hold_via_redis(deps, row, window, payment)
-            except REDIS_DOWN as exc:
-                deps.breaker.trip(exc)
-        if inserted is _GAVE_UP:
-            inserted = await _hold_via_postgres(deps, lot, row, window, payment)
-    except Exception:
-        await payment.void()
-        raise
-    # the quote as the caller priced it: asyncpg hands jsonb back as text
-    return Held(row["id"], SimpleNamespace(**{**inserted, "quote": priced.quote}), payment.client_secret)
+    # The lot and its card as this process last read them: the write refuses if either row changed since, and
+    # the hold is decided again from a fresh read; a refusal decided from a remembered copy is confirmed on one.
+    info, fresh = deps.lots.get(lot_id), False
+    for _ in range(3):
+        if info is None:
+            info, fresh = await _read_lot(deps, lot_id), True
+        try:
+            _refuse_closed(info.status)
+            window = make_window(starts_at, ends_at, now=now, max_span=deps.max_window,
+                                 horizon_days=info.booking_horizon_days)
+            async with LazyReads(deps.pg) as reads:  # the pricer reads only what the card does not say
+                priced = await deps.pricer(cast(AsyncConnection, reads), lot_id, vehicle_type, window, quote_token,
+                                           discount_code=discount_code, lot=info)
+        except (Conflict, ValidationFailed):
+            if fresh:
+                raise
+            info = None
+            continue
+        row: dict[str, Any] = {
+            "lot_id": lot_id, "id": uuid.uuid4(), "kind": kind, "user_id": user_id, "vehicle_type": vehicle_type,
+            "plate": normalised, "plate_hash": p_hash, "starts_at": window.starts_at, "ends_at": window.ends_at,
+            "slot_start": window.slot_start, "slot_end": window.slot_end, "status": status,
+            "hold_expires_at": now + deps.hold_ttl if status == lc.HELD else None,
+            "price": priced.price.amount, "currency": priced.price.currency,
+            "quote": orjson.dumps(priced.quote).decode() if priced.quote is not None else None, "idem": idempotency_key,
+            "now": now, "lot_version": info.lot_version, "card_row_version": info.card_row_version,
+        }
+        payment = _Payment(deps, row)
+        try:
+            inserted: Any = _GAVE_UP
+            if deps.use_redis and deps.slots is not None and deps.breaker.available():
+                try:
+                    inserted = await _hold_via_redis(deps, row, window, payment)
+                except REDIS_DOWN as exc:
+                    deps.breaker.trip(exc)
+            if inserted is _GAVE_UP:
+                inserted = await _hold_via_postgres(deps, info, row, window, payment)
+        except _LotChanged as changed:  # the write remembered the fresh copy
+            await payment.void()
+            info, fresh = changed.fresh, True
+            continue
+        except Exception:
+            await payment.void()
+            raise
+        # the quote as the caller priced it: asyncpg hands jsonb back as text
+        return Held(row["id"], SimpleNamespace(**{**inserted, "quote": priced.quote}), payment.client_secret)
+    raise ServiceUnavailable("the lot is being changed; retry shortly")
+
+
+@dataclass(frozen=True)
+class LotInfo:
+    """What a hold reads of its lot (HOLD_LOT), with the row versions of the lot and of its rate card that its
+    write checks: remembered per process (LotInfos), so a hold usually reads nothing before Redis decides."""
+
+    status: str
+    ev_overflow: bool
+    booking_horizon_days: int
+    timezone: str
+    lot_version: str
+    card_body: str | None
+    card_version: int | None
+    card_row_version: str | None
+
+    @classmethod
+    def of(cls, record: Any) -> LotInfo:
+        return cls(record["status"], record["ev_overflow"], record["booking_horizon_days"], record["timezone"],
+                   record["lot_version"], record["card_body"], record["card_version"], record["card_row_version"])
+
+
+class LotInfos:
+    """The LotInfo of recently held lots, per process, least recently read dropped first. Nothing here is
+    trusted blindly: every hold's write compares the row versions, so an entry is never stale for longer
+    than one refused write, and there is no expiry to tune."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[uuid.UUID, LotInfo] = OrderedDict()
+
+    def get(self, lot_id: uuid.UUID) -> LotInfo | None:
+        return self._entries.get(lot_id)
+
+    def put(self, lot_id: uuid.UUID, info: LotInfo) -> None:
+        self._entries[lot_id] = info
+        self._entries.move_to_end(lot_id)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+class _LotChanged(Exception):
+    """A hold's write was refused because the lot or its card changed after they were read: decide again."""
+
+    def __init__(self, fresh: LotInfo) -> None:
+        self.fresh = fresh
+
+
+async def _read_lot(deps: BookingDeps, lot_id: uuid.UUID) -> LotInfo:
+    async with (await deps.pg()).acquire() as con:  # a read only: autocommit, no BEGIN and ROLLBACK round trips
+        record = await con.fetchrow(q.HOLD_LOT, lot_id, None, None)
+    if record is None:
+        raise NotFound(f"lot {lot_id} not found")
+    info = LotInfo.of(record)
+    deps.lots.put(lot_id, info)
+    return info
 
 
 _GAVE_UP = object()
@@ -284,9 +360,16 @@ async def _write(con: asyncpg.Connection, deps: BookingDeps, row: dict[str, Any]
         q.HOLD_WRITE, row["lot_id"], row["id"], row["kind"], row["user_id"], row["vehicle_type"], row["plate"],
         row["plate_hash"], row["starts_at"], row["ends_at"], row["slot_start"], row["slot_end"], row["status"],
         row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
-        deps.max_holds_per_user if counted else None, *await payment.columns())
+        deps.max_holds_per_user if counted else None, *await payment.columns(), row["lot_version"],
+        row["card_row_version"])
     if written is None:
         why = await con.fetchrow(q.HOLD_LOT, row["lot_id"], row["user_id"] if counted else None, row["now"])
+        if why is None:
+            raise NotFound(f"lot {row['lot_id']} not found")
+        fresh = LotInfo.of(why)
+        if (fresh.lot_version, fresh.card_row_version) != (row["lot_version"], row["card_row_version"]):
+            deps.lots.put(row["lot_id"], fresh)
+            raise _LotChanged(fresh)
         _refuse_closed(why["status"])
         _refuse_too_many(deps, why["unpaid"])
         raise RuntimeError(f"spot {idx} of lot {row['lot_id']} is gone")  # spots are never deleted
@@ -350,11 +433,11 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
     return _GAVE_UP
 
 
-async def _hold_via_postgres(deps: BookingDeps, lot: Any, row: dict[str, Any], window: Window,
+async def _hold_via_postgres(deps: BookingDeps, lot: LotInfo, row: dict[str, Any], window: Window,
                              payment: _Payment) -> Any:
     """Per-lot advisory lock, candidate query, insert; the exclusion constraint still guards. Holds placed by
     Redis do not take the lock: when one takes the candidate first, the next candidate is tried."""
-    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot["ev_overflow"]))
+    types = list(compatible_types(row["vehicle_type"], ev_overflow=lot.ev_overflow))
     await payment.columns()  # a provider call never waits inside the lot's lock
     for _ in range(MAX_SPOT_ATTEMPTS):
         try:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking.runtime import breaker, payment_provider, slot_store
-from booking.service import BookingDeps, Priced, Pricer, Window
+from booking.service import BookingDeps, LotInfo, LotInfos, Priced, Pricer, Window
 from core.context import AppContext
-from pricing.service import cancellation_refund_policy, quote_service
+from pricing.service import READ_CARD, StoredCard, cancellation_refund_policy, quote_service
 
 
 def card_pricer(ctx: AppContext) -> Pricer:
@@ -18,12 +19,24 @@ def card_pricer(ctx: AppContext) -> Pricer:
     quotes = quote_service(ctx)
 
     async def pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                     quote_token: str | None, discount_code: str | None = None) -> Priced:
+                     quote_token: str | None, discount_code: str | None = None, lot: LotInfo | None = None) -> Priced:
+        known = READ_CARD if lot is None else (
+            StoredCard(lot.card_body, lot.card_version, lot.timezone)
+            if lot.card_body is not None and lot.card_version is not None else None)
         quote = await quotes.quote(conn, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=window.slot_start,
-                                   ends_at=window.slot_end, quote_token=quote_token, discount_code=discount_code)
+                                   ends_at=window.slot_end, quote_token=quote_token, discount_code=discount_code,
+                                   card=known)
         return Priced(quote.price, quote.data)
 
     return pricer
+
+
+def lot_infos(ctx: AppContext) -> LotInfos:
+    """The process's LotInfos: what holds last read of their lots (checked by every hold's write)."""
+    infos = ctx.extras.get("lot_infos")
+    if infos is None:
+        infos = ctx.extras["lot_infos"] = LotInfos()
+    return cast(LotInfos, infos)
 
 
 def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bool = True) -> BookingDeps:
@@ -34,5 +47,5 @@ def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bo
         hold_ttl=timedelta(seconds=s.hold_ttl_seconds), max_holds_per_user=s.max_holds_per_user,
         secret=s.secret_bytes, max_window=timedelta(days=s.max_window_days), pricer=chosen,  # type: ignore[arg-type]
         refund_policy=ctx.extras.get("refund_policy") or cancellation_refund_policy,  # type: ignore[arg-type]
-        use_redis=use_redis,
+        use_redis=use_redis, lots=lot_infos(ctx),
     )

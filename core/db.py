@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -124,3 +124,34 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.begin() as conn:
         yield conn
 
+
+
+class LazyReads:
+    """RawReads on a connection of the raw pool taken at the first statement, released on exit: a caller that
+    may or may not need to read (a hold's pricer, whose lot and card are usually already known) pays for a
+    connection only when it does read."""
+
+    def __init__(self, pool: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
+        self._pool = pool
+        self._held: Any = None
+        self._reads: RawReads | None = None
+
+    async def __aenter__(self) -> LazyReads:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held is not None:
+            held, self._held, self._reads = self._held, None, None
+            await held.__aexit__(*exc)
+
+    async def _on(self) -> RawReads:
+        if self._reads is None:
+            self._held = (await self._pool()).acquire()
+            self._reads = RawReads(await self._held.__aenter__())
+        return self._reads
+
+    async def execute(self, statement: TextClause, params: Mapping[str, Any]) -> RawRows:
+        return await (await self._on()).execute(statement, params)
+
+    async def scalar(self, statement: TextClause, params: Mapping[str, Any]) -> Any:
+        return await (await self._on()).scalar(statement, params)

@@ -46,6 +46,13 @@ SIGNED_MEMO_SIZE = 50_000
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
 
 
+class ReadCard:
+    """QuoteService.quote's default for `card`: read the lot's card."""
+
+
+READ_CARD = ReadCard()
+
+
 class StoredCard(NamedTuple):
     """A lot's card as stored: JSON text, version, and the lot's time zone."""
 
@@ -225,15 +232,21 @@ class QuoteService:
         return quote
 
     async def quote(self, conn: AsyncConnection, *, lot_id: uuid.UUID, vehicle_type: str, starts_at: datetime,
-                    ends_at: datetime, quote_token: str | None = None, discount_code: str | None = None) -> Quote:
-        """Price one lot's slot window; with `quote_token`, the token's total if it is valid for exactly this."""
+                    ends_at: datetime, quote_token: str | None = None, discount_code: str | None = None,
+                    card: StoredCard | ReadCard | None = READ_CARD) -> Quote:
+        """Price one lot's slot window; with `quote_token`, the token's total if it is valid for exactly this.
+
+        `card` is the lot's card as the caller already read it (None: the lot has none); by default it is read."""
         now = self.clock.now()
-        row = (await conn.execute(q.LOT_CARD, {"lot_id": lot_id})).first()
-        if row is None:
-            raise NotFound(f"lot {lot_id} not found")
-        card = self.cards.get(row.body) if row.body is not None else None
-        if discount_code and card is not None:  # codes match case-insensitively; store the card's spelling
-            found = card.find_code(discount_code)
+        row = card
+        if isinstance(row, ReadCard):
+            read = (await conn.execute(q.LOT_CARD, {"lot_id": lot_id})).first()
+            if read is None:
+                raise NotFound(f"lot {lot_id} not found")
+            row = StoredCard(read.body, int(read.version), read.timezone) if read.body is not None else None
+        rates = self.cards.get(row.body) if row is not None else None
+        if discount_code and rates is not None:  # codes match case-insensitively; store the card's spelling
+            found = rates.find_code(discount_code)
             discount_code = found.code if found is not None else discount_code
         if quote_token:
             promised = verify_quote(secret=self.secret, token=quote_token, now=now, lot_id=lot_id,
@@ -243,11 +256,11 @@ class QuoteService:
                                     "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
                                     "total": promised.total.as_json(), "source": "quote_token",
                                     "expires_at": promised.expires_at.isoformat(), "discount_code": discount_code}
-            if card is not None:
-                data["policy"] = policy_snapshot(card)
-                data["card_version"] = int(row.version)
+            if row is not None and rates is not None:
+                data["policy"] = policy_snapshot(rates)
+                data["card_version"] = row.version
             return Quote(promised.total, data)
-        if card is None:
+        if row is None or rates is None:
             if discount_code:
                 raise ValidationFailed("this lot has no rates, so no discount codes", loc=("body", "discount_code"))
             return Quote(Money(0, "usd"), None)
@@ -255,9 +268,9 @@ class QuoteService:
             # max_uses counts reservations that hold or used the code (not expired or cancelled ones);
             # two holds racing for the last use can both get it (see the closing note)
             used = int(await conn.scalar(q.DISCOUNT_USES, {"lot_id": lot_id, "code": discount_code}) or 0)
-            check_discount_code(card=card, code=discount_code, now=now, times_used=used)
-        mult, reason = (await self._multipliers(booked_occupancy(conn), {lot_id: card}, starts_at, ends_at))[lot_id]
-        return self._quote(lot_id=lot_id, card=card, version=int(row.version), tz=row.timezone,
+            check_discount_code(card=rates, code=discount_code, now=now, times_used=used)
+        mult, reason = (await self._multipliers(booked_occupancy(conn), {lot_id: rates}, starts_at, ends_at))[lot_id]
+        return self._quote(lot_id=lot_id, card=rates, version=row.version, tz=row.timezone,
                            vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, mult=mult, reason=reason,
                            now=now, discount_code=discount_code)
 

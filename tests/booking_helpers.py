@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,7 +26,7 @@ async def overlapping_pairs(engine: AsyncEngine) -> int:
 
 def fixed_pricer(amount: int):  # type: ignore[no-untyped-def]
     async def pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                     quote_token: str | None, discount_code: str | None = None) -> Priced:
+                     quote_token: str | None, discount_code: str | None = None, lot: Any = None) -> Priced:
         return Priced(Money(amount, "usd"), {"total": {"amount": amount, "currency": "usd"}})
 
     return pricer

@@ -38,7 +38,7 @@ def provider(ctx: AppContext) -> StrictProvider:
 def _pricer(then: Any = None):  # type: ignore[no-untyped-def]
     """Prices every window at PRICE; `then()` runs after the hold's read of the lot, before its write."""
     async def pricer(conn: AsyncConnection, lot_id: uuid.UUID, vehicle_type: str, window: Window,
-                     quote_token: str | None, discount_code: str | None = None) -> Priced:
+                     quote_token: str | None, discount_code: str | None = None, lot: Any = None) -> Priced:
         if then is not None:
             await then()
         return Priced(Money(PRICE, "usd"), {"total": {"amount": PRICE, "currency": "usd"}})
@@ -195,3 +195,46 @@ async def test_postgres_path_tries_the_next_spot_when_a_hold_outside_its_lock_to
         await other.commit()
     assert (await held).row.spot_idx == 1
     assert [i.status for i in provider.intents.values()] == ["requires_payment_method"]
+
+
+@pytest.mark.parametrize("use_redis", [True, False], ids=["redis", "postgres-only"])
+async def test_a_lot_remembered_by_the_process_is_rechecked_by_every_write(
+        ctx: AppContext, clock: ManualClock, provider: StrictProvider, use_redis: bool) -> None:
+    """Holds decide from the lot and card this process last read (no read before Redis); the write checks
+    both rows are unchanged, so a new card, horizon or status applies to the very next hold."""
+    from core.errors import ValidationFailed
+    from pricing.service import put_rate_card
+    from tests.pricing_helpers import card, give_card
+
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 4})
+        await give_card(conn, lot)
+    deps = booking_deps(ctx, use_redis=use_redis)  # the real card pricer
+    start = clock.now() + timedelta(hours=1)
+    args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
+            "ends_at": start + timedelta(hours=2), "now": clock.now()}
+    first = await service.hold_reservation(deps=deps, plate="V1", **args)
+    assert deps.lots.get(lot) is not None  # remembered
+
+    raised = card()
+    for rule in raised["rules"]:
+        rule["rate_per_hour"] *= 3
+    async with ctx.engine.begin() as conn:
+        await put_rate_card(conn, lot_id=lot, data=raised, now=clock.now())
+    second = await service.hold_reservation(deps=deps, plate="V2", **args)
+    assert second.row.price_amount > first.row.price_amount
+    assert second.row.quote["card_version"] == first.row.quote["card_version"] + 1
+
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("UPDATE lots SET booking_horizon_days = 1 WHERE id = :id"), {"id": lot})
+    later = clock.now() + timedelta(days=2)
+    with pytest.raises(ValidationFailed, match="at most 1 days ahead"):
+        await service.hold(deps=deps, plate="V3", **{**args, "starts_at": later, "ends_at": later + timedelta(hours=1)})
+
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("UPDATE lots SET status = 'closed' WHERE id = :id"), {"id": lot})
+    with pytest.raises(Conflict, match="closed"):
+        await service.hold(deps=deps, plate="V4", **args)
+    assert await _rows(ctx) == (2, 2)
+    # a hold decided from a stale copy voids its intent before it is decided again: only the two written live on
+    assert sorted(_voided(provider)) == ["canceled"] * 3 + ["requires_payment_method"] * 2
