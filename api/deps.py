@@ -51,10 +51,7 @@ class Principal:
     organisation_id: uuid.UUID | None
 
 
-async def current_user(
-    ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    """The caller named by a valid access token (401 otherwise)."""
+def _principal(ctx: AppContext, creds: HTTPAuthorizationCredentials | None) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
     s = ctx.settings
@@ -63,7 +60,33 @@ async def current_user(
     return Principal(user_id=claims.user_id, role=claims.role, organisation_id=claims.organisation_id)
 
 
+async def current_user(
+    ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller named by a valid access token (401 otherwise)."""
+    return _principal(ctx, creds)
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A signed-in caller with the process context and the time of the request: CtxDep, CurrentUser and NowDep
+    in one dependency, for the hot write routes (FastAPI's per-dependency work cost more than a hold's SQL)."""
+
+    ctx: AppContext
+    user: Principal
+    now: datetime
+
+
+async def signed_in(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> SignedIn:
+    ctx: AppContext = request.app.state.ctx
+    return SignedIn(ctx, _principal(ctx, creds), ctx.clock.now())
+
+
+SignedInDep = Annotated[SignedIn, Depends(signed_in)]
 
 
 def require_roles(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from api.deps import ConnDep, CtxDep, CurrentUser, NowDep
+from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
 from api.idempotency import run_idempotent
 from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
 from booking import service
@@ -76,8 +76,8 @@ async def _current(ctx: AppContext, reservation_id: uuid.UUID, user_id: uuid.UUI
 
 
 @router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
-async def create_reservation(body: HoldIn, ctx: CtxDep, user: CurrentUser, now: NowDep,
-                             idempotency_key: IdemKey = None) -> Response:
+async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: IdemKey = None) -> Response:
+    ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -101,8 +101,9 @@ async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep
 
 
 @router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed")
-async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: CtxDep, user: CurrentUser,
-                              now: NowDep, idempotency_key: IdemKey = None) -> Response:
+async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: SignedInDep,
+                              idempotency_key: IdemKey = None) -> Response:
+    ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -115,8 +116,9 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, ctx: C
 
 
 @router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
-async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: CurrentUser, now: NowDep,
+async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
                              idempotency_key: IdemKey = None) -> Response:
+    ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
@@ -130,8 +132,9 @@ async def cancel_reservation(reservation_id: uuid.UUID, ctx: CtxDep, user: Curre
 
 
 @router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window")
-async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, ctx: CtxDep, user: CurrentUser,
-                                    now: NowDep, idempotency_key: IdemKey = None) -> Response:
+async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, call: SignedInDep,
+                                    idempotency_key: IdemKey = None) -> Response:
+    ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
