@@ -216,6 +216,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--users", type=int, default=1536, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
     ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
+    ap.add_argument("--timeline", action="store_true", help="per-second p50/p99 of each phase (where a tail comes from)")
     args = ap.parse_args()
 
     ensure_database()
@@ -264,6 +265,9 @@ def main() -> int:
         print(res.line() + f" {doubles:>7}")
     for res, holds, _ in results:
         print(f"{res.name}: statuses {holds.statuses}")
+    if args.timeline:
+        for res, _, _ in results:
+            print(res.timeline())
     print()
     print(cost)
     (a, _, da), (b, _, db), (c, hc, dc) = results

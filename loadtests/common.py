@@ -28,6 +28,8 @@ Call = Callable[[random.Random], Awaitable[bool]]
 class Result:
     name: str
     latencies: list[float] = field(default_factory=list)
+    #: when each recorded call started, in seconds after the warm-up (same order as latencies)
+    started: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
@@ -41,6 +43,18 @@ class Result:
             return float("nan")
         data = sorted(self.latencies)
         return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+    def timeline(self, step: float = 1.0) -> str:
+        """p50/p99 and calls per `step` seconds of the run: a slow tail spread evenly, or a few stalls."""
+        buckets: dict[int, list[float]] = {}
+        for t, lat in zip(self.started, self.latencies, strict=True):
+            buckets.setdefault(int(t // step), []).append(lat * 1000)
+        out = [f"{self.name}: second  calls  p50 ms  p99 ms  max ms"]
+        for b in sorted(buckets):
+            data = sorted(buckets[b])
+            out.append(f"{'':>{len(self.name) + 2}}{b * step:>6.0f} {len(data):>6} {data[len(data) // 2]:>7.1f} "
+                       f"{data[min(len(data) - 1, int(0.99 * len(data)))]:>7.1f} {data[-1]:>7.1f}")
+        return "\n".join(out)
 
     def line(self) -> str:
         mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
@@ -70,6 +84,7 @@ async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
             if t0 >= record_from:
                 if ok:
                     result.latencies.append(t1 - t0)
+                    result.started.append(t0 - record_from)
                 else:
                     result.errors += 1
 
