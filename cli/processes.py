@@ -37,9 +37,13 @@ def register(app: typer.Typer) -> None:
         """Run the HTTP API with uvicorn."""
         import uvicorn
 
+        from cli.serving import APP_CONFIG, reuse_port_available, serve_reuse_port
+
         settings_or_exit()  # fail fast with one clear line before forking workers
-        uvicorn.run("api.asgi:factory", factory=True, host=host, port=port, workers=workers, reload=reload,
-                    access_log=False, log_level="warning", lifespan="on")
+        if workers > 1 and not reload and reuse_port_available():
+            serve_reuse_port(host=host, port=port, workers=workers)  # connections spread evenly (cli/serving.py)
+            return
+        uvicorn.run(**APP_CONFIG, host=host, port=port, workers=workers, reload=reload)
 
     @app.command()
     def worker(concurrency: int = typer.Option(2, min=1), loglevel: str = typer.Option("info")) -> None:
