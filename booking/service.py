@@ -414,11 +414,14 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
         try:
             async with (await deps.pg()).acquire() as con:  # autocommit: the statement is its own transaction
                 return await _write(con, deps, row, idx, payment)
-        except asyncpg.IntegrityConstraintViolationError as exc:
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError) as exc:
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
-            if _constraint(exc) == PLATE_GUARD:
+            # Two writers of one spot that each wait on the other's uncommitted row (an exclusion constraint
+            # checks after inserting) are a deadlock, and PostgreSQL aborts one: for it, the spot was taken.
+            contested = isinstance(exc, asyncpg.DeadlockDetectedError) or _constraint(exc) == SPOT_GUARD
+            if not contested and _constraint(exc) == PLATE_GUARD:
                 raise PlateConflict() from None
-            if _constraint(exc) != SPOT_GUARD:
+            if not contested:
                 raise
             # Redis was stale for this spot: make it exact from PostgreSQL and try the next one.
             from booking.reconcile import repair_spot
@@ -450,6 +453,8 @@ async def _hold_via_postgres(deps: BookingDeps, lot: LotInfo, row: dict[str, Any
                 if idx is None:
                     raise SoldOut()
                 inserted = await _write(con, deps, row, idx, payment)
+        except asyncpg.DeadlockDetectedError:
+            continue  # another writer of the candidate won (see _hold_via_redis): the next candidate
         except asyncpg.IntegrityConstraintViolationError as exc:
             if _constraint(exc) == PLATE_GUARD:
                 raise PlateConflict() from None

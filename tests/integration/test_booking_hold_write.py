@@ -238,3 +238,35 @@ async def test_a_lot_remembered_by_the_process_is_rechecked_by_every_write(
     assert await _rows(ctx) == (2, 2)
     # a hold decided from a stale copy voids its intent before it is decided again: only the two written live on
     assert sorted(_voided(provider)) == ["canceled"] * 3 + ["requires_payment_method"] * 2
+
+
+async def test_a_deadlock_with_another_writer_of_the_spot_is_a_retry_not_an_error(
+        ctx: AppContext, clock: ManualClock, provider: StrictProvider) -> None:
+    """An exclusion constraint inserts, then checks: two writers of one spot can each wait on the other's
+    uncommitted row. PostgreSQL aborts one (here the hold, which waited first); the hold takes the next spot.
+    Seen in bench_booking phase C as a 500 when Redis came back while PostgreSQL-path holds were in flight."""
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+    start = clock.now() + timedelta(hours=1)
+    args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
+            "ends_at": start + timedelta(hours=2), "now": clock.now()}
+    insert = text(
+        "INSERT INTO reservations (lot_id, kind, spot_id, vehicle_type, starts_at, ends_at, period, status,"
+        " hold_expires_at) SELECT s.lot_id, 'reservation', s.id, 'regular', :s, :e, tstzrange(:s, :e, '[)'),"
+        " 'held', :x FROM spots s WHERE s.lot_id = :lot AND s.idx = 0")
+    expires = clock.now() + timedelta(minutes=15)
+    async with ctx.engine.connect() as other:
+        # the first half of the hold's window on spot 0, not committed: the hold's insert waits for it
+        await other.execute(insert, {"s": start, "e": start + timedelta(hours=1), "x": expires, "lot": lot})
+        held = asyncio.create_task(service.hold_reservation(deps=booking_deps(ctx, pricer=_pricer()), plate="D1",
+                                                            **args))
+        for _ in range(500):
+            async with ctx.engine.connect() as conn:
+                if await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                    break
+            await asyncio.sleep(0.01)
+        # the second half: waits for the hold's row, which waits for ours
+        await other.execute(insert, {"s": start + timedelta(hours=1), "e": start + timedelta(hours=2),
+                                     "x": expires, "lot": lot})
+        await other.rollback()
+    assert (await held).row.spot_idx == 1
