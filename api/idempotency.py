@@ -44,13 +44,14 @@ def _hash(body: Any) -> str:
 
 
 async def run_idempotent(ctx: AppContext, *, scope: str, key: str | None, body: Any, handler: Handler) -> Response:
-    """Run `handler` once per (scope, key); replay its stored response for retries."""
+    """Run `handler` once per (scope, key); replay its stored response for retries. `body` may be a callable
+    that returns it: it is then only built when there is a key."""
     if key is None:
         status, payload = await handler()
         return _json(payload, status)
     if not 1 <= len(key) <= 200:
         raise ValidationFailed("Idempotency-Key must be 1-200 characters", loc=("header", "Idempotency-Key"))
-    digest = _hash(body)
+    digest = _hash(body() if callable(body) else body)
     async with ctx.engine.begin() as conn:
         claimed = (await conn.execute(_CLAIM, {"scope": scope, "key": key, "hash": digest})).first()
         if claimed is None:

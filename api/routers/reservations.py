@@ -91,7 +91,7 @@ async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: I
         return 201, out
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations", key=idempotency_key,
-                                body=body.model_dump(mode="json"), handler=handler)
+                                body=lambda: body.model_dump(mode="json"), handler=handler)
 
 
 @router.get("/reservations/{reservation_id}", summary="A reservation of the caller")
