@@ -41,6 +41,8 @@ DEFAULT_QUOTE_TYPE = "regular"
 #: quotes expire on multiples of this, so equal quotes signed within one step are the same quote (memoised)
 EXPIRY_STEP = timedelta(seconds=10)
 SIGNED_MEMO_SIZE = 50_000
+#: a lot whose card does not sell the vehicle type (memoised like a quote, shown as none)
+_UNSOLD: dict[str, Any] = {}
 
 #: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
@@ -131,6 +133,8 @@ class QuoteService:
         self.cards = _CardCache()
         self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
         self._signed: OrderedDict[tuple[Any, ...], tuple[RateCard, Quote]] = OrderedDict()
+        # search's quotes of static cards by (lot, card text, version, zone, type, window, expiry); insertion order
+        self._static_quotes: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- dynamic multiplier ------------------------------------------------------------------------------------
 
@@ -275,9 +279,33 @@ class QuoteService:
                                starts_at: datetime, ends_at: datetime,
                                occupancy: OccupancyFn) -> dict[uuid.UUID, dict[str, Any]]:
         """Quotes for lots whose stored cards the caller already has (search's lot index); `occupancy` is asked
-        only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped."""
+        only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped.
+
+        A lot with a static card (no dynamic pricing) shows the same signed quote for a type and window until
+        the next expiry step: it is looked up by (lot, card text, version, zone, type, window, expiry) in one
+        probe, and the same dict object is returned each time (callers must not change it)."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
+        expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        out: dict[uuid.UUID, dict[str, Any]] = {}
+        rest: dict[uuid.UUID, StoredCard] = {}
+        memo = self._static_quotes
+        for lot, row in stored.items():
+            hit = memo.get((lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)) \
+                if isinstance(row.body, str) else None
+            if hit is None:
+                rest[lot] = row
+            elif hit is not _UNSOLD:
+                out[lot] = hit
+        if rest:
+            out.update(await self._quote_cards(rest, wanted=wanted, starts_at=starts_at, ends_at=ends_at,
+                                               occupancy=occupancy, now=now, expires_at=expires_at))
+        return out
+
+    async def _quote_cards(self, stored: Mapping[uuid.UUID, StoredCard], *, wanted: str, starts_at: datetime,
+                           ends_at: datetime, occupancy: OccupancyFn, now: datetime,
+                           expires_at: datetime) -> dict[uuid.UUID, dict[str, Any]]:
+        memo = self._static_quotes
         cards, sells = {}, {}  # lots of a page mostly share a card: ask each card once
         for lot, row in stored.items():
             try:
@@ -289,13 +317,20 @@ class QuoteService:
                 sells[id(card)] = wanted in card.spot_types
             if sells[id(card)]:
                 cards[lot] = card
+            elif isinstance(row.body, str):
+                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = _UNSOLD
         mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
         out = {}
         for lot, card in cards.items():
             mult, reason = mults[lot]
-            out[lot] = self._quote(lot_id=lot, card=card, version=stored[lot].version, tz=stored[lot].timezone,
-                                   vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
-                                   reason=reason, now=now).data or {}
+            row = stored[lot]
+            out[lot] = data = self._quote(lot_id=lot, card=card, version=row.version, tz=row.timezone,
+                                          vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
+                                          reason=reason, now=now).data or {}
+            if not card.dynamic.enabled and isinstance(row.body, str):
+                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = data
+        while len(memo) > SIGNED_MEMO_SIZE:  # oldest first: entries of past expiry steps go first
+            del memo[next(iter(memo))]
         return out
 
 
