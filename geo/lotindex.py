@@ -28,6 +28,7 @@ import asyncpg
 import h3
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from core.context import AppContext
 from geo import queries
@@ -66,6 +67,12 @@ class Hit(NamedTuple):
     capacity: int
     ev_overflow: bool
     card: Card | None
+    lot_json: bytes  # the item's `lot` member, {id, name, location: {lat, lng}}, as JSON (API.md, Discovery)
+
+
+def lot_ref_json(lot_id: uuid.UUID, name: str, lat: float, lng: float) -> bytes:
+    """A search item's `lot` member as JSON, written once per lot when a snapshot loads."""
+    return orjson.dumps({"id": str(lot_id), "name": name, "location": {"lat": lat, "lng": lng}})
 
 
 def _unit(lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -98,6 +105,7 @@ class LotSnapshot:
     amenities: npt.NDArray[np.int32]
     ev_overflow: list[bool]
     capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
+    lot_json: list[bytes]
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
@@ -119,7 +127,8 @@ class LotSnapshot:
             xyz=_unit(np.array(lats, dtype=np.float64), np.array(lngs, dtype=np.float64)).reshape(len(rows), 3),
             horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
-            ev_overflow=overflow, capacity=capacity)
+            ev_overflow=overflow, capacity=capacity,
+            lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
         """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin`."""
@@ -180,7 +189,7 @@ class LotSnapshot:
             if d > radius_m or (key, self.ids[i]) <= after:
                 continue
             picked.append(Hit(self.ids[i], self.names[i], self.lats[i], self.lngs[i], d, key, int(capacity[i]),
-                              self.ev_overflow[i], self.cards[i]))
+                              self.ev_overflow[i], self.cards[i], self.lot_json[i]))
             if len(picked) >= need:
                 picked.sort(key=lambda h: (h.sort_key, h.id))
                 del picked[need:]

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import h3
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -70,8 +70,7 @@ class SearchQuery:
         return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class SearchItem:
+class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 20 of them per search
     lot_id: uuid.UUID
     name: str
     lat: float
@@ -82,6 +81,7 @@ class SearchItem:
     quote: dict[str, Any] | None
     source: str
     as_of: datetime
+    lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
 
 
 @dataclass(frozen=True)
@@ -191,9 +191,8 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
             continue
         count = free[r.id]
-        items.append(SearchItem(lot_id=r.id, name=r.name, lat=r.lat, lng=r.lng, distance_m=r.distance_m,
-                                available=min(count.available, r.capacity), capacity=r.capacity, quote=quote,
-                                source=count.source, as_of=count.as_of))
+        items.append(SearchItem(r.id, r.name, r.lat, r.lng, r.distance_m, min(count.available, r.capacity),
+                                r.capacity, quote, count.source, count.as_of, getattr(r, "lot_json", None)))
     next_cursor = None
     if more:
         last = page[-1]
