@@ -106,6 +106,7 @@ class LotSnapshot:
     ev_overflow: list[bool]
     capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
     lot_json: list[bytes]
+    min_horizon: int  # the shortest booking horizon of any lot (windows within it need no horizon check)
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
@@ -128,6 +129,7 @@ class LotSnapshot:
             horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
             ev_overflow=overflow, capacity=capacity,
+            min_horizon=min((int(r["booking_horizon_days"]) for r in rows), default=0),
             lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
@@ -163,8 +165,12 @@ class LotSnapshot:
             near = np.take(self.xyz, idx, axis=0) @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M,
                                                                         math.pi))
             idx = idx[near]
-            idx = idx[(capacity[idx] > 0) & (self.horizon[idx] >= horizon_days)
-                      & ((self.amenities[idx] & amenities) == amenities)]
+            eligible = capacity[idx] > 0
+            if horizon_days > self.min_horizon:
+                eligible &= self.horizon[idx] >= horizon_days
+            if amenities:
+                eligible &= (self.amenities[idx] & amenities) == amenities
+            idx = idx[eligible]
             chord = np.sqrt(((np.take(self.xyz, idx, axis=0) - q) ** 2).sum(axis=1))
             approx = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(chord / 2, 1.0))
             keep = (approx <= cover + EPS_M) & (approx >= after[0] - EPS_M)
@@ -179,23 +185,24 @@ class LotSnapshot:
 
     def _exact(self, positions: list[int], approx: list[float], *, lat: float, lng: float, radius_m: float,
                after: tuple[float, uuid.UUID], need: int, capacity: npt.NDArray[np.int32]) -> list[Hit]:
-        picked: list[Hit] = []
+        ids, lats, lngs = self.ids, self.lats, self.lngs
+        scored: list[tuple[float, uuid.UUID, float, int]] = []  # (sort key, id, exact distance, position)
         bound = math.inf  # exact distance of the need-th lot so far; a lot beyond bound + EPS can't displace it
         for i, rough in zip(positions, approx, strict=True):
             if rough - EPS_M > bound:
                 break
-            d = great_circle_m(lat, lng, self.lats[i], self.lngs[i])
+            d = great_circle_m(lat, lng, lats[i], lngs[i])
             key = round(d, TIE_DECIMALS)
-            if d > radius_m or (key, self.ids[i]) <= after:
+            if d > radius_m or (key, ids[i]) <= after:
                 continue
-            picked.append(Hit(self.ids[i], self.names[i], self.lats[i], self.lngs[i], d, key, int(capacity[i]),
-                              self.ev_overflow[i], self.cards[i], self.lot_json[i]))
-            if len(picked) >= need:
-                picked.sort(key=lambda h: (h.sort_key, h.id))
-                del picked[need:]
-                bound = picked[-1].sort_key
-        picked.sort(key=lambda h: (h.sort_key, h.id))
-        return picked
+            scored.append((key, ids[i], d, i))
+            if len(scored) >= need:
+                scored.sort()
+                del scored[need:]
+                bound = scored[-1][0]
+        scored.sort()
+        return [Hit(lot_id, self.names[i], lats[i], lngs[i], d, key, int(capacity[i]), self.ev_overflow[i],
+                    self.cards[i], self.lot_json[i]) for key, lot_id, d, i in scored]
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> LotSnapshot:
