@@ -31,12 +31,16 @@ import numpy.typing as npt
 import orjson
 
 from core.context import AppContext
+from core.logging import get_logger
 from geo import queries
 from geo.availability import ALL_SPOT_TYPES, usable_mask
 from geo.distance import EARTH_RADIUS_M, great_circle_m
 from geo.h3cells import ring_cells
 from geo.schemas import AMENITIES
 
+log = get_logger("parkgrid.geo")
+#: what a failed version poll may raise: the snapshot in memory is served meanwhile
+_DB_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
 FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
 FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
@@ -224,21 +228,32 @@ class LotIndex:
     def __init__(self, *, pool: Callable[[], Awaitable[asyncpg.Pool]], refresh: timedelta) -> None:
         self._pool, self.refresh = pool, refresh
         self._snapshot: LotSnapshot | None = None
-        self._checked_at: datetime | None = None
+        self.checked_at: datetime | None = None  # when the version was last read (the snapshot is current as of it)
+        self._next_check: datetime | None = None
         self._lock = asyncio.Lock()
 
     async def snapshot(self, now: datetime) -> LotSnapshot:
         """The snapshot to search; polls the version (and reloads) when the refresh interval has passed.
 
         One request polls; the others keep searching the current snapshot meanwhile (only the very first
-        load is waited for)."""
+        load is waited for). When the poll fails (PostgreSQL unreachable or failing), the copy in memory is
+        served, a warning logged, and the poll tried again after another refresh interval; `checked_at` stays
+        at the last successful poll."""
         current = self._snapshot
-        fresh = self._checked_at is not None and now - self._checked_at < self.refresh
-        if current is not None and (fresh or self._lock.locked()):
+        if current is not None and ((self._next_check is not None and now < self._next_check)
+                                    or self._lock.locked()):
             return current
         async with self._lock:
-            if self._snapshot is None or self._checked_at is None or now - self._checked_at >= self.refresh:
-                await self.refresh_now(now)
+            if self._snapshot is None or self._next_check is None or now >= self._next_check:
+                try:
+                    await self.refresh_now(now)
+                except _DB_UNAVAILABLE as exc:
+                    if self._snapshot is None:
+                        raise
+                    self._next_check = now + self.refresh
+                    log.warning("lot_index_check_failed", serving_version=self._snapshot.version,
+                                checked_at=self.checked_at.isoformat() if self.checked_at else None,
+                                error=repr(exc)[:200])
         assert self._snapshot is not None
         return self._snapshot
 
@@ -249,7 +264,7 @@ class LotIndex:
             version = await conn.fetchval(queries.INDEX_VERSION)
             if self._snapshot is None or version != self._snapshot.version:
                 self._snapshot = await load_snapshot(conn)
-        self._checked_at = now
+        self.checked_at, self._next_check = now, now + self.refresh
 
 
 def lot_index(ctx: AppContext) -> LotIndex:

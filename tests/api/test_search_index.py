@@ -130,3 +130,20 @@ async def test_cached_counts_say_when_they_were_taken(client: httpx.AsyncClient,
     clock.advance(seconds=1)  # Settings.search_count_ttl_ms default: 2 s
     fresh = await item()
     assert fresh["available"] == 2 and fresh["freshness"]["as_of"] == "2025-01-06T16:00:02Z"
+
+
+async def test_a_failed_version_check_serves_the_copy_in_memory_until_a_check_succeeds(
+        client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
+    await add(ctx, "first", *offset(*ORIGIN, north_m=100))
+    assert await names(client) == ["first"]  # loads the index
+    await add(ctx, "second", *offset(*ORIGIN, north_m=50))
+    async with ctx.engine.begin() as conn:  # the version row can't be read: every poll fails in PostgreSQL
+        await conn.execute(text("ALTER TABLE lot_index_version RENAME TO lot_index_version_away"))
+    clock.advance(REFRESH)
+    assert await names(client) == ["first"]  # the copy in memory, not an error
+    assert await names(client) == ["first"]
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE lot_index_version_away RENAME TO lot_index_version"))
+    assert await names(client) == ["first"]  # the next poll waits for another refresh interval
+    clock.advance(REFRESH)
+    assert await names(client) == ["second", "first"]
