@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any, NamedTuple, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,6 +44,14 @@ EXPIRY_STEP = timedelta(seconds=10)
 SIGNED_MEMO_SIZE = 50_000
 #: a lot whose card does not sell the vehicle type (memoised like a quote, shown as none)
 _UNSOLD: dict[str, Any] = {}
+
+
+class ShownQuote(dict[str, Any]):
+    """A memoised search quote: the dict, and `json`, the same dict as JSON bytes written once when it was signed
+    (a search page splices them in instead of serialising ~1.4 KB per lot again). Never changed after that."""
+
+    __slots__ = ("json",)
+    json: bytes
 
 #: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
@@ -328,7 +337,9 @@ class QuoteService:
                                           vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
                                           reason=reason, now=now).data or {}
             if not card.dynamic.enabled and isinstance(row.body, str):
-                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = data
+                out[lot] = shown = ShownQuote(data)
+                shown.json = orjson.dumps(data)
+                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = shown
         while len(memo) > SIGNED_MEMO_SIZE:  # oldest first: entries of past expiry steps go first
             del memo[next(iter(memo))]
         return out

@@ -18,6 +18,7 @@ from core.context import AppContext
 from geo.lotindex import lot_ref_json
 from geo.search import SearchItem, SearchPage
 from geo.window import resolve_window
+from pricing.service import ShownQuote
 from tests.api.test_search import NOW, ORIGIN, add, offset
 from tests.factories import UserFactory
 from tests.pricing_helpers import card
@@ -56,13 +57,15 @@ def test_anything_unusual_goes_to_fastapi(query: bytes) -> None:
     assert plain_search_query(query) is None
 
 
-def test_a_lot_written_by_the_index_serialises_like_one_built_per_request() -> None:
+def test_lots_and_quotes_written_ahead_serialise_like_ones_built_per_request() -> None:
     now = datetime(2025, 1, 6, 16, 0, 0, 123456, tzinfo=UTC)
     window = resolve_window(starts_at=None, ends_at=None, now=now, max_window_days=7)
     lot_id = uuid.uuid4()
-    item = SearchItem(lot_id, 'Quai "des" Célestins', 48.853412, 2.360001, 12.3456, 3, 5,
-                      {"total": {"amount": 100, "currency": "eur"}}, "database", now)
-    spliced = item._replace(lot_json=lot_ref_json(lot_id, item.name, item.lat, item.lng))
+    quote = {"total": {"amount": 100, "currency": "eur"}, "multiplier": "1", "token": "a.b", "discount_code": None}
+    shown = ShownQuote(quote)
+    shown.json = orjson.dumps(quote)
+    item = SearchItem(lot_id, 'Quai "des" Célestins', 48.853412, 2.360001, 12.3456, 3, 5, quote, "database", now)
+    spliced = item._replace(lot_json=lot_ref_json(lot_id, item.name, item.lat, item.lng), quote=shown)
     page = SearchPage(items=[item], next_cursor="abc", origin=ORIGIN, window=window)
     assert search_json(page) == search_json(SearchPage(items=[spliced], next_cursor="abc", origin=ORIGIN,
                                                        window=window))
