@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -55,6 +55,19 @@ class ShownQuote(dict[str, Any]):
 
 #: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
+
+
+class CardRow(Protocol):
+    """What quoting needs of a lot's stored card (a StoredCard, or the search index's own record of it)."""
+
+    @property
+    def body(self) -> Any: ...  # JSON text (or, from SQLAlchemy, the decoded JSON)
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def timezone(self) -> str: ...
 
 
 class StoredCard(NamedTuple):
@@ -142,8 +155,10 @@ class QuoteService:
         self.cards = _CardCache()
         self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
         self._signed: OrderedDict[tuple[Any, ...], tuple[RateCard, Quote]] = OrderedDict()
-        # search's quotes of static cards by (lot, card text, version, zone, type, window, expiry); insertion order
-        self._static_quotes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # search's quotes of static cards: (type, window, expiry) -> lot -> (card text, version, zone, quote),
+        # oldest first, SIGNED_MEMO_SIZE quotes in all at most (the newest group whatever its size)
+        self._static_quotes: dict[tuple[str, datetime, datetime, datetime],
+                                  dict[uuid.UUID, tuple[str, int, str, dict[str, Any]]]] = {}
 
     # -- dynamic multiplier ------------------------------------------------------------------------------------
 
@@ -284,37 +299,47 @@ class QuoteService:
                                            vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
                                            occupancy=booked_occupancy(conn))
 
-    async def quotes_for_cards(self, stored: Mapping[uuid.UUID, StoredCard], *, vehicle_type: str | None,
+    async def quotes_for_cards(self, stored: Mapping[uuid.UUID, CardRow], *, vehicle_type: str | None,
                                starts_at: datetime, ends_at: datetime,
                                occupancy: OccupancyFn) -> dict[uuid.UUID, dict[str, Any]]:
         """Quotes for lots whose stored cards the caller already has (search's lot index); `occupancy` is asked
         only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped.
 
         A lot with a static card (no dynamic pricing) shows the same signed quote for a type and window until
-        the next expiry step: it is looked up by (lot, card text, version, zone, type, window, expiry) in one
-        probe, and the same dict object is returned each time (callers must not change it)."""
+        the next expiry step: it is looked up by (type, window, expiry), then lot, and used while the lot's card
+        text, version and zone are the ones it was signed with; the same dict object is returned each time
+        (callers must not change it)."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
         expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        page_key = (wanted, starts_at, ends_at, expires_at)
+        memo = self._static_quotes.get(page_key)
+        if memo is None:
+            memo = self._static_quotes[page_key] = {}
         out: dict[uuid.UUID, dict[str, Any]] = {}
-        rest: dict[uuid.UUID, StoredCard] = {}
-        memo = self._static_quotes
+        rest: dict[uuid.UUID, CardRow] = {}
         for lot, row in stored.items():
-            hit = memo.get((lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)) \
-                if isinstance(row.body, str) else None
-            if hit is None:
+            hit = memo.get(lot)
+            if hit is not None and hit[0] == row.body and hit[1] == row.version and hit[2] == row.timezone:
+                if hit[3] is not _UNSOLD:
+                    out[lot] = hit[3]
+            else:
                 rest[lot] = row
-            elif hit is not _UNSOLD:
-                out[lot] = hit
         if rest:
-            out.update(await self._quote_cards(rest, wanted=wanted, starts_at=starts_at, ends_at=ends_at,
-                                               occupancy=occupancy, now=now, expires_at=expires_at))
+            out.update(await self._quote_cards(rest, memo, wanted=wanted, starts_at=starts_at, ends_at=ends_at,
+                                               occupancy=occupancy, now=now))
+            sizes = [len(m) for m in self._static_quotes.values()]
+            for size in sizes[:-1]:  # oldest (type, window, expiry) first: past expiry steps go first
+                if sum(sizes) <= SIGNED_MEMO_SIZE:
+                    break
+                del self._static_quotes[next(iter(self._static_quotes))]
+                sizes.remove(size)
         return out
 
-    async def _quote_cards(self, stored: Mapping[uuid.UUID, StoredCard], *, wanted: str, starts_at: datetime,
-                           ends_at: datetime, occupancy: OccupancyFn, now: datetime,
-                           expires_at: datetime) -> dict[uuid.UUID, dict[str, Any]]:
-        memo = self._static_quotes
+    async def _quote_cards(self, stored: Mapping[uuid.UUID, CardRow],
+                           memo: dict[uuid.UUID, tuple[str, int, str, dict[str, Any]]], *, wanted: str,
+                           starts_at: datetime, ends_at: datetime, occupancy: OccupancyFn,
+                           now: datetime) -> dict[uuid.UUID, dict[str, Any]]:
         cards, sells = {}, {}  # lots of a page mostly share a card: ask each card once
         for lot, row in stored.items():
             try:
@@ -327,7 +352,7 @@ class QuoteService:
             if sells[id(card)]:
                 cards[lot] = card
             elif isinstance(row.body, str):
-                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = _UNSOLD
+                memo[lot] = (row.body, row.version, row.timezone, _UNSOLD)
         mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
         out = {}
         for lot, card in cards.items():
@@ -339,9 +364,7 @@ class QuoteService:
             if not card.dynamic.enabled and isinstance(row.body, str):
                 out[lot] = shown = ShownQuote(data)
                 shown.json = orjson.dumps(data)
-                memo[(lot, row.body, row.version, row.timezone, wanted, starts_at, ends_at, expires_at)] = shown
-        while len(memo) > SIGNED_MEMO_SIZE:  # oldest first: entries of past expiry steps go first
-            del memo[next(iter(memo))]
+                memo[lot] = (row.body, row.version, row.timezone, shown)
         return out
 
 

@@ -24,7 +24,7 @@ from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
 from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
 from geo.window import parse_bbox
-from pricing.service import StoredCard, booked_occupancy, quote_service
+from pricing.service import booked_occupancy, quote_service
 
 DEFAULT_RADIUS_M = 1000.0
 
@@ -104,7 +104,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
             return await busy_cache(ctx).counts(pool, lots=lots, now=now, **span)
 
         async def indexed_quotes(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
-            cards = {r.id: StoredCard(*r.card) for r in rows if r.card is not None}
+            cards = {r.id: r.card for r in rows if r.card is not None}
             return await prices.quotes_for_cards(cards, occupancy=occupancy, **span)
 
         async def occupancy(lot_ids: Sequence[uuid.UUID], starts: datetime, ends: datetime) -> dict[uuid.UUID, Any]:
