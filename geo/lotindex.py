@@ -19,7 +19,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple, cast
@@ -45,6 +45,7 @@ VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
 FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
 FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
 EPS_M = 1e-3  # numpy's chord distance and the exact distance differ by far less than this
+RING_MEMO_POSITIONS = 1_000_000  # lot positions of recent rings a snapshot remembers (8 MB)
 PREFILTER_MARGIN_M = 1.0  # the dot-product prefilter's slack: its error is at most ~0.1 m (at distance 0)
 # Lots within a micrometre of each other count as equally far and are ordered by id: floating-point noise in the
 # last bits (a lot 40 m north and one 40 m south) must not decide the keyset order.
@@ -84,6 +85,9 @@ def _unit(lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]) -> npt.NDA
     return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
 
 
+_new_tuple = tuple.__new__
+
+
 def amenity_mask(names: tuple[str, ...] | list[str]) -> int:
     return sum(1 << AMENITIES.index(n) for n in names if n in AMENITIES)
 
@@ -111,6 +115,9 @@ class LotSnapshot:
     capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
     lot_json: list[bytes]
     min_horizon: int  # the shortest booking horizon of any lot (windows within it need no horizon check)
+    capacity_list: dict[str | None, list[int]]  # `capacity` as Python ints, for the page's Hits
+    _rings: dict[tuple[str, float], npt.NDArray[np.intp]] = field(default_factory=dict, compare=False, repr=False)
+    _ring_positions: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
@@ -134,22 +141,32 @@ class LotSnapshot:
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
             ev_overflow=overflow, capacity=capacity,
             min_horizon=min((int(r["booking_horizon_days"]) for r in rows), default=0),
+            capacity_list={vt: counts.tolist() for vt, counts in capacity.items()},
             lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
-        """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin`."""
+        """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin` (remembered per
+        snapshot for the most recent rings, up to RING_MEMO_POSITIONS positions in all)."""
         if cover_m > FULL_SCAN_COVER_M:
             return np.arange(len(self.ids))
+        key = (origin, cover_m)
+        memo = self._rings
+        found = memo.get(key)
+        if found is not None:
+            return found
         ring = _ring_array(origin, cover_m)
-        lo = np.searchsorted(self.cells, ring, side="left")
-        hi = np.searchsorted(self.cells, ring, side="right")
+        cells = self.cells  # ndarray methods, not np.* functions: each of those costs a Python-level wrapper
+        lo, hi = cells.searchsorted(ring, "left"), cells.searchsorted(ring, "right")
         sizes = hi - lo
-        total = int(sizes.sum())
-        if total == 0:
-            return np.empty(0, dtype=np.intp)
+        ends = sizes.cumsum()
+        total = int(ends[-1]) if len(ends) else 0
         # concatenated ranges lo[i]..hi[i] without a Python loop
-        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
-        return starts + np.arange(total)
+        found = (lo - (ends - sizes)).repeat(sizes) + np.arange(total) if total else np.empty(0, dtype=np.intp)
+        memo[key] = found
+        self._ring_positions[0] += len(found)
+        while self._ring_positions[0] > RING_MEMO_POSITIONS and len(memo) > 1:
+            self._ring_positions[0] -= len(memo.pop(next(iter(memo))))
+        return found
 
     def nearest(self, *, lat: float, lng: float, radius_m: float, vehicle_type: str | None, amenities: int,
                 horizon_days: int, after: tuple[float, uuid.UUID], need: int) -> list[Hit]:
@@ -159,36 +176,38 @@ class LotSnapshot:
         origin = h3.latlng_to_cell(lat, lng, 9)
         la, lo = math.radians(lat), math.radians(lng)
         q = np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
-        capacity = self.capacity[vehicle_type]
+        capacity, xyz = self.capacity[vehicle_type], self.xyz
         cover = min(radius_m, max(FIRST_COVER_M, after[0] + FIRST_COVER_M))
         while True:
             idx = self._in_ring(origin, cover)
             # A ring holds far more lots than its cover (a 200 m cover is a ~3.9 km2 ring of r9 cells): drop the
             # lots beyond the cover first, by the dot product of unit vectors (one gather and one matrix-vector
             # product), with a margin far above its rounding error near 0; the rest is done on the few kept.
-            near = np.take(self.xyz, idx, axis=0) @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M,
-                                                                        math.pi))
-            idx = idx[near]
-            eligible = capacity[idx] > 0
+            idx = idx[xyz.take(idx, axis=0) @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M,
+                                                                  math.pi))]
+            eligible = capacity.take(idx) > 0
             if horizon_days > self.min_horizon:
-                eligible &= self.horizon[idx] >= horizon_days
+                eligible &= self.horizon.take(idx) >= horizon_days
             if amenities:
-                eligible &= (self.amenities[idx] & amenities) == amenities
+                eligible &= (self.amenities.take(idx) & amenities) == amenities
             idx = idx[eligible]
-            chord = np.sqrt(((np.take(self.xyz, idx, axis=0) - q) ** 2).sum(axis=1))
-            approx = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(chord / 2, 1.0))
-            keep = (approx <= cover + EPS_M) & (approx >= after[0] - EPS_M)
+            apart = xyz.take(idx, axis=0) - q
+            chord = np.sqrt(np.add.reduce(apart * apart, axis=1))
+            approx = np.arcsin(np.minimum(chord * 0.5, 1.0)) * (2 * EARTH_RADIUS_M)
+            keep = approx <= cover + EPS_M
+            if after[0] >= 0:
+                keep &= approx >= after[0] - EPS_M
             idx, approx = idx[keep], approx[keep]
-            order = np.argsort(approx, kind="stable")
+            order = approx.argsort(kind="stable")
             picked = self._exact(idx[order].tolist(), approx[order].tolist(), lat=lat, lng=lng, radius_m=radius_m,
-                                 after=after, need=need, capacity=capacity)
+                                 after=after, need=need, capacity=self.capacity_list[vehicle_type])
             # complete once every lot nearer than the page's last one lies inside the covered distance
             if cover >= radius_m or (len(picked) >= need and picked[need - 1].distance_m <= cover - EPS_M):
                 return picked[:need]
             cover = min(radius_m, cover * 2)
 
     def _exact(self, positions: list[int], approx: list[float], *, lat: float, lng: float, radius_m: float,
-               after: tuple[float, uuid.UUID], need: int, capacity: npt.NDArray[np.int32]) -> list[Hit]:
+               after: tuple[float, uuid.UUID], need: int, capacity: list[int]) -> list[Hit]:
         ids, lats, lngs = self.ids, self.lats, self.lngs
         scored: list[tuple[float, uuid.UUID, float, int]] = []  # (sort key, id, exact distance, position)
         bound = math.inf  # exact distance of the need-th lot so far; a lot beyond bound + EPS can't displace it
@@ -205,8 +224,10 @@ class LotSnapshot:
                 del scored[need:]
                 bound = scored[-1][0]
         scored.sort()
-        return [Hit(lot_id, self.names[i], lats[i], lngs[i], d, key, int(capacity[i]), self.ev_overflow[i],
-                    self.cards[i], self.lot_json[i]) for key, lot_id, d, i in scored]
+        names, overflow, cards, lot_json = self.names, self.ev_overflow, self.cards, self.lot_json
+        # tuple.__new__ straight away: NamedTuple's generated __new__ is a Python frame per Hit
+        return [_new_tuple(Hit, (lot_id, names[i], lats[i], lngs[i], d, key, capacity[i], overflow[i], cards[i],
+                                 lot_json[i])) for key, lot_id, d, i in scored]
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> LotSnapshot:
