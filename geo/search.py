@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
 import h3
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationFailed
@@ -109,9 +110,8 @@ class PageQuotes(Protocol):
 
 
 def encode_cursor(*, sort: str, distance_m: float, lot_id: uuid.UUID, fingerprint: str) -> str:
-    body = json.dumps({"v": CURSOR_VERSION, "s": sort, "d": distance_m, "i": str(lot_id), "q": fingerprint},
-                      separators=(",", ":"))
-    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+    body = orjson.dumps({"v": CURSOR_VERSION, "s": sort, "d": distance_m, "i": str(lot_id), "q": fingerprint})
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
 
 def decode_cursor(raw: str, *, sort: str, fingerprint: str) -> tuple[float, uuid.UUID]:
