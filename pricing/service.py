@@ -39,8 +39,14 @@ _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 HYSTERESIS_TTL = timedelta(days=1)
 #: search results without a vehicle type are quoted for a regular car
 DEFAULT_QUOTE_TYPE = "regular"
-#: quotes expire on multiples of this, so equal quotes signed within one step are the same quote (memoised)
-EXPIRY_STEP = timedelta(seconds=10)
+#: quotes expire on multiples of a step (a tenth of the quote TTL, 1 to 60 s), so equal quotes signed within one
+#: step are the same quote (memoised): a quote is valid for at least 90% of the TTL, never more
+MAX_EXPIRY_STEP = timedelta(seconds=60)
+
+
+def expiry_step(ttl: timedelta) -> timedelta:
+    """The expiry step for a quote TTL: ttl / 10, within [1 s, MAX_EXPIRY_STEP]."""
+    return min(MAX_EXPIRY_STEP, max(timedelta(seconds=1), ttl / 10))
 SIGNED_MEMO_SIZE = 50_000
 #: a lot whose card does not sell the vehicle type (memoised like a quote, shown as none)
 _UNSOLD: dict[str, Any] = {}
@@ -152,6 +158,7 @@ class QuoteService:
     def __init__(self, *, secret: bytes, clock: Clock, redis: aioredis.Redis | None, keys: Keys,
                  ttl: timedelta = timedelta(minutes=10)) -> None:
         self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
+        self.expiry_step = expiry_step(ttl)
         self.cards = _CardCache()
         self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
         self._signed: OrderedDict[tuple[Any, ...], tuple[RateCard, Quote]] = OrderedDict()
@@ -229,9 +236,9 @@ class QuoteService:
             if len(self._prices) > 4096:
                 self._prices.popitem(last=False)
         _, breakdown, breakdown_json, policy = priced
-        # Quotes expire on whole EXPIRY_STEP boundaries (a little before now + ttl), so every search of the same
+        # Quotes expire on whole expiry-step boundaries (a little before now + ttl), so every search of the same
         # lot, type and window within one step shows the same signed quote: signed once, not once per page.
-        expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        expires_at = _floor(now + self.ttl, self.expiry_step)
         signed_key = (lot_id, id(card), version, price_key, expires_at)
         hit = self._signed.get(signed_key) if discount_code is None else None
         if hit is not None and hit[0] is card:
@@ -311,7 +318,7 @@ class QuoteService:
         (callers must not change it)."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
-        expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        expires_at = _floor(now + self.ttl, self.expiry_step)
         page_key = (wanted, starts_at, ends_at, expires_at)
         memo = self._static_quotes.get(page_key)
         if memo is None:
