@@ -31,12 +31,15 @@ from core.clock import Clock
 from core.context import AppContext, build_context, migration_head
 from core.logging import configure_logging
 from core.settings import Settings
+from geo.lotindex import lot_index
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> FastAPI:
-    """Build a ParkGrid API app; tests pass their own settings, clock or context."""
+def create_app(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None,
+               preload: bool = False) -> FastAPI:
+    """Build a ParkGrid API app; tests pass their own settings, clock or context. With `preload` (server
+    workers), start-up loads the search index before the first request instead of during it."""
     configure_logging(settings.log_level)
     ctx = context or build_context(settings, clock=clock)
     ctx.extras.setdefault("migration_head", migration_head())
@@ -44,6 +47,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            if preload:
+                await lot_index(ctx).preload()
             yield
         finally:
             if context is None:  # a context handed in belongs to the caller

@@ -20,6 +20,6 @@ def freeze_startup_heap() -> None:
 
 
 def factory() -> FastAPI:
-    app = create_app(load_settings())
+    app = create_app(load_settings(), preload=True)
     freeze_startup_heap()
     return app

@@ -278,6 +278,24 @@ class LotIndex:
         assert self._snapshot is not None
         return self._snapshot
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a snapshot is in memory."""
+        return self._snapshot is not None
+
+    async def preload(self) -> None:
+        """Load a snapshot ahead of the first search (a worker's start-up: ~1.7 s of CPU for 100,000 lots). The
+        first search still polls the version. If PostgreSQL can't be read, the first search loads it instead."""
+        async with self._lock:
+            if self._snapshot is not None:
+                return
+            try:
+                pool = await self._pool()
+                async with pool.acquire() as conn:
+                    self._snapshot = await load_snapshot(conn)
+            except _DB_UNAVAILABLE as exc:
+                log.warning("lot_index_preload_failed", error=repr(exc)[:200])
+
     async def refresh_now(self, now: datetime) -> None:
         """Poll the version and reload if it changed (or nothing is loaded yet)."""
         pool = await self._pool()

@@ -10,8 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from core.clock import ManualClock
 from core.context import AppContext
+from geo.lotindex import lot_index
 from tests.api.test_search import NOW, ORIGIN, add, offset, search
 from tests.factories import UserFactory
 from tests.pricing_helpers import card
@@ -147,3 +149,14 @@ async def test_a_failed_version_check_serves_the_copy_in_memory_until_a_check_su
     assert await names(client) == ["first"]  # the next poll waits for another refresh interval
     clock.advance(REFRESH)
     assert await names(client) == ["second", "first"]
+
+
+async def test_a_preloaded_index_is_polled_by_the_first_search(ctx: AppContext, clock: ManualClock) -> None:
+    app = create_app(ctx.settings, context=ctx, preload=True)
+    await add(ctx, "before start", *offset(*ORIGIN, north_m=100))
+    assert not lot_index(ctx).loaded
+    async with app.router.lifespan_context(app):
+        assert lot_index(ctx).loaded
+        await add(ctx, "after start", *offset(*ORIGIN, north_m=50))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            assert await names(http) == ["after start", "before start"]  # polled, found changed, reloaded
