@@ -39,6 +39,7 @@ KNN_MAX_SCAN = 2_000  # a later chunk grows with the observed filter pass rate, 
 H3_R9_MAX_RADIUS_M = 1_500  # above this the ring is built from r7 cells (fewer, larger)
 MAX_BBOX_DIAGONAL_FACTOR = 4  # a bbox may span at most this many times the maximum search radius
 CURSOR_VERSION = 1
+_new_tuple = tuple.__new__
 
 
 def h3_ring(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
@@ -191,8 +192,9 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
             continue
         count = free[r.id]
-        items.append(SearchItem(r.id, r.name, r.lat, r.lng, r.distance_m, min(count.available, r.capacity),
-                                r.capacity, quote, count.source, count.as_of, getattr(r, "lot_json", None)))
+        items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
+                                             min(count.available, r.capacity), r.capacity, quote, count.source,
+                                             count.as_of, getattr(r, "lot_json", None))))
     next_cursor = None
     if more:
         last = page[-1]
