@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,10 +37,21 @@ from geo.lotindex import lot_index
 API_PREFIX = "/api/v1"
 
 
+def freeze_heap() -> None:
+    """Move what a worker holds after start-up (modules, the app and its schemas, the search index: ~280,000
+    objects plus ~1 per lot) out of the cyclic garbage collector's reach. They live as long as the worker (the
+    index until lots change), yet every full collection walked them: a 120 ms pause of the event loop every few
+    thousand searches with 20,000 lots, 370 ms with 100,000, and 13-38 us of collector time per search on
+    average. Frozen objects are still freed by reference counting; garbage is collected first so none is frozen."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None,
                preload: bool = False) -> FastAPI:
     """Build a ParkGrid API app; tests pass their own settings, clock or context. With `preload` (server
-    workers), start-up loads the search index before the first request instead of during it."""
+    workers), start-up loads the search index before the first request instead of during it, then freezes the
+    heap (`freeze_heap`)."""
     configure_logging(settings.log_level)
     ctx = context or build_context(settings, clock=clock)
     ctx.extras.setdefault("migration_head", migration_head())
@@ -49,6 +61,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
         try:
             if preload:
                 await lot_index(ctx).preload()
+                freeze_heap()
             yield
         finally:
             if context is None:  # a context handed in belongs to the caller

@@ -21,7 +21,6 @@ import time
 from datetime import timedelta
 
 from api.app import create_app
-from api.asgi import freeze_startup_heap
 from core.clock import ManualClock
 from loadtests.bench_search import query_points, search_path
 from loadtests.common import asgi_call
@@ -31,8 +30,7 @@ from loadtests.search_city import bench_settings, ensure_city
 async def run(args: argparse.Namespace) -> None:
     clock = ManualClock()
     app = create_app(bench_settings(f"parkgrid_bench_search_{args.lots}").model_copy(update={"log_level": "warning"}),
-                     clock=clock)
-    freeze_startup_heap()  # as api.asgi.factory does in a server worker
+                     clock=clock, preload=True)  # as api.asgi.factory builds a server worker's app
     points = query_points(args.lots, args.seed)
     rng = random.Random(1)
     step = timedelta(seconds=1 / args.rate)
