@@ -156,22 +156,38 @@ class BusyCache:
             OrderedDict()
         self._loading: dict[tuple[datetime, datetime], asyncio.Future[tuple[datetime, dict[uuid.UUID, list[int]]]]] \
             = {}
+        # per window count (by identity) and vehicle type: busy compatible spots per lot, see _used
+        self._used_memo: dict[int, tuple[dict[uuid.UUID, list[int]], dict[str | None, dict[uuid.UUID, tuple[int, int]]]]] \
+            = {}
 
     async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[tuple[uuid.UUID, int, bool]], vehicle_type: str | None,
                      starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
         """Free compatible spots of each (lot id, usable capacity, ev_overflow) for the window."""
         as_of, busy = await self._window(pg, starts_at, ends_at, now)
-        usable, ev_if_overflow = usable_mask(vehicle_type)
+        used = self._used(busy, vehicle_type)
         out = {}
         for lot_id, capacity, ev_overflow in lots:
-            taken = busy.get(lot_id)
-            used = 0
-            if taken is not None:
-                ev = usable[4] or (ev_overflow and ev_if_overflow)
-                used = sum(n for n, u in zip(taken, usable, strict=True) if u) + (taken[4] if ev and not usable[4]
-                                                                                   else 0)
-            out[lot_id] = Counted(max(capacity - used, 0), SOURCE, as_of)
+            taken = used.get(lot_id)
+            out[lot_id] = Counted(capacity if taken is None else max(capacity - taken[ev_overflow], 0), SOURCE, as_of)
         return out
+
+    def _used(self, busy: dict[uuid.UUID, list[int]],
+              vehicle_type: str | None) -> dict[uuid.UUID, tuple[int, int]]:
+        """Busy spots a vehicle type could have used, per lot: (without ev overflow, with it); worked out once per
+        window count and type, not once per page."""
+        memo = self._used_memo.get(id(busy))
+        if memo is None or memo[0] is not busy:
+            memo = self._used_memo[id(busy)] = (busy, {})
+            while len(self._used_memo) > self.windows:
+                del self._used_memo[next(iter(self._used_memo))]
+        per_type = memo[1].get(vehicle_type)
+        if per_type is None:
+            usable, ev_if_overflow = usable_mask(vehicle_type)
+            per_type = memo[1][vehicle_type] = {}
+            for lot_id, taken in busy.items():
+                base = sum(n for n, u in zip(taken, usable, strict=True) if u)
+                per_type[lot_id] = (base, base + (taken[4] if ev_if_overflow and not usable[4] else 0))
+        return per_type
 
     async def _window(self, pg: asyncpg.Pool, starts_at: datetime, ends_at: datetime,
                       now: datetime) -> tuple[datetime, dict[uuid.UUID, list[int]]]:

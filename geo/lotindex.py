@@ -19,7 +19,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple, cast
@@ -28,18 +28,25 @@ import asyncpg
 import h3
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from core.context import AppContext
+from core.logging import get_logger
 from geo import queries
 from geo.availability import ALL_SPOT_TYPES, usable_mask
-from geo.distance import EARTH_RADIUS_M, great_circle_m
+from geo.distance import EARTH_RADIUS_M
 from geo.h3cells import ring_cells
 from geo.schemas import AMENITIES
 
+log = get_logger("parkgrid.geo")
+#: what a failed version poll may raise: the snapshot in memory is served meanwhile
+_DB_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
 FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
 FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
 EPS_M = 1e-3  # numpy's chord distance and the exact distance differ by far less than this
+RING_MEMO_POSITIONS = 1_000_000  # lot positions of recent rings a snapshot remembers (8 MB)
+PREFILTER_MARGIN_M = 1.0  # the dot-product prefilter's slack: its error is at most ~0.1 m (at distance 0)
 # Lots within a micrometre of each other count as equally far and are ordered by id: floating-point noise in the
 # last bits (a lot 40 m north and one 40 m south) must not decide the keyset order.
 TIE_DECIMALS = 6
@@ -65,11 +72,21 @@ class Hit(NamedTuple):
     capacity: int
     ev_overflow: bool
     card: Card | None
+    lot_json: bytes  # the item's `lot` member, {id, name, location: {lat, lng}}, as JSON (API.md, Discovery)
+
+
+def lot_ref_json(lot_id: uuid.UUID, name: str, lat: float, lng: float) -> bytes:
+    """A search item's `lot` member as JSON, written once per lot when a snapshot loads."""
+    return orjson.dumps({"id": str(lot_id), "name": name, "location": {"lat": lat, "lng": lng}})
 
 
 def _unit(lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     la, lo = np.radians(lat), np.radians(lng)
     return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
+
+
+_new_tuple = tuple.__new__
+_TWO_R = 2 * EARTH_RADIUS_M  # as great_circle_m multiplies: (2 * R) * asin(...)
 
 
 def amenity_mask(names: tuple[str, ...] | list[str]) -> int:
@@ -97,6 +114,13 @@ class LotSnapshot:
     amenities: npt.NDArray[np.int32]
     ev_overflow: list[bool]
     capacity: dict[str | None, npt.NDArray[np.int32]]  # usable capacity per vehicle type (None: any)
+    lot_json: list[bytes]
+    min_horizon: int  # the shortest booking horizon of any lot (windows within it need no horizon check)
+    capacity_list: dict[str | None, list[int]]  # `capacity` as Python ints, for the page's Hits
+    lat_rad: list[float]  # radians(lat) and cos(radians(lat)) of each lot, for the exact distance (see _exact)
+    cos_lat: list[float]
+    _rings: dict[tuple[str, float], npt.NDArray[np.intp]] = field(default_factory=dict, compare=False, repr=False)
+    _ring_positions: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
@@ -118,22 +142,35 @@ class LotSnapshot:
             xyz=_unit(np.array(lats, dtype=np.float64), np.array(lngs, dtype=np.float64)).reshape(len(rows), 3),
             horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
-            ev_overflow=overflow, capacity=capacity)
+            ev_overflow=overflow, capacity=capacity,
+            min_horizon=min((int(r["booking_horizon_days"]) for r in rows), default=0),
+            capacity_list={vt: counts.tolist() for vt, counts in capacity.items()},
+            lat_rad=[math.radians(lat) for lat in lats], cos_lat=[math.cos(math.radians(lat)) for lat in lats],
+            lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
-        """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin`."""
+        """Positions of the lots whose r9 cell is in the ring covering `cover_m` around `origin` (remembered per
+        snapshot for the most recent rings, up to RING_MEMO_POSITIONS positions in all)."""
         if cover_m > FULL_SCAN_COVER_M:
             return np.arange(len(self.ids))
+        key = (origin, cover_m)
+        memo = self._rings
+        found = memo.get(key)
+        if found is not None:
+            return found
         ring = _ring_array(origin, cover_m)
-        lo = np.searchsorted(self.cells, ring, side="left")
-        hi = np.searchsorted(self.cells, ring, side="right")
+        cells = self.cells  # ndarray methods, not np.* functions: each of those costs a Python-level wrapper
+        lo, hi = cells.searchsorted(ring, "left"), cells.searchsorted(ring, "right")
         sizes = hi - lo
-        total = int(sizes.sum())
-        if total == 0:
-            return np.empty(0, dtype=np.intp)
+        ends = sizes.cumsum()
+        total = int(ends[-1]) if len(ends) else 0
         # concatenated ranges lo[i]..hi[i] without a Python loop
-        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
-        return starts + np.arange(total)
+        found = (lo - (ends - sizes)).repeat(sizes) + np.arange(total) if total else np.empty(0, dtype=np.intp)
+        memo[key] = found
+        self._ring_positions[0] += len(found)
+        while self._ring_positions[0] > RING_MEMO_POSITIONS and len(memo) > 1:
+            self._ring_positions[0] -= len(memo.pop(next(iter(memo))))
+        return found
 
     def nearest(self, *, lat: float, lng: float, radius_m: float, vehicle_type: str | None, amenities: int,
                 horizon_days: int, after: tuple[float, uuid.UUID], need: int) -> list[Hit]:
@@ -141,44 +178,67 @@ class LotSnapshot:
         if not self.ids:
             return []
         origin = h3.latlng_to_cell(lat, lng, 9)
-        q = _unit(np.array([lat]), np.array([lng]))[0]
-        capacity = self.capacity[vehicle_type]
+        la, lo = math.radians(lat), math.radians(lng)
+        q = np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
+        capacity, xyz = self.capacity[vehicle_type], self.xyz
         cover = min(radius_m, max(FIRST_COVER_M, after[0] + FIRST_COVER_M))
         while True:
             idx = self._in_ring(origin, cover)
-            idx = idx[(capacity[idx] > 0) & (self.horizon[idx] >= horizon_days)
-                      & ((self.amenities[idx] & amenities) == amenities)]
-            chord = np.sqrt(((self.xyz[idx] - q) ** 2).sum(axis=1))
-            approx = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(chord / 2, 1.0))
-            keep = (approx <= cover + EPS_M) & (approx >= after[0] - EPS_M)
+            # A ring holds far more lots than its cover (a 200 m cover is a ~3.9 km2 ring of r9 cells): drop the
+            # lots beyond the cover first, by the dot product of unit vectors (one gather and one matrix-vector
+            # product), with a margin far above its rounding error near 0; the rest is done on the few kept.
+            idx = idx[xyz.take(idx, axis=0) @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M,
+                                                                  math.pi))]
+            eligible = capacity.take(idx) > 0
+            if horizon_days > self.min_horizon:
+                eligible &= self.horizon.take(idx) >= horizon_days
+            if amenities:
+                eligible &= (self.amenities.take(idx) & amenities) == amenities
+            idx = idx[eligible]
+            apart = xyz.take(idx, axis=0) - q
+            chord = np.sqrt(np.add.reduce(apart * apart, axis=1))
+            approx = np.arcsin(np.minimum(chord * 0.5, 1.0)) * (2 * EARTH_RADIUS_M)
+            keep = approx <= cover + EPS_M
+            if after[0] >= 0:
+                keep &= approx >= after[0] - EPS_M
             idx, approx = idx[keep], approx[keep]
-            order = np.argsort(approx, kind="stable")
+            order = approx.argsort(kind="stable")
             picked = self._exact(idx[order].tolist(), approx[order].tolist(), lat=lat, lng=lng, radius_m=radius_m,
-                                 after=after, need=need, capacity=capacity)
+                                 after=after, need=need, capacity=self.capacity_list[vehicle_type])
             # complete once every lot nearer than the page's last one lies inside the covered distance
             if cover >= radius_m or (len(picked) >= need and picked[need - 1].distance_m <= cover - EPS_M):
                 return picked[:need]
             cover = min(radius_m, cover * 2)
 
     def _exact(self, positions: list[int], approx: list[float], *, lat: float, lng: float, radius_m: float,
-               after: tuple[float, uuid.UUID], need: int, capacity: npt.NDArray[np.int32]) -> list[Hit]:
-        picked: list[Hit] = []
+               after: tuple[float, uuid.UUID], need: int, capacity: list[int]) -> list[Hit]:
+        ids, lats, lngs = self.ids, self.lats, self.lngs
+        scored: list[tuple[float, uuid.UUID, float, int]] = []  # (sort key, id, exact distance, position)
         bound = math.inf  # exact distance of the need-th lot so far; a lot beyond bound + EPS can't displace it
+        # great_circle_m's arithmetic step for step, with the lot's radians and cosine computed at load: the
+        # same floats (tests/unit/test_lot_index.py), without two of its four trigonometric calls per lot
+        lat_rad, cos_lat, sin, asin, sqrt, radians = self.lat_rad, self.cos_lat, math.sin, math.asin, math.sqrt, \
+            math.radians
+        p1 = radians(lat)
+        cos_p1 = math.cos(p1)
         for i, rough in zip(positions, approx, strict=True):
             if rough - EPS_M > bound:
                 break
-            d = great_circle_m(lat, lng, self.lats[i], self.lngs[i])
+            a = sin((lat_rad[i] - p1) / 2) ** 2 + cos_p1 * cos_lat[i] * sin(radians(lngs[i] - lng) / 2) ** 2
+            d = _TWO_R * asin(min(1.0, sqrt(a)))
             key = round(d, TIE_DECIMALS)
-            if d > radius_m or (key, self.ids[i]) <= after:
+            if d > radius_m or (key, ids[i]) <= after:
                 continue
-            picked.append(Hit(self.ids[i], self.names[i], self.lats[i], self.lngs[i], d, key, int(capacity[i]),
-                              self.ev_overflow[i], self.cards[i]))
-            if len(picked) >= need:
-                picked.sort(key=lambda h: (h.sort_key, h.id))
-                del picked[need:]
-                bound = picked[-1].sort_key
-        picked.sort(key=lambda h: (h.sort_key, h.id))
-        return picked
+            scored.append((key, ids[i], d, i))
+            if len(scored) >= need:
+                scored.sort()
+                del scored[need:]
+                bound = scored[-1][0]
+        scored.sort()
+        names, overflow, cards, lot_json = self.names, self.ev_overflow, self.cards, self.lot_json
+        # tuple.__new__ straight away: NamedTuple's generated __new__ is a Python frame per Hit
+        return [_new_tuple(Hit, (lot_id, names[i], lats[i], lngs[i], d, key, capacity[i], overflow[i], cards[i],
+                                 lot_json[i])) for key, lot_id, d, i in scored]
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> LotSnapshot:
@@ -200,23 +260,52 @@ class LotIndex:
     def __init__(self, *, pool: Callable[[], Awaitable[asyncpg.Pool]], refresh: timedelta) -> None:
         self._pool, self.refresh = pool, refresh
         self._snapshot: LotSnapshot | None = None
-        self._checked_at: datetime | None = None
+        self.checked_at: datetime | None = None  # when the version was last read (the snapshot is current as of it)
+        self._next_check: datetime | None = None
         self._lock = asyncio.Lock()
 
     async def snapshot(self, now: datetime) -> LotSnapshot:
         """The snapshot to search; polls the version (and reloads) when the refresh interval has passed.
 
         One request polls; the others keep searching the current snapshot meanwhile (only the very first
-        load is waited for)."""
+        load is waited for). When the poll fails (PostgreSQL unreachable or failing), the copy in memory is
+        served, a warning logged, and the poll tried again after another refresh interval; `checked_at` stays
+        at the last successful poll."""
         current = self._snapshot
-        fresh = self._checked_at is not None and now - self._checked_at < self.refresh
-        if current is not None and (fresh or self._lock.locked()):
+        if current is not None and ((self._next_check is not None and now < self._next_check)
+                                    or self._lock.locked()):
             return current
         async with self._lock:
-            if self._snapshot is None or self._checked_at is None or now - self._checked_at >= self.refresh:
-                await self.refresh_now(now)
+            if self._snapshot is None or self._next_check is None or now >= self._next_check:
+                try:
+                    await self.refresh_now(now)
+                except _DB_UNAVAILABLE as exc:
+                    if self._snapshot is None:
+                        raise
+                    self._next_check = now + self.refresh
+                    log.warning("lot_index_check_failed", serving_version=self._snapshot.version,
+                                checked_at=self.checked_at.isoformat() if self.checked_at else None,
+                                error=repr(exc)[:200])
         assert self._snapshot is not None
         return self._snapshot
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a snapshot is in memory."""
+        return self._snapshot is not None
+
+    async def preload(self) -> None:
+        """Load a snapshot ahead of the first search (a worker's start-up: ~1.7 s of CPU for 100,000 lots). The
+        first search still polls the version. If PostgreSQL can't be read, the first search loads it instead."""
+        async with self._lock:
+            if self._snapshot is not None:
+                return
+            try:
+                pool = await self._pool()
+                async with pool.acquire() as conn:
+                    self._snapshot = await load_snapshot(conn)
+            except _DB_UNAVAILABLE as exc:
+                log.warning("lot_index_preload_failed", error=repr(exc)[:200])
 
     async def refresh_now(self, now: datetime) -> None:
         """Poll the version and reload if it changed (or nothing is loaded yet)."""
@@ -225,7 +314,7 @@ class LotIndex:
             version = await conn.fetchval(queries.INDEX_VERSION)
             if self._snapshot is None or version != self._snapshot.version:
                 self._snapshot = await load_snapshot(conn)
-        self._checked_at = now
+        self.checked_at, self._next_check = now, now + self.refresh
 
 
 def lot_index(ctx: AppContext) -> LotIndex:

@@ -13,9 +13,10 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import h3
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationFailed
@@ -38,6 +39,7 @@ KNN_MAX_SCAN = 2_000  # a later chunk grows with the observed filter pass rate, 
 H3_R9_MAX_RADIUS_M = 1_500  # above this the ring is built from r7 cells (fewer, larger)
 MAX_BBOX_DIAGONAL_FACTOR = 4  # a bbox may span at most this many times the maximum search radius
 CURSOR_VERSION = 1
+_new_tuple = tuple.__new__
 
 
 def h3_ring(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
@@ -70,8 +72,7 @@ class SearchQuery:
         return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class SearchItem:
+class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 20 of them per search
     lot_id: uuid.UUID
     name: str
     lat: float
@@ -82,6 +83,7 @@ class SearchItem:
     quote: dict[str, Any] | None
     source: str
     as_of: datetime
+    lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,8 @@ class PageQuotes(Protocol):
 
 
 def encode_cursor(*, sort: str, distance_m: float, lot_id: uuid.UUID, fingerprint: str) -> str:
-    body = json.dumps({"v": CURSOR_VERSION, "s": sort, "d": distance_m, "i": str(lot_id), "q": fingerprint},
-                      separators=(",", ":"))
-    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+    body = orjson.dumps({"v": CURSOR_VERSION, "s": sort, "d": distance_m, "i": str(lot_id), "q": fingerprint})
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
 
 def decode_cursor(raw: str, *, sort: str, fingerprint: str) -> tuple[float, uuid.UUID]:
@@ -191,9 +192,9 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
             continue
         count = free[r.id]
-        items.append(SearchItem(lot_id=r.id, name=r.name, lat=r.lat, lng=r.lng, distance_m=r.distance_m,
-                                available=min(count.available, r.capacity), capacity=r.capacity, quote=quote,
-                                source=count.source, as_of=count.as_of))
+        items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
+                                             min(count.available, r.capacity), r.capacity, quote, count.source,
+                                             count.as_of, getattr(r, "lot_json", None))))
     next_cursor = None
     if more:
         last = page[-1]

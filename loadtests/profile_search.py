@@ -30,7 +30,7 @@ from loadtests.search_city import bench_settings, ensure_city
 async def run(args: argparse.Namespace) -> None:
     clock = ManualClock()
     app = create_app(bench_settings(f"parkgrid_bench_search_{args.lots}").model_copy(update={"log_level": "warning"}),
-                     clock=clock)
+                     clock=clock, preload=True)  # as api.asgi.factory builds a server worker's app
     points = query_points(args.lots, args.seed)
     rng = random.Random(1)
     step = timedelta(seconds=1 / args.rate)

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,9 +39,25 @@ _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 HYSTERESIS_TTL = timedelta(days=1)
 #: search results without a vehicle type are quoted for a regular car
 DEFAULT_QUOTE_TYPE = "regular"
-#: quotes expire on multiples of this, so equal quotes signed within one step are the same quote (memoised)
-EXPIRY_STEP = timedelta(seconds=10)
+#: quotes expire on multiples of a step (a tenth of the quote TTL, 1 to 60 s), so equal quotes signed within one
+#: step are the same quote (memoised): a quote is valid for at least 90% of the TTL, never more
+MAX_EXPIRY_STEP = timedelta(seconds=60)
+
+
+def expiry_step(ttl: timedelta) -> timedelta:
+    """The expiry step for a quote TTL: ttl / 10, within [1 s, MAX_EXPIRY_STEP]."""
+    return min(MAX_EXPIRY_STEP, max(timedelta(seconds=1), ttl / 10))
 SIGNED_MEMO_SIZE = 50_000
+#: a lot whose card does not sell the vehicle type (memoised like a quote, shown as none)
+_UNSOLD: dict[str, Any] = {}
+
+
+class ShownQuote(dict[str, Any]):
+    """A memoised search quote: the dict, and `json`, the same dict as JSON bytes written once when it was signed
+    (a search page splices them in instead of serialising ~1.4 KB per lot again). Never changed after that."""
+
+    __slots__ = ("json",)
+    json: bytes
 
 #: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
@@ -51,6 +68,19 @@ class ReadCard:
 
 
 READ_CARD = ReadCard()
+
+
+class CardRow(Protocol):
+    """What quoting needs of a lot's stored card (a StoredCard, or the search index's own record of it)."""
+
+    @property
+    def body(self) -> Any: ...  # JSON text (or, from SQLAlchemy, the decoded JSON)
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def timezone(self) -> str: ...
 
 
 class StoredCard(NamedTuple):
@@ -135,9 +165,14 @@ class QuoteService:
     def __init__(self, *, secret: bytes, clock: Clock, redis: aioredis.Redis | None, keys: Keys,
                  ttl: timedelta = timedelta(minutes=10)) -> None:
         self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
+        self.expiry_step = expiry_step(ttl)
         self.cards = _CardCache()
         self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
         self._signed: OrderedDict[tuple[Any, ...], tuple[RateCard, Quote]] = OrderedDict()
+        # search's quotes of static cards: (type, window, expiry) -> lot -> (card text, version, zone, quote),
+        # oldest first, SIGNED_MEMO_SIZE quotes in all at most (the newest group whatever its size)
+        self._static_quotes: dict[tuple[str, datetime, datetime, datetime],
+                                  dict[uuid.UUID, tuple[str, int, str, dict[str, Any]]]] = {}
 
     # -- dynamic multiplier ------------------------------------------------------------------------------------
 
@@ -208,9 +243,9 @@ class QuoteService:
             if len(self._prices) > 4096:
                 self._prices.popitem(last=False)
         _, breakdown, breakdown_json, policy = priced
-        # Quotes expire on whole EXPIRY_STEP boundaries (a little before now + ttl), so every search of the same
+        # Quotes expire on whole expiry-step boundaries (a little before now + ttl), so every search of the same
         # lot, type and window within one step shows the same signed quote: signed once, not once per page.
-        expires_at = _floor(now + self.ttl, EXPIRY_STEP)
+        expires_at = _floor(now + self.ttl, self.expiry_step)
         signed_key = (lot_id, id(card), version, price_key, expires_at)
         hit = self._signed.get(signed_key) if discount_code is None else None
         if hit is not None and hit[0] is card:
@@ -284,13 +319,47 @@ class QuoteService:
                                            vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
                                            occupancy=booked_occupancy(conn))
 
-    async def quotes_for_cards(self, stored: Mapping[uuid.UUID, StoredCard], *, vehicle_type: str | None,
+    async def quotes_for_cards(self, stored: Mapping[uuid.UUID, CardRow], *, vehicle_type: str | None,
                                starts_at: datetime, ends_at: datetime,
                                occupancy: OccupancyFn) -> dict[uuid.UUID, dict[str, Any]]:
         """Quotes for lots whose stored cards the caller already has (search's lot index); `occupancy` is asked
-        only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped."""
+        only about lots with dynamic pricing. Lots whose card does not sell the vehicle type are skipped.
+
+        A lot with a static card (no dynamic pricing) shows the same signed quote for a type and window until
+        the next expiry step: it is looked up by (type, window, expiry), then lot, and used while the lot's card
+        text, version and zone are the ones it was signed with; the same dict object is returned each time
+        (callers must not change it)."""
         now = self.clock.now()
         wanted = vehicle_type or DEFAULT_QUOTE_TYPE
+        expires_at = _floor(now + self.ttl, self.expiry_step)
+        page_key = (wanted, starts_at, ends_at, expires_at)
+        memo = self._static_quotes.get(page_key)
+        if memo is None:
+            memo = self._static_quotes[page_key] = {}
+        out: dict[uuid.UUID, dict[str, Any]] = {}
+        rest: dict[uuid.UUID, CardRow] = {}
+        for lot, row in stored.items():
+            hit = memo.get(lot)
+            if hit is not None and hit[0] == row.body and hit[1] == row.version and hit[2] == row.timezone:
+                if hit[3] is not _UNSOLD:
+                    out[lot] = hit[3]
+            else:
+                rest[lot] = row
+        if rest:
+            out.update(await self._quote_cards(rest, memo, wanted=wanted, starts_at=starts_at, ends_at=ends_at,
+                                               occupancy=occupancy, now=now))
+            sizes = [len(m) for m in self._static_quotes.values()]
+            for size in sizes[:-1]:  # oldest (type, window, expiry) first: past expiry steps go first
+                if sum(sizes) <= SIGNED_MEMO_SIZE:
+                    break
+                del self._static_quotes[next(iter(self._static_quotes))]
+                sizes.remove(size)
+        return out
+
+    async def _quote_cards(self, stored: Mapping[uuid.UUID, CardRow],
+                           memo: dict[uuid.UUID, tuple[str, int, str, dict[str, Any]]], *, wanted: str,
+                           starts_at: datetime, ends_at: datetime, occupancy: OccupancyFn,
+                           now: datetime) -> dict[uuid.UUID, dict[str, Any]]:
         cards, sells = {}, {}  # lots of a page mostly share a card: ask each card once
         for lot, row in stored.items():
             try:
@@ -302,13 +371,20 @@ class QuoteService:
                 sells[id(card)] = wanted in card.spot_types
             if sells[id(card)]:
                 cards[lot] = card
+            elif isinstance(row.body, str):
+                memo[lot] = (row.body, row.version, row.timezone, _UNSOLD)
         mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
         out = {}
         for lot, card in cards.items():
             mult, reason = mults[lot]
-            out[lot] = self._quote(lot_id=lot, card=card, version=stored[lot].version, tz=stored[lot].timezone,
-                                   vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
-                                   reason=reason, now=now).data or {}
+            row = stored[lot]
+            out[lot] = data = self._quote(lot_id=lot, card=card, version=row.version, tz=row.timezone,
+                                          vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
+                                          reason=reason, now=now).data or {}
+            if not card.dynamic.enabled and isinstance(row.body, str):
+                out[lot] = shown = ShownQuote(data)
+                shown.json = orjson.dumps(data)
+                memo[lot] = (row.body, row.version, row.timezone, shown)
         return out
 
 

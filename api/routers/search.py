@@ -8,8 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
+from api.routers.search_query import plain_search_query
 from api.schemas.discovery import (
     GEOJSON_MEDIA_TYPE,
     SearchFeatureCollection,
@@ -21,10 +24,27 @@ from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
 from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
 from geo.window import parse_bbox
-from pricing.service import StoredCard, booked_occupancy, quote_service
+from pricing.service import booked_occupancy, quote_service
 
-router = APIRouter(prefix="/lots", tags=["discovery"])
 DEFAULT_RADIUS_M = 1000.0
+
+
+class SearchRoute(APIRoute):
+    """FastAPI's route (its signature validates odd input and documents the route), with a fast lane in front:
+    a plain, valid query string (`api.routers.search_query`) skips FastAPI's per-parameter validation and its
+    per-request wrappers (exit stacks for dependencies with yield: this route has none). Errors raised on the fast
+    lane reach the app's exception handlers as FastAPI's would (problem+json)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        values = plain_search_query(scope["query_string"]) if scope["method"] == "GET" else None
+        if values is None:
+            await super().handle(scope, receive, send)
+            return
+        response = await run_search(Request(scope, receive, send), **values)
+        await response(scope, receive, send)
+
+
+router = APIRouter(prefix="/lots", tags=["discovery"], route_class=SearchRoute)
 
 
 @router.get(
@@ -55,6 +75,18 @@ async def search(
                          Query(description="index (in-process H3 ring, the default); the others are the SQL "
                                            "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
 ) -> Any:
+    return await run_search(request, lat=lat, lng=lng, radius_m=radius_m, bbox=bbox, starts_at=starts_at,
+                            ends_at=ends_at, vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
+                            sort=sort, limit=limit, cursor=cursor, prefilter=prefilter)
+
+
+async def run_search(request: Request, *, lat: float | None = None, lng: float | None = None,
+                     radius_m: float | None = None, bbox: str | None = None, starts_at: datetime | None = None,
+                     ends_at: datetime | None = None, vehicle_type: str | None = None,
+                     amenities: list[str] | None = None, max_price: int | None = None,
+                     sort: Literal["distance", "price"] = "distance", limit: int = 20, cursor: str | None = None,
+                     prefilter: Literal["index", "knn", "h3", "st_dwithin"] = DEFAULT_PREFILTER) -> Response:
+    """One search from validated parameters (FastAPI's, or the fast lane's: the same values either way)."""
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()
     box = parse_bbox(bbox) if bbox is not None else None
@@ -72,7 +104,7 @@ async def search(
             return await busy_cache(ctx).counts(pool, lots=lots, now=now, **span)
 
         async def indexed_quotes(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
-            cards = {r.id: StoredCard(*r.card) for r in rows if r.card is not None}
+            cards = {r.id: r.card for r in rows if r.card is not None}
             return await prices.quotes_for_cards(cards, occupancy=occupancy, **span)
 
         async def occupancy(lot_ids: Sequence[uuid.UUID], starts: datetime, ends: datetime) -> dict[uuid.UUID, Any]:

@@ -14,6 +14,7 @@ from geo.detail import LotAvailability
 from geo.schemas import LatLng, Lot
 from geo.search import SearchItem, SearchPage
 from geo.zones import ZoneMap
+from pricing.service import ShownQuote
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 
@@ -57,9 +58,23 @@ def _item(item: SearchItem) -> dict[str, Any]:
 
 
 def search_json(page: SearchPage) -> bytes:
-    """A SearchResponse as JSON bytes."""
-    return orjson.dumps({"items": [_item(i) for i in page.items], "next_cursor": page.next_cursor},
-                        option=orjson.OPT_UTC_Z)
+    """A SearchResponse as JSON bytes; a lot the index wrote as JSON already, and a quote pricing wrote as JSON
+    already, are spliced in as they are."""
+    items = []
+    freshness: dict[tuple[str, Any], dict[str, Any]] = {}  # a page's counts mostly share one source and time
+    for i in page.items:
+        if i.lot_json is None:
+            items.append(_item(i))
+            continue
+        fresh = freshness.get((i.source, i.as_of))
+        if fresh is None:
+            fresh = freshness[(i.source, i.as_of)] = {"source": i.source, "as_of": i.as_of}
+        quote = i.quote
+        items.append({"lot": orjson.Fragment(i.lot_json), "distance_m": round(i.distance_m, 2),
+                      "available": i.available, "capacity": i.capacity,
+                      "quote": orjson.Fragment(quote.json) if isinstance(quote, ShownQuote) else quote,
+                      "freshness": fresh})
+    return orjson.dumps({"items": items, "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
 
 
 def search_geojson(page: SearchPage) -> bytes:

@@ -3,6 +3,7 @@ through the API is searched after the next refresh; a cached count says when it 
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from core.clock import ManualClock
 from core.context import AppContext
+from geo.lotindex import lot_index
 from tests.api.test_search import NOW, ORIGIN, add, offset, search
 from tests.factories import UserFactory
 from tests.pricing_helpers import card
@@ -130,3 +133,32 @@ async def test_cached_counts_say_when_they_were_taken(client: httpx.AsyncClient,
     clock.advance(seconds=1)  # Settings.search_count_ttl_ms default: 2 s
     fresh = await item()
     assert fresh["available"] == 2 and fresh["freshness"]["as_of"] == "2025-01-06T16:00:02Z"
+
+
+async def test_a_failed_version_check_serves_the_copy_in_memory_until_a_check_succeeds(
+        client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
+    await add(ctx, "first", *offset(*ORIGIN, north_m=100))
+    assert await names(client) == ["first"]  # loads the index
+    await add(ctx, "second", *offset(*ORIGIN, north_m=50))
+    async with ctx.engine.begin() as conn:  # the version row can't be read: every poll fails in PostgreSQL
+        await conn.execute(text("ALTER TABLE lot_index_version RENAME TO lot_index_version_away"))
+    clock.advance(REFRESH)
+    assert await names(client) == ["first"]  # the copy in memory, not an error
+    assert await names(client) == ["first"]
+    async with ctx.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE lot_index_version_away RENAME TO lot_index_version"))
+    assert await names(client) == ["first"]  # the next poll waits for another refresh interval
+    clock.advance(REFRESH)
+    assert await names(client) == ["second", "first"]
+
+
+async def test_a_preloaded_index_is_polled_by_the_first_search(ctx: AppContext, clock: ManualClock) -> None:
+    app = create_app(ctx.settings, context=ctx, preload=True)
+    await add(ctx, "before start", *offset(*ORIGIN, north_m=100))
+    assert not lot_index(ctx).loaded
+    async with app.router.lifespan_context(app):
+        gc.unfreeze()  # a server worker's start-up froze the heap: not this test process's
+        assert lot_index(ctx).loaded
+        await add(ctx, "after start", *offset(*ORIGIN, north_m=50))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            assert await names(http) == ["after start", "before start"]  # polled, found changed, reloaded

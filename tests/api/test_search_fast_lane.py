@@ -1,0 +1,114 @@
+"""The search route's fast lane (api.routers.search_query) answers exactly as FastAPI's validated lane does, and
+hands everything it does not fully understand to that lane."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from api.routers.search_query import plain_search_query
+from api.schemas.discovery import search_json
+from core.clock import ManualClock
+from core.context import AppContext
+from geo.lotindex import lot_ref_json
+from geo.search import SearchItem, SearchPage
+from geo.window import resolve_window
+from pricing.service import ShownQuote
+from tests.api.test_search import NOW, ORIGIN, add, offset
+from tests.factories import UserFactory
+from tests.pricing_helpers import card
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    (b"lat=48.85&lng=2.35", {"lat": 48.85, "lng": 2.35}),
+    (b"lat=-90&lng=180&radius_m=250.5&limit=100&unknown=1", {"lat": -90.0, "lng": 180.0, "radius_m": 250.5,
+                                                             "limit": 100}),
+    (b"lat=0&lng=0&amenities=covered&amenities=cctv,staffed&vehicle_type=ev&sort=price&max_price=0",
+     {"lat": 0.0, "lng": 0.0, "amenities": ["covered", "cctv,staffed"], "vehicle_type": "ev", "sort": "price",
+      "max_price": 0}),
+    (b"lat=1&lng=2&starts_at=2025-01-06T18:00:00Z&ends_at=2025-01-06T19:30:00.5%2B02:00",
+     {"lat": 1.0, "lng": 2.0, "starts_at": datetime(2025, 1, 6, 18, tzinfo=UTC),
+      "ends_at": datetime(2025, 1, 6, 17, 30, 0, 500000, tzinfo=UTC)}),
+])
+def test_plain_queries_are_parsed(query: bytes, expected: dict[str, Any]) -> None:
+    assert plain_search_query(query) == expected
+
+
+@pytest.mark.parametrize("query", [
+    b"lat=91&lng=0", b"lat=nan&lng=0", b"lat=1e1&lng=0", b"lat=+1&lng=0", b"lat=&lng=0", b"lat=1&lat=2&lng=0",
+    b"lat=1&lng=2&limit=0", b"lat=1&lng=2&limit=101", b"lat=1&lng=2&limit=007", b"lat=1&lng=2&max_price=-1",
+    b"lat=1&lng=2&vehicle_type=tank", b"lat=1&lng=2&sort=rating", b"lat=1&lng=2&prefilter=magic",
+    b"lat=1&lng=2&starts_at=2025-01-06T18:00:00", b"lat=1&lng=2&starts_at=2025-02-30T18:00:00Z",
+    b"lat=1&lng=2&starts_at=2025-01-06t18:00:00z", b"lat=1&lng=2&radius_m=inf",
+    b"lat=1&lng=2&cursor=" + b"x" * 501, b"bbox=" + b"1" * 201,
+    b"lat=1&lng=2&" + b"&".join([b"amenities=covered"] * 21),
+])
+def test_anything_unusual_goes_to_fastapi(query: bytes) -> None:
+    assert plain_search_query(query) is None
+
+
+def test_lots_and_quotes_written_ahead_serialise_like_ones_built_per_request() -> None:
+    now = datetime(2025, 1, 6, 16, 0, 0, 123456, tzinfo=UTC)
+    window = resolve_window(starts_at=None, ends_at=None, now=now, max_window_days=7)
+    lot_id = uuid.uuid4()
+    quote = {"total": {"amount": 100, "currency": "eur"}, "multiplier": "1", "token": "a.b", "discount_code": None}
+    shown = ShownQuote(quote)
+    shown.json = orjson.dumps(quote)
+    item = SearchItem(lot_id, 'Quai "des" Célestins', 48.853412, 2.360001, 12.3456, 3, 5, quote, "database", now)
+    spliced = item._replace(lot_json=lot_ref_json(lot_id, item.name, item.lat, item.lng), quote=shown)
+    page = SearchPage(items=[item], next_cursor="abc", origin=ORIGIN, window=window)
+    assert search_json(page) == search_json(SearchPage(items=[spliced], next_cursor="abc", origin=ORIGIN,
+                                                       window=window))
+    assert orjson.loads(search_json(page))["items"][0]["lot"]["name"] == 'Quai "des" Célestins'
+
+
+async def test_both_lanes_answer_alike(client: httpx.AsyncClient, ctx: AppContext, users: UserFactory) -> None:
+    op = await users.create("operator")
+    for i in range(6):
+        lat, lng = offset(*ORIGIN, north_m=60 * (i + 1), east_m=-25 * i)
+        lot = await add(ctx, f"L{i}", lat, lng, spots={"regular": 4, "ev": 2})
+        if i % 2 == 0:
+            await client.put(f"/api/v1/lots/{lot}/rates", json=card(), headers=op.headers)
+    start = NOW + timedelta(hours=2)
+    base = f"lat={ORIGIN[0]}&lng={ORIGIN[1]}"
+    queries = [
+        base,
+        f"{base}&radius_m=300&limit=2&vehicle_type=ev",
+        f"{base}&limit=3&sort=price&max_price=100000&prefilter=knn",
+        f"{base}&amenities=covered,cctv&amenities=staffed",
+        f"{base}&starts_at={start.isoformat().replace('+00:00', 'Z')}"
+        f"&ends_at={(start + timedelta(minutes=50)).isoformat().replace('+00:00', '%2B00:00')}",
+    ]
+    for query in queries:
+        first = await client.get(f"/api/v1/lots/search?{query}")
+        assert first.status_code == 200, first.text
+        cursor = first.json()["next_cursor"]
+        paged = [f"{query}&cursor={cursor}"] if cursor else []
+        for q in (query, *paged):
+            assert plain_search_query(q.encode()) is not None  # the fast lane takes it ...
+            fast = await client.get(f"/api/v1/lots/search?{q}")
+            validated = await client.get(f"/api/v1/lots/search?{q}&limit=7&limit={_limit(q)}")  # ... this one not
+            assert plain_search_query(f"{q}&limit=7&limit={_limit(q)}".encode()) is None
+            assert fast.status_code == validated.status_code == 200
+            assert fast.content == validated.content, q
+            geo = await client.get(f"/api/v1/lots/search?{q}", headers={"accept": "application/geo+json"})
+            assert geo.headers["content-type"] == "application/geo+json"
+            assert [f["properties"]["name"] for f in geo.json()["features"]] == \
+                [i["lot"]["name"] for i in fast.json()["items"]]
+
+
+def _limit(query: str) -> str:
+    for part in query.split("&"):
+        if part.startswith("limit="):
+            return part.removeprefix("limit=")
+    return "20"
