@@ -58,6 +58,37 @@ HOLD_WRITE = (
     " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
     f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
 
+# HOLD_WRITE for many holds in one statement (booking.holdwriter): the same parameters, each an array with one
+# element per hold. A hold is written only under HOLD_WRITE's conditions; a driver's holds of one batch count
+# against their limit in order. Any conflict (a spot or a plate already taken, even by another hold of the
+# batch) skips that hold instead of failing the statement; the caller writes skipped holds one by one, which
+# names the reason. Answers the written rows as HOLD_WRITE does.
+HOLD_WRITE_MANY = (
+    "WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],"
+    " $7::bytea[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[],"
+    " $13::timestamptz[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::timestamptz[], $19::int[],"
+    " $20::int[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[]) AS t(lot_id, id, kind,"
+    " user_id, vehicle_type, plate, plate_hash, starts_at, ends_at, slot_start, slot_end, status, hold_expires_at,"
+    " price, currency, quote, idem, now, idx, max_unpaid, provider, intent_id, pay_status, lot_version,"
+    " card_row_version)),"
+    " ranked AS (SELECT req.*, row_number() OVER (PARTITION BY req.user_id ORDER BY req.id) AS nth FROM req),"
+    " ok AS (SELECT ranked.*, s.id AS spot_id FROM ranked JOIN spots s ON s.lot_id = ranked.lot_id"
+    "  AND s.idx = ranked.idx"
+    "  WHERE (SELECT l.status = 'open' AND l.xmin::text = ranked.lot_version FROM lots l WHERE l.id = ranked.lot_id)"
+    "  AND (SELECT rc.xmin::text FROM rate_cards rc WHERE rc.lot_id = ranked.lot_id)"
+    "   IS NOT DISTINCT FROM ranked.card_row_version"
+    "  AND (ranked.max_unpaid IS NULL OR (SELECT count(*) FROM reservations u WHERE u.user_id = ranked.user_id"
+    "   AND u.status = 'held' AND u.hold_expires_at > ranked.now) + ranked.nth <= ranked.max_unpaid)),"
+    " r AS (INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
+    " starts_at, ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key,"
+    " created_at, updated_at) SELECT lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
+    " starts_at, ends_at, tstzrange(slot_start, slot_end, '[)'), status, hold_expires_at, price, currency,"
+    " quote::jsonb, idem, now, now FROM ok ORDER BY lot_id, idx ON CONFLICT DO NOTHING RETURNING *),"
+    " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
+    " SELECT r.lot_id, r.id, ok.provider, ok.intent_id, 'reservation', ok.pay_status, r.price_amount, r.currency"
+    " FROM r JOIN ok ON ok.id = r.id WHERE ok.intent_id IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
+    f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
+
 # What a hold needs of its lot (remembered per process: booking.service.LotInfo) with the row versions its
 # write checks, and, when a HOLD_WRITE wrote nothing, why: the lot and (for a driver's hold, $2 not NULL)
 # their unpaid holds.

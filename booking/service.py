@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from booking import lifecycle as lc
 from booking import queries as q
+from booking.holdwriter import HoldWriter
 from booking.payments import IntentResult, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
@@ -115,8 +116,10 @@ class BookingDeps:
     pg_lot_lock: bool = True
     #: holds with one discount code take turns (max_uses); only a race test's negative control turns it off
     discount_lock: bool = True
-    #: the lots this process has held in, as last read (booking.runtime.lot_infos shares one per process)
+    #: the lots this process has held in, as last read (booking.wiring.lot_infos shares one per process)
     lots: LotInfos = field(default_factory=lambda: LotInfos())
+    #: writes the Redis path's holds in batches (booking.wiring.hold_writer, one per process); None: one by one
+    writer: HoldWriter | None = None
 
 
 def make_window(starts_at: datetime, ends_at: datetime, *, now: datetime, max_span: timedelta,
@@ -352,16 +355,21 @@ class _Payment:
             log.warning("hold_intent_not_voided", intent_id=self.intent.intent_id, error=repr(exc)[:200])
 
 
+def _params(deps: BookingDeps, row: dict[str, Any], idx: int,
+            payment: tuple[str | None, str | None, str | None]) -> tuple[Any, ...]:
+    """HOLD_WRITE's parameters ($1..$25) for the hold `row` on spot `idx`."""
+    counted = row["user_id"] is not None and row["status"] == lc.HELD
+    return (row["lot_id"], row["id"], row["kind"], row["user_id"], row["vehicle_type"], row["plate"],
+            row["plate_hash"], row["starts_at"], row["ends_at"], row["slot_start"], row["slot_end"], row["status"],
+            row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
+            deps.max_holds_per_user if counted else None, *payment, row["lot_version"], row["card_row_version"])
+
+
 async def _write(con: asyncpg.Connection, deps: BookingDeps, row: dict[str, Any], idx: int,
                  payment: _Payment) -> asyncpg.Record:
     """HOLD_WRITE on spot `idx`; a refusal by the lot's status or the driver's unpaid holds raises its error."""
     counted = row["user_id"] is not None and row["status"] == lc.HELD
-    written = await con.fetchrow(
-        q.HOLD_WRITE, row["lot_id"], row["id"], row["kind"], row["user_id"], row["vehicle_type"], row["plate"],
-        row["plate_hash"], row["starts_at"], row["ends_at"], row["slot_start"], row["slot_end"], row["status"],
-        row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
-        deps.max_holds_per_user if counted else None, *await payment.columns(), row["lot_version"],
-        row["card_row_version"])
+    written = await con.fetchrow(q.HOLD_WRITE, *_params(deps, row, idx, await payment.columns()))
     if written is None:
         why = await con.fetchrow(q.HOLD_LOT, row["lot_id"], row["user_id"] if counted else None, row["now"])
         if why is None:
@@ -412,7 +420,11 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
         if idx is None:
             raise SoldOut()
         try:
-            async with (await deps.pg()).acquire() as con:  # autocommit: the statement is its own transaction
+            if deps.writer is not None:  # with the holds ready at the same moment (booking.holdwriter)
+                written = await deps.writer.write(_params(deps, row, idx, await payment.columns()))
+                if written is not None:
+                    return written
+            async with (await deps.pg()).acquire() as con:  # alone: autocommit, the statement is its transaction
                 return await _write(con, deps, row, idx, payment)
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError) as exc:
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)

@@ -8,6 +8,7 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from booking.holdwriter import HoldWriter
 from booking.runtime import breaker, payment_provider, slot_store
 from booking.service import BookingDeps, LotInfo, LotInfos, Priced, Pricer, Window
 from core.context import AppContext
@@ -39,6 +40,14 @@ def lot_infos(ctx: AppContext) -> LotInfos:
     return cast(LotInfos, infos)
 
 
+def hold_writer(ctx: AppContext) -> HoldWriter:
+    """The process's HoldWriter: the Redis path's holds written in batches on the raw pool."""
+    writer = ctx.extras.get("hold_writer")
+    if writer is None:
+        writer = ctx.extras["hold_writer"] = HoldWriter(ctx.pg)
+    return cast(HoldWriter, writer)
+
+
 def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bool = True) -> BookingDeps:
     s = ctx.settings
     chosen = pricer or ctx.extras.get("pricer") or card_pricer(ctx)
@@ -47,5 +56,5 @@ def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bo
         hold_ttl=timedelta(seconds=s.hold_ttl_seconds), max_holds_per_user=s.max_holds_per_user,
         secret=s.secret_bytes, max_window=timedelta(days=s.max_window_days), pricer=chosen,  # type: ignore[arg-type]
         refund_policy=ctx.extras.get("refund_policy") or cancellation_refund_policy,  # type: ignore[arg-type]
-        use_redis=use_redis, lots=lot_infos(ctx),
+        use_redis=use_redis, lots=lot_infos(ctx), writer=hold_writer(ctx),
     )
