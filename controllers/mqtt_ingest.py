@@ -6,7 +6,10 @@ few milliseconds (or until `max_batch` messages of a lot) and applied per lot as
 exactly once by event_id (QoS 1 redeliveries are duplicates), one flush at a time so a sensor's
 readings are applied in the order they arrived. Gate topics `parkgrid/lots/{lot_id}/gates/{gate_id}/events`
 go to the gates domain function when it is importable, otherwise into mqtt_gate_inbox (never lost).
-The session is persistent (clean_session off) so QoS 1 messages published while we reconnect wait.
+The session is persistent (MQTT 5, clean start off, expiring after a week away) so QoS 1 messages published
+while we reconnect wait; a large Receive Maximum keeps a burst in flight to us instead of in the broker's
+per-client queue, whose limit (max_queued_messages) drops messages. The paho client underneath reads and
+acknowledges in bulk (controllers.mqtt_buffered).
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ from urllib.parse import urlparse
 
 import aiomqtt
 import asyncpg
+import orjson
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controllers import sensor_queries as q
+from controllers.mqtt_buffered import buffered
 from controllers.occupancy import OccupancyCounters
 from controllers.sensors import ingest_sensor_events
 from core.clock import Clock
@@ -58,6 +65,9 @@ def route(topic: str) -> Route | None:
     return None
 
 
+_UNROUTED: Any = object()
+ROUTE_CACHE = 100_000
+
 #: decides one gate event: (lot_id, gate_id, body, now) -> None
 GateDecider = Callable[[uuid.UUID, uuid.UUID, dict[str, Any], datetime], Awaitable[Any]]
 
@@ -76,6 +86,7 @@ class Ingestor:
         self.max_batch = max_batch
         self.pending: dict[uuid.UUID, list[Any]] = defaultdict(list)
         self.lots_known: dict[uuid.UUID, bool] = {}
+        self._routes: dict[str, Route | None] = {}  # topics repeat (one per sensor): parsed once
         self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "ignored": 0, "gate": 0, "dropped": 0}
         self._flushing = asyncio.Lock()  # one batch at a time: a sensor's readings are applied in arrival order
 
@@ -86,13 +97,17 @@ class Ingestor:
         return self.lots_known[lot_id]
 
     async def handle(self, topic: str, payload: bytes) -> None:
-        r = route(topic)
-        if r is None or not await self._lot_exists(r.lot_id):
+        r = self._routes.get(topic, _UNROUTED)
+        if r is _UNROUTED:
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            r = self._routes[topic] = route(topic)
+        if r is None or not (self.lots_known.get(r.lot_id) or await self._lot_exists(r.lot_id)):
             self.stats["dropped"] += 1
             return
         try:
-            body = json.loads(payload)
-        except ValueError:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
             body = None
         if r.kind == "sensor":
             if isinstance(body, dict):
@@ -138,10 +153,32 @@ class Ingestor:
                 self.stats["ignored"] += len(res.ignored)
 
 
+#: How long the broker keeps our session (subscriptions and QoS 1 messages) while `parkgrid ingest` is away.
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+#: MQTT 5 Receive Maximum: QoS 1 messages the broker may have in flight to us. Mosquitto queues at most
+#: max_queued_messages (1000 by default) beyond those in flight and drops the rest, so with MQTT 3.1.1's
+#: 20 in flight a burst faster than we apply it was lost; in flight, a message waits in the socket, not in the queue.
+RECEIVE_MAXIMUM = 65535
+
+
 def _client(mqtt_url: str, client_id: str) -> aiomqtt.Client:
+    """An MQTT 5 client with a persistent session (clean start off, expiring after SESSION_EXPIRY_SECONDS)."""
     u = urlparse(mqtt_url)
-    return aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
-                          password=u.password, identifier=client_id, clean_session=False, keepalive=30)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    return buffered(aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
+                                   password=u.password, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                                   clean_start=False, properties=props, keepalive=30))
+
+
+async def forget_session(*, mqtt_url: str, client_id: str) -> None:
+    """Discard a client id's persistent session on the broker (benchmarks and tests that used a throwaway id)."""
+    u = urlparse(mqtt_url)
+    async with aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
+                              password=u.password, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                              clean_start=True):
+        pass  # a clean start with no session expiry: the broker drops the session when we disconnect
 
 
 async def run_ingest(*, ingestor: Ingestor, mqtt_url: str, client_id: str = "parkgrid-ingest",

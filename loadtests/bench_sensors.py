@@ -26,6 +26,7 @@ import psycopg
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
+from controllers.mqtt_ingest import forget_session
 from core.accounts import create_device
 from core.context import build_context
 from core.migrate import upgrade
@@ -138,7 +139,8 @@ async def publish(msgs: list[tuple[str, str]], publishers: int) -> float:
 async def mqtt_phase(dbname: str, lot: uuid.UUID, n: int, spots: int, publishers: int) -> tuple[float, int]:
     env = {**os.environ, "PARKGRID_DATABASE_URL": database_url(dbname), "PARKGRID_SECRET_KEY": BENCH_SECRET,
            "PARKGRID_REDIS_PREFIX": f"bench-{dbname}", "PARKGRID_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", "--client-id", f"bench-{uuid.uuid4().hex[:6]}"],
+    client_id = f"bench-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", "--client-id", client_id],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -168,6 +170,7 @@ async def mqtt_phase(dbname: str, lot: uuid.UUID, n: int, spots: int, publishers
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        await forget_session(mqtt_url="mqtt://127.0.0.1:1883", client_id=client_id)  # the broker keeps no copy
 
 
 def main() -> int:

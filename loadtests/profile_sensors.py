@@ -58,6 +58,7 @@ class StatementMeter:
 
     def __init__(self) -> None:
         self.cpu: dict[str, float] = defaultdict(float)
+        self.ours: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.on = False
         self._saved: dict[str, Any] = {}
@@ -79,12 +80,13 @@ class StatementMeter:
             if not meter.on:
                 return await orig(conn, query, *args, **kwargs)
             pid = conn.get_server_pid()
-            c0 = _cpu_seconds(pid)
+            c0, p0 = _cpu_seconds(pid), time.process_time()
             try:
                 return await orig(conn, query, *args, **kwargs)
             finally:
                 label = name + " " + (" ".join(str(query).split()[:3]) if name != "copy_records_to_table" else query)
                 meter.cpu[label[:60]] += _cpu_seconds(pid) - c0
+                meter.ours[label[:60]] += time.process_time() - p0
                 meter.calls[label[:60]] += 1
 
         return wrapped
@@ -150,7 +152,8 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
                   f"{pg / n * 1e6:.1f} us CPU/event in PostgreSQL, {wall / n * 1e6:.1f} us wall/event "
                   f"({n / wall:,.0f} events/s, one batch at a time; {counted:,} applied or ignored)")
             for label in sorted(meter.cpu, key=lambda k: -meter.cpu[k]):
-                print(f"  {label:<62} {meter.calls[label]:>5} calls {meter.cpu[label] / n * 1e6:6.1f} us/event")
+                print(f"  {label:<62} {meter.calls[label]:>5} calls {meter.cpu[label] / n * 1e6:6.1f} us/event"
+                      f" in PostgreSQL, {meter.ours[label] / n * 1e6:5.1f} here")
             if profiler:
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
 

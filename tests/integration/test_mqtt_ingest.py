@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from controllers.mqtt_ingest import Ingestor, Route, route
+from controllers.mqtt_ingest import Ingestor, Route, forget_session, route
 from controllers.occupancy import counters_for
 from core.clock import ManualClock
 from core.context import AppContext
@@ -53,7 +53,8 @@ async def test_mqtt_sensor_and_gate_events_end_to_end(ctx: AppContext, settings:
     env = {**os.environ, "PARKGRID_DATABASE_URL": settings.database_url, "PARKGRID_REDIS_URL": settings.redis_url,
            "PARKGRID_REDIS_PREFIX": settings.redis_prefix, "PARKGRID_SECRET_KEY": TEST_SECRET,
            "PARKGRID_MQTT_URL": settings.mqtt_url, "PARKGRID_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", "--client-id", f"test-{uuid.uuid4().hex[:8]}"],
+    client_id = f"test-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", "--client-id", client_id],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -95,6 +96,7 @@ async def test_mqtt_sensor_and_gate_events_end_to_end(ctx: AppContext, settings:
             proc.kill()
             _, err = proc.communicate()
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+        await forget_session(mqtt_url=settings.mqtt_url, client_id=client_id)
 
 
 def _msg(event_id: str, state: str, at: datetime, confidence: float = 0.9) -> bytes:
@@ -154,3 +156,60 @@ async def test_a_failed_flush_keeps_every_lot_buffered_in_order(ctx: AppContext,
     async with ctx.engine.connect() as conn:
         states = (await conn.execute(text("SELECT state FROM sensors"))).scalars().all()
     assert states == ["vacant", "vacant"]
+
+
+def _publish_in_thread(topic: str, n: int) -> None:
+    """n QoS 1 messages from a plain paho client in its own thread, each acknowledged by the broker."""
+    import paho.mqtt.client as mqtt
+
+    pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    pub.max_inflight_messages_set(100)
+    pub.connect("127.0.0.1", 1883)
+    pub.loop_start()
+    try:
+        infos = [pub.publish(topic, f'{{"i": {i}}}', qos=1) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+
+
+async def _received_after_a_busy_spell(client: aiomqtt.Client, n: int) -> int:
+    """Subscribe, then keep the event loop busy (nothing read) while n messages are published; count arrivals."""
+    import threading
+
+    topic = f"parkgrid-test/burst/{uuid.uuid4().hex}"
+    got = 0
+    async with client:
+        await client.subscribe(topic, qos=1)
+        publisher = threading.Thread(target=_publish_in_thread, args=(topic, n))
+        publisher.start()
+        publisher.join()  # blocks the loop: the consumer reads nothing until every message was sent
+        try:
+            async with asyncio.timeout(3):  # arrivals are immediate; the timeout only ends the count
+                async for _ in client.messages:
+                    got += 1
+                    if got == n:
+                        break
+        except TimeoutError:
+            pass
+    return got
+
+
+async def test_a_burst_while_the_consumer_is_busy_is_not_dropped() -> None:
+    """MQTT 5 with a large Receive Maximum: the broker keeps the messages in flight instead of dropping them
+    past its queue limit (1,000 by default) while `parkgrid ingest` is busy applying a batch."""
+    from controllers.mqtt_ingest import _client
+
+    client_id = f"test-burst-{uuid.uuid4().hex[:8]}"
+    try:
+        assert await _received_after_a_busy_spell(_client("mqtt://127.0.0.1:1883", client_id), 3000) == 3000
+    finally:
+        await forget_session(mqtt_url="mqtt://127.0.0.1:1883", client_id=client_id)
+
+
+async def test_negative_control_mqtt311_consumer_loses_a_burst() -> None:
+    """The same burst to an MQTT 3.1.1 consumer (20 in flight): Mosquitto drops what exceeds its queue."""
+    client = aiomqtt.Client("127.0.0.1", 1883, identifier=f"test-burst311-{uuid.uuid4().hex[:8]}", clean_session=True)
+    assert await _received_after_a_busy_spell(client, 3000) < 3000
