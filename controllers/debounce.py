@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -24,7 +24,7 @@ class SensorRules:
 DEFAULT_RULES = SensorRules()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SensorState:
     state: State
     state_since: datetime | None
@@ -32,7 +32,7 @@ class SensorState:
     confidence: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reading:
     event_id: str
     sensor_id: str
@@ -51,20 +51,21 @@ def apply_reading(current: SensorState, reading: Reading, *, rules: SensorRules,
     ones: the sensor is alive. Device clocks are trusted only up to `now` (a reading dated in the
     future counts as seen now).
     """
-    seen = min(reading.occurred_at, now)
+    occurred = reading.occurred_at
+    seen = occurred if occurred < now else now
     last = current.last_seen_at
     heartbeat = seen if last is None or seen > last else last
-    if last is not None and reading.occurred_at < last and current.state != "unknown":
-        return replace(current, last_seen_at=heartbeat), "out_of_order"
+    state, since = current.state, current.state_since
+    # SensorState(...) rather than dataclasses.replace: this runs once per event on the ingestion hot path
+    if last is not None and occurred < last and state != "unknown":
+        return SensorState(state, since, heartbeat, current.confidence), "out_of_order"
     if reading.confidence < rules.min_confidence:
-        return replace(current, last_seen_at=heartbeat), "low_confidence"
-    if reading.state == current.state:
-        return replace(current, last_seen_at=heartbeat, confidence=reading.confidence), "confirmed"
-    if (current.state != "unknown" and current.state_since is not None
-            and seen - current.state_since < rules.debounce):
-        return replace(current, last_seen_at=heartbeat), "debounced"
-    return SensorState(state=reading.state, state_since=seen, last_seen_at=heartbeat,
-                       confidence=reading.confidence), "changed"
+        return SensorState(state, since, heartbeat, current.confidence), "low_confidence"
+    if reading.state == state:
+        return SensorState(state, since, heartbeat, reading.confidence), "confirmed"
+    if state != "unknown" and since is not None and seen - since < rules.debounce:
+        return SensorState(state, since, heartbeat, current.confidence), "debounced"
+    return SensorState(reading.state, seen, heartbeat, reading.confidence), "changed"
 
 
 def is_stale(state: SensorState, *, heartbeat: timedelta, now: datetime) -> bool:

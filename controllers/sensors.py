@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -55,7 +55,8 @@ def _parse_time(value: Any) -> datetime:
         return ensure_utc(value, field="occurred_at")
     if not isinstance(value, str) or len(value) > 40:
         raise ValueError("occurred_at must be an RFC 3339 timestamp")
-    return ensure_utc(datetime.fromisoformat(value.replace("Z", "+00:00")), field="occurred_at")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is UTC else ensure_utc(parsed, field="occurred_at")  # UTC already: most events
 
 
 def parse_event(raw: Any, *, sensor_id: str | None = None) -> Reading:

@@ -12,7 +12,11 @@ hourly range delete at almost no cost per insert (a btree insert per event befor
 
 sensors is updated on every accepted reading: sensors_last_seen_idx (unused: the staleness sweep compares
 last_seen_at with a per-row interval, which no index serves) put last_seen_at and state in an index and so
-made every update non-HOT. Without it, and with room left on each page (fillfactor), updates stay HOT.
+made every update non-HOT. Without it, and with room left on each page (fillfactor 40: a batch rewrites most
+rows of a page, and a HOT update needs room on the same page for the new version), updates stay HOT.
+
+controller_events_device_seq_idx orders a device's gate events by sequence; sensor CDS events (most of the
+table's rows) have no sequence, so the index is partial and they skip it.
 
 Revision ID: 0008_sensor_write_path
 Revises: 0007_lot_index_version
@@ -33,9 +37,15 @@ UPGRADE = [
     "CREATE INDEX sensor_event_ids_received_brin ON sensor_event_ids USING brin (received_at)",
     "DROP INDEX IF EXISTS sensors_last_seen_idx",
     "ALTER TABLE sensors SET (fillfactor = 40)",
+    # gate and edge events carry a device sequence; sensor CDS events (most rows) do not
+    "DROP INDEX IF EXISTS controller_events_device_seq_idx",
+    """CREATE INDEX controller_events_device_seq_idx ON controller_events (lot_id, device_id, sequence)
+        WHERE sequence IS NOT NULL""",
 ]
 
 DOWNGRADE = [
+    "DROP INDEX IF EXISTS controller_events_device_seq_idx",
+    "CREATE INDEX controller_events_device_seq_idx ON controller_events (lot_id, device_id, sequence)",
     "ALTER TABLE sensors RESET (fillfactor)",
     "CREATE INDEX IF NOT EXISTS sensors_last_seen_idx ON sensors (last_seen_at) WHERE state <> 'unknown'",
     "DROP INDEX IF EXISTS sensor_event_ids_received_brin",
