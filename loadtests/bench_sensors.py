@@ -42,6 +42,36 @@ def _create_db(name: str) -> None:
     upgrade(database_url(name))
 
 
+def _cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the server's workers), from /proc (a local server only)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _cpu(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return total
+
+
+def _backends_cpu(name: str) -> float:
+    """CPU seconds of the client backends connected to database `name` (lifetime of each connection)."""
+    with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
+        pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                                            " AND backend_type = 'client backend'", (name,))]
+    return sum(_cpu(pid) for pid in pids)
+
+
 def _drop_db(name: str) -> None:
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -191,7 +221,10 @@ def main() -> int:
                                                               "PARKGRID_REDIS_PREFIX": f"bench-{dbname}"})
         try:
             rps = asyncio.run(healthz_phase(port))
+            server_cpu0 = _tree_cpu(server.pid)
             http_rate = asyncio.run(http_phase(port, lot, key, args))
+            server_cpu = (_tree_cpu(server.pid) - server_cpu0) / args.events * 1e6
+            pg_cpu = _backends_cpu(dbname) / args.events * 1e6  # the server's pools: opened for this phase
         finally:
             stop_server(server)
         raw = asyncio.run(redis_phase(args.events))
@@ -205,7 +238,8 @@ def main() -> int:
     print(f"baseline raw Redis HINCRBY (pipelined 1000): {raw:,.0f} ops/s")
     print(f"baseline GET /healthz (2 workers, 8 conns):  {rps:,.0f} req/s")
     print(f"sensor events over HTTP batches of {args.batch} x {args.clients} clients: {http_rate:,.0f} events/s "
-          f"({args.events:,} events, target 20,000)")
+          f"({args.events:,} events, target 20,000); CPU per event: server {server_cpu:.1f} us, "
+          f"PostgreSQL backends {pg_cpu:.1f} us")
     print(f"baseline MQTT publishers alone (QoS 1, {args.publishers} connections): {pub_rate:,.0f} msgs/s")
     print(f"sensor events over MQTT (QoS 1, {args.publishers} publishers, parkgrid ingest): {mqtt_rate:,.0f} events/s "
           f"({args.mqtt:,} events)")
