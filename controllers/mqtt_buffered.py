@@ -32,8 +32,11 @@ class BufferedPaho(mqtt.Client):
 
     _rbuf: bytes = b""
     _rpos: int = 0
+    _rsock: Any = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rsock is not self._sock:  # a new connection: nothing read from the old one belongs to it
+            self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
         buf, pos = self._rbuf, self._rpos
         if pos >= len(buf):
             buf = super()._sock_recv(READ_SIZE)  # BlockingIOError when nothing is there, as before
@@ -48,7 +51,8 @@ class BufferedPaho(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """Decode every packet already read, not only the first (nothing would wake us for the rest)."""
         rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+        while (rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self._sock is self._rsock
+               and self._rpos < len(self._rbuf)):
             rc = super().loop_read(max_packets)
         return rc
 
