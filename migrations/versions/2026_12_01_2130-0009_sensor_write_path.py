@@ -18,15 +18,15 @@ rows of a page, and a HOT update needs room on the same page for the new version
 controller_events_device_seq_idx orders a device's gate events by sequence; sensor CDS events (most of the
 table's rows) have no sequence, so the index is partial and they skip it.
 
-Revision ID: 0008_sensor_write_path
-Revises: 0007_lot_index_version
+Revision ID: 0009_sensor_write_path
+Revises: 0008_unpaid_holds_by_driver
 Create Date: 2026-12-01 21:30:00
 """
 
 from alembic import op
 
-revision = "0008_sensor_write_path"
-down_revision = "0007_lot_index_version"
+revision = "0009_sensor_write_path"
+down_revision = "0008_unpaid_holds_by_driver"
 branch_labels = None
 depends_on = None
 
