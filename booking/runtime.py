@@ -66,10 +66,7 @@ def slot_store(ctx: AppContext) -> SlotStore:
 
 
 def breaker(ctx: AppContext) -> RedisBreaker:
-    b = ctx.extras.get("redis_breaker")
-    if b is None:
-        b = ctx.extras["redis_breaker"] = RedisBreaker()
-    return cast(RedisBreaker, b)
+    return ctx.shared("redis_breaker", RedisBreaker)
 
 
 def payment_provider(ctx: AppContext) -> PaymentProvider:

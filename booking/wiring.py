@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,18 +33,12 @@ def card_pricer(ctx: AppContext) -> Pricer:
 
 def lot_infos(ctx: AppContext) -> LotInfos:
     """The process's LotInfos: what holds last read of their lots (checked by every hold's write)."""
-    infos = ctx.extras.get("lot_infos")
-    if infos is None:
-        infos = ctx.extras["lot_infos"] = LotInfos()
-    return cast(LotInfos, infos)
+    return ctx.shared("lot_infos", LotInfos)
 
 
 def hold_writer(ctx: AppContext) -> HoldWriter:
     """The process's HoldWriter: the Redis path's holds written in batches on the raw pool."""
-    writer = ctx.extras.get("hold_writer")
-    if writer is None:
-        writer = ctx.extras["hold_writer"] = HoldWriter(ctx.pg)
-    return cast(HoldWriter, writer)
+    return ctx.shared("hold_writer", lambda: HoldWriter(ctx.pg))
 
 
 def booking_deps(ctx: AppContext, *, pricer: Pricer | None = None, use_redis: bool = True) -> BookingDeps:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -15,6 +17,8 @@ from core.clock import Clock, SystemClock
 from core.db import create_engine, create_raw_pool
 from core.redis import create_redis
 from core.settings import Settings
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -28,6 +32,14 @@ class AppContext:
     extras: dict[str, object] = field(default_factory=dict)
     _raw_pool: asyncpg.Pool | None = field(default=None, repr=False)
     _raw_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        """The process's one `key` object (a breaker, a cache, a writer), made by `make` on first use; tests put
+        their own in `extras` first."""
+        found = self.extras.get(key)
+        if found is None:
+            found = self.extras[key] = make()
+        return cast(T, found)
 
     async def pg(self) -> asyncpg.Pool:
         """The raw asyncpg pool of the hot paths, created on first use (core.db.create_raw_pool)."""
