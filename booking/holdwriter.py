@@ -67,13 +67,15 @@ class HoldWriter:
                 rows = await con.fetch(q.HOLD_WRITE_MANY, *columns)
         except (asyncpg.DeadlockDetectedError, asyncpg.IntegrityConstraintViolationError):
             rows = []  # every hold of the batch is written alone, which sorts out who had the spot
-        except BaseException as exc:
+        except Exception as exc:  # the database is unreachable, say: each hold fails as a single write would
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write cancelled"))
-            if not isinstance(exc, Exception):
-                raise
+                    future.set_exception(exc)
             return
+        except BaseException:  # cancelled (shutdown): so are the holds waiting on this batch
+            for _, future in batch:
+                future.cancel()
+            raise
         self.batches += 1
         self.holds += len(batch)
         written: dict[uuid.UUID, asyncpg.Record] = {row["id"]: row for row in rows}

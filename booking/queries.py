@@ -43,10 +43,14 @@ RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id"
 # the row as RESERVATION_BY_ID reads it. $24 and $25 are the row versions (xmin) of the lot and of its rate
 # card (NULL: none) that the hold was decided and priced from: if either row changed since, nothing is written.
 # No row back: the lot changed, is closed, or the driver has too many holds (HOLD_LOT tells which).
+_HOLD_INSERT = (
+    "INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash, starts_at,"
+    " ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key, created_at,"
+    " updated_at)")
+# the written rows as RESERVATION_BY_ID reads them, from the CTEs r (reservations) and p (payments)
+_HOLD_ANSWER = f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id"
 HOLD_WRITE = (
-    "WITH r AS (INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
-    " starts_at, ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key,"
-    " created_at, updated_at)"
+    f"WITH r AS ({_HOLD_INSERT}"
     " SELECT $1, $2, $3, $4, s.id, $5, $6, $7, $8, $9, tstzrange($10, $11, '[)'), $12, $13, $14, $15, $16::jsonb,"
     " $17, $18, $18 FROM spots s WHERE s.lot_id = $1 AND s.idx = $19"
     " AND (SELECT l.status = 'open' AND l.xmin::text = $24::text FROM lots l WHERE l.id = $1)"
@@ -55,8 +59,7 @@ HOLD_WRITE = (
     "  AND u.status = 'held' AND u.hold_expires_at > $18) < $20) RETURNING *),"
     " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
     " SELECT r.lot_id, r.id, $21, $22, 'reservation', $23, r.price_amount, r.currency FROM r"
-    " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
-    f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
+    " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)" + _HOLD_ANSWER)
 
 # HOLD_WRITE for many holds in one statement (booking.holdwriter): the same parameters, each an array with one
 # element per hold. A hold is written only under HOLD_WRITE's conditions; a driver's holds of one batch count
@@ -79,15 +82,13 @@ HOLD_WRITE_MANY = (
     "   IS NOT DISTINCT FROM ranked.card_row_version"
     "  AND (ranked.max_unpaid IS NULL OR (SELECT count(*) FROM reservations u WHERE u.user_id = ranked.user_id"
     "   AND u.status = 'held' AND u.hold_expires_at > ranked.now) + ranked.nth <= ranked.max_unpaid)),"
-    " r AS (INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
-    " starts_at, ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key,"
-    " created_at, updated_at) SELECT lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
+    f" r AS ({_HOLD_INSERT} SELECT lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash,"
     " starts_at, ends_at, tstzrange(slot_start, slot_end, '[)'), status, hold_expires_at, price, currency,"
     " quote::jsonb, idem, now, now FROM ok ORDER BY lot_id, idx ON CONFLICT DO NOTHING RETURNING *),"
     " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
     " SELECT r.lot_id, r.id, ok.provider, ok.intent_id, 'reservation', ok.pay_status, r.price_amount, r.currency"
     " FROM r JOIN ok ON ok.id = r.id WHERE ok.intent_id IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
-    f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id")
+    + _HOLD_ANSWER)
 
 # What a hold needs of its lot (remembered per process: booking.service.LotInfo) with the row versions its
 # write checks, and, when a HOLD_WRITE wrote nothing, why: the lot and (for a driver's hold, $2 not NULL)

@@ -430,10 +430,10 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
             # Two writers of one spot that each wait on the other's uncommitted row (an exclusion constraint
             # checks after inserting) are a deadlock, and PostgreSQL aborts one: for it, the spot was taken.
-            contested = isinstance(exc, asyncpg.DeadlockDetectedError) or _constraint(exc) == SPOT_GUARD
-            if not contested and _constraint(exc) == PLATE_GUARD:
+            guard = SPOT_GUARD if isinstance(exc, asyncpg.DeadlockDetectedError) else _constraint(exc)
+            if guard == PLATE_GUARD:
                 raise PlateConflict() from None
-            if not contested:
+            if guard != SPOT_GUARD:
                 raise
             # Redis was stale for this spot: make it exact from PostgreSQL and try the next one.
             from booking.reconcile import repair_spot

@@ -161,24 +161,28 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 65535
 
 
+def _broker(mqtt_url: str, client_id: str) -> dict[str, Any]:
+    """aiomqtt.Client's arguments for the broker at `mqtt_url`, speaking MQTT 5 as `client_id`."""
+    u = urlparse(mqtt_url)
+    return {"hostname": u.hostname or "127.0.0.1", "port": u.port or 1883, "username": u.username,
+            "password": u.password, "identifier": client_id, "protocol": aiomqtt.ProtocolVersion.V5}
+
+
 def _client(mqtt_url: str, client_id: str) -> aiomqtt.Client:
     """An MQTT 5 client with a persistent session (clean start off, expiring after SESSION_EXPIRY_SECONDS)."""
-    u = urlparse(mqtt_url)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
     props.ReceiveMaximum = RECEIVE_MAXIMUM
-    return buffered(aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
-                                   password=u.password, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
-                                   clean_start=False, properties=props, keepalive=30))
+    return buffered(aiomqtt.Client(**_broker(mqtt_url, client_id), clean_start=False, properties=props,
+                                   keepalive=30))
 
 
 async def forget_session(*, mqtt_url: str, client_id: str) -> None:
-    """Discard a client id's persistent session on the broker (benchmarks and tests that used a throwaway id)."""
-    u = urlparse(mqtt_url)
-    async with aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883, username=u.username,
-                              password=u.password, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
-                              clean_start=True):
-        pass  # a clean start with no session expiry: the broker drops the session when we disconnect
+    """Discard a client id's persistent session on the broker (benchmarks and tests that used a throwaway id):
+    connecting with a clean start and no session expiry replaces it with one the broker drops as we leave, so
+    connecting and disconnecting is all there is to do."""
+    async with aiomqtt.Client(**_broker(mqtt_url, client_id), clean_start=True):
+        pass
 
 
 async def run_ingest(*, ingestor: Ingestor, mqtt_url: str, client_id: str = "parkgrid-ingest",

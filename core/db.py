@@ -160,7 +160,6 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-
 class LazyReads:
     """RawReads on a connection of the raw pool taken at the first statement, released on exit: a caller that
     may or may not need to read (a hold's pricer, whose lot and card are usually already known) pays for a

@@ -30,6 +30,7 @@ from geo.window import BBox, Window
 __all__ = ["EARTH_RADIUS_M", "great_circle_m"]  # their home is geo.distance; tests and callers import them here
 
 Prefilter = Literal["index", "knn", "h3", "st_dwithin"]
+Sort = Literal["distance", "price"]
 # index (the H3 ring over the in-process lot index) won the benchmark (docs/adr/0009-search-from-an-in-process-index.md);
 # knn (GiST index scan, docs/adr/0006-search-knn-and-lean-hold-path.md), st_dwithin (bitmap scan + sort of every
 # lot in the radius) and h3 (ring of cells + sort, in SQL) are kept as the measured baselines.
@@ -59,7 +60,7 @@ class SearchQuery:
     vehicle_type: str | None = None
     amenities: tuple[str, ...] = ()
     max_price: int | None = None
-    sort: Literal["distance", "price"] = "distance"
+    sort: Sort = "distance"
     limit: int = 20
     cursor: str | None = None
     prefilter: Prefilter = DEFAULT_PREFILTER

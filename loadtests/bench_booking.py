@@ -42,7 +42,7 @@ from core.migrate import upgrade
 from core.security import create_access_token
 from core.settings import Settings
 from geo.seed import LotPlan, seed_city
-from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server
+from loadtests.common import HEADER, Call, Result, connections_per_worker, drive, free_port, start_server, stop_server
 from loadtests.fastclient import Connection
 from loadtests.search_city import BENCH_SECRET, PG_HOST, database_url
 
@@ -233,6 +233,11 @@ def main() -> int:
     results: list[tuple[Result, Holds, int]] = []
     server = start_server(database_url(DBNAME), http_port, args.workers, env)
     cost = ""
+    spread: list[list[int]] = []
+
+    def see_spread() -> None:  # while phase A's clients are connected
+        spread.append(connections_per_worker(http_port))
+
     try:
         health = asyncio.run(drive("GET /healthz (same server)", concurrency=args.concurrency,
                                    duration=min(args.duration, 5.0), warmup=1.0,
@@ -250,7 +255,7 @@ def main() -> int:
             # each phase has its own drivers: unpaid holds of one phase must not count against the next
             holds = Holds(port=http_port, tokens=tks[k::3], lots=lots, phase=phase, concurrency=args.concurrency, hot=hot)
             res = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
-                                    make_worker=holds.make))
+                                    make_worker=holds.make, during=see_spread if phase == "A" else None))
             results.append((res, holds, double_bookings()))
             print(res.line() + f"  granted {holds.granted} sold-out {holds.sold_out} statuses {holds.statuses}",
                   flush=True)
@@ -268,6 +273,8 @@ def main() -> int:
     if args.timeline:
         for res, _, _ in results:
             print(res.timeline())
+    if spread:
+        print(f"\nclient connections per server worker during phase A: {spread[0]}")
     print()
     print(cost)
     (a, _, da), (b, _, db), (c, hc, dc) = results

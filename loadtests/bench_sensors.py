@@ -30,7 +30,7 @@ from controllers.mqtt_ingest import forget_session
 from core.accounts import create_device
 from core.context import build_context
 from core.migrate import upgrade
-from loadtests.common import ROOT, free_port, start_server, stop_server
+from loadtests.common import ROOT, free_port, process_cpu_seconds, start_server, stop_server
 from loadtests.search_city import BENCH_SECRET, PG_HOST, bench_settings, database_url
 from tests.factories import insert_lot
 
@@ -42,25 +42,17 @@ def _create_db(name: str) -> None:
     upgrade(database_url(name))
 
 
-def _cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def _tree_cpu(pid: int) -> float:
     """CPU seconds of a process and its children (the server's workers), from /proc (a local server only)."""
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        total += _cpu(p)
+        total += process_cpu_seconds(p)
         try:
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
         except OSError:
-            pass
+            pass  # the process is gone: no children to count
     return total
 
 
@@ -69,7 +61,7 @@ def _backends_cpu(name: str) -> float:
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
         pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
                                             " AND backend_type = 'client backend'", (name,))]
-    return sum(_cpu(pid) for pid in pids)
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def _drop_db(name: str) -> None:

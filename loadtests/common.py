@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -63,8 +64,10 @@ class Result:
 
 
 async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
-                make_worker: Callable[[int], Awaitable[Call]], result: Result | None = None) -> Result:
-    """Run `concurrency` closed-loop clients for warmup + duration seconds; record only after warm-up."""
+                make_worker: Callable[[int], Awaitable[Call]], result: Result | None = None,
+                during: Callable[[], None] | None = None) -> Result:
+    """Run `concurrency` closed-loop clients for warmup + duration seconds; record only after warm-up. `during`
+    is called once, when the warm-up ends (every client connected)."""
     result = result or Result(name)
     started = time.perf_counter()
     record_from, stop_at = started + warmup, started + warmup + duration
@@ -88,9 +91,41 @@ async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
                 else:
                     result.errors += 1
 
-    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    async def observe() -> None:
+        if during is not None:
+            await asyncio.sleep(warmup)
+            await asyncio.to_thread(during)
+
+    await asyncio.gather(observe(), *(client(i) for i in range(concurrency)))
     result.seconds = duration
     return result
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a local process: schedstat (ns) when the kernel keeps it, else utime + stime in clock ticks;
+    0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass  # no schedstat on this kernel (or the process is gone): the coarser /proc/PID/stat
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def connections_per_worker(port: int) -> list[int]:
+    """How many established connections each server process holds on `port`, busiest first (`ss`, local server):
+    whether the workers share the clients evenly."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                         text=True, check=False).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
 
 
 def free_port() -> int:

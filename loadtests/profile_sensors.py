@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import time
 import uuid
@@ -32,23 +31,8 @@ from controllers.occupancy import counters_for
 from controllers.sensors import ingest_sensor_events
 from core.context import build_context
 from loadtests.bench_sensors import _create_db, _drop_db, events, seed
-from loadtests.common import asgi_call
+from loadtests.common import asgi_call, process_cpu_seconds
 from loadtests.search_city import bench_settings
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of a process: schedstat (ns) when the kernel has it, else utime + stime in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class StatementMeter:
@@ -80,12 +64,12 @@ class StatementMeter:
             if not meter.on:
                 return await orig(conn, query, *args, **kwargs)
             pid = conn.get_server_pid()
-            c0, p0 = _cpu_seconds(pid), time.process_time()
+            c0, p0 = process_cpu_seconds(pid), time.process_time()
             try:
                 return await orig(conn, query, *args, **kwargs)
             finally:
                 label = name + " " + (" ".join(str(query).split()[:3]) if name != "copy_records_to_table" else query)
-                meter.cpu[label[:60]] += _cpu_seconds(pid) - c0
+                meter.cpu[label[:60]] += process_cpu_seconds(pid) - c0
                 meter.ours[label[:60]] += time.process_time() - p0
                 meter.calls[label[:60]] += 1
 
@@ -134,7 +118,7 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
                     " AND backend_type = 'client backend'"))).scalars())
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             counted = 0
-            pg0 = sum(_cpu_seconds(pid) for pid in backends)
+            pg0 = sum(process_cpu_seconds(pid) for pid in backends)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             meter.on = True
             if profiler:
@@ -146,7 +130,7 @@ async def run(dbname: str, args: argparse.Namespace) -> None:
             meter.on = False
             n = args.batches * args.batch
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            pg = sum(_cpu_seconds(pid) for pid in backends) - pg0
+            pg = sum(process_cpu_seconds(pid) for pid in backends) - pg0
             how = "through the app over ASGI" if app is not None else "domain function"
             print(f"{n:,} events in batches of {args.batch} ({how}): {cpu / n * 1e6:.1f} us CPU/event in process, "
                   f"{pg / n * 1e6:.1f} us CPU/event in PostgreSQL, {wall / n * 1e6:.1f} us wall/event "

@@ -47,6 +47,8 @@ MAX_EXPIRY_STEP = timedelta(seconds=60)
 def expiry_step(ttl: timedelta) -> timedelta:
     """The expiry step for a quote TTL: ttl / 10, within [1 s, MAX_EXPIRY_STEP]."""
     return min(MAX_EXPIRY_STEP, max(timedelta(seconds=1), ttl / 10))
+
+
 SIGNED_MEMO_SIZE = 50_000
 #: a lot whose card does not sell the vehicle type (memoised like a quote, shown as none)
 _UNSOLD: dict[str, Any] = {}
@@ -58,6 +60,7 @@ class ShownQuote(dict[str, Any]):
 
     __slots__ = ("json",)
     json: bytes
+
 
 #: booked occupancy (0..1) of each lot for a window, asked only about lots with dynamic pricing
 OccupancyFn = Callable[[Sequence[uuid.UUID], datetime, datetime], Awaitable[dict[uuid.UUID, Fraction]]]
@@ -268,7 +271,7 @@ class QuoteService:
 
     async def quote(self, conn: AsyncConnection, *, lot_id: uuid.UUID, vehicle_type: str, starts_at: datetime,
                     ends_at: datetime, quote_token: str | None = None, discount_code: str | None = None,
-                    card: StoredCard | ReadCard | None = READ_CARD) -> Quote:
+                    card: CardRow | ReadCard | None = READ_CARD) -> Quote:
         """Price one lot's slot window; with `quote_token`, the token's total if it is valid for exactly this.
 
         `card` is the lot's card as the caller already read it (None: the lot has none); by default it is read."""

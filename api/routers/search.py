@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
@@ -22,7 +22,7 @@ from api.schemas.discovery import (
 )
 from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
-from geo.search import DEFAULT_PREFILTER, SearchQuery, search_lots
+from geo.search import DEFAULT_PREFILTER, Prefilter, SearchQuery, Sort, search_lots
 from geo.window import parse_bbox
 from pricing.service import booked_occupancy, quote_service
 
@@ -68,10 +68,10 @@ async def search(
     vehicle_type: VehicleTypeParam | None = None,
     amenities: Annotated[list[str] | None, Query(max_length=20, description="e.g. covered,ev_charging")] = None,
     max_price: Annotated[int | None, Query(ge=0, description="minor units; see description")] = None,
-    sort: Literal["distance", "price"] = "distance",
+    sort: Sort = "distance",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
-    prefilter: Annotated[Literal["index", "knn", "h3", "st_dwithin"],
+    prefilter: Annotated[Prefilter,
                          Query(description="index (in-process H3 ring, the default); the others are the SQL "
                                            "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
 ) -> Any:
@@ -84,8 +84,8 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                      radius_m: float | None = None, bbox: str | None = None, starts_at: datetime | None = None,
                      ends_at: datetime | None = None, vehicle_type: str | None = None,
                      amenities: list[str] | None = None, max_price: int | None = None,
-                     sort: Literal["distance", "price"] = "distance", limit: int = 20, cursor: str | None = None,
-                     prefilter: Literal["index", "knn", "h3", "st_dwithin"] = DEFAULT_PREFILTER) -> Response:
+                     sort: Sort = "distance", limit: int = 20, cursor: str | None = None,
+                     prefilter: Prefilter = DEFAULT_PREFILTER) -> Response:
     """One search from validated parameters (FastAPI's, or the fast lane's: the same values either way)."""
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl
+
+from api.routers.discovery_params import VehicleTypeParam
+from geo.search import Prefilter, Sort
 
 _DECIMAL = re.compile(r"-?\d{1,9}(?:\.\d{1,17})?")
 _LIMIT = re.compile(r"[1-9]\d?|100")
@@ -21,9 +24,10 @@ _NON_NEGATIVE_INT = re.compile(r"0|[1-9]\d{0,17}")
 # RFC 3339 with an offset, fields in range (a date like Feb 30 still fails in fromisoformat: FastAPI's lane then)
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
                     r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-_VEHICLE_TYPES = frozenset(("motorcycle", "compact", "regular", "large", "ev", "handicap"))
-_SORTS = frozenset(("distance", "price"))
-_PREFILTERS = frozenset(("index", "knn", "h3", "st_dwithin"))
+# the values the route's Literal types admit (api.routers.search's signature)
+_VEHICLE_TYPES = frozenset(get_args(VehicleTypeParam))
+_SORTS = frozenset(get_args(Sort))
+_PREFILTERS = frozenset(get_args(Prefilter))
 _MAX_AMENITY_VALUES = 20  # Query(max_length=20) on the list
 _MAX_BBOX = 200
 _MAX_CURSOR = 500

@@ -158,13 +158,13 @@ async def test_a_failed_flush_keeps_every_lot_buffered_in_order(ctx: AppContext,
     assert states == ["vacant", "vacant"]
 
 
-def _publish_in_thread(topic: str, n: int) -> None:
+def _publish_in_thread(broker: tuple[str, int], topic: str, n: int) -> None:
     """n QoS 1 messages from a plain paho client in its own thread, each acknowledged by the broker."""
     import paho.mqtt.client as mqtt
 
     pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
     pub.max_inflight_messages_set(100)
-    pub.connect("127.0.0.1", 1883)
+    pub.connect(*broker)
     pub.loop_start()
     try:
         infos = [pub.publish(topic, f'{{"i": {i}}}', qos=1) for i in range(n)]
@@ -175,7 +175,14 @@ def _publish_in_thread(topic: str, n: int) -> None:
         pub.loop_stop()
 
 
-async def _received_after_a_busy_spell(client: aiomqtt.Client, n: int) -> int:
+def _host_port(mqtt_url: str) -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    u = urlparse(mqtt_url)
+    return u.hostname or "127.0.0.1", u.port or 1883
+
+
+async def _received_after_a_busy_spell(client: aiomqtt.Client, broker: tuple[str, int], n: int) -> int:
     """Subscribe, then keep the event loop busy (nothing read) while n messages are published; count arrivals."""
     import threading
 
@@ -183,7 +190,7 @@ async def _received_after_a_busy_spell(client: aiomqtt.Client, n: int) -> int:
     got = 0
     async with client:
         await client.subscribe(topic, qos=1)
-        publisher = threading.Thread(target=_publish_in_thread, args=(topic, n))
+        publisher = threading.Thread(target=_publish_in_thread, args=(broker, topic, n))
         publisher.start()
         publisher.join()  # blocks the loop: the consumer reads nothing until every message was sent
         try:
@@ -197,19 +204,21 @@ async def _received_after_a_busy_spell(client: aiomqtt.Client, n: int) -> int:
     return got
 
 
-async def test_a_burst_while_the_consumer_is_busy_is_not_dropped() -> None:
+async def test_a_burst_while_the_consumer_is_busy_is_not_dropped(settings: Settings) -> None:
     """MQTT 5 with a large Receive Maximum: the broker keeps the messages in flight instead of dropping them
     past its queue limit (1,000 by default) while `parkgrid ingest` is busy applying a batch."""
     from controllers.mqtt_ingest import _client
 
     client_id = f"test-burst-{uuid.uuid4().hex[:8]}"
+    client = _client(settings.mqtt_url, client_id)
     try:
-        assert await _received_after_a_busy_spell(_client("mqtt://127.0.0.1:1883", client_id), 3000) == 3000
+        assert await _received_after_a_busy_spell(client, _host_port(settings.mqtt_url), 3000) == 3000
     finally:
-        await forget_session(mqtt_url="mqtt://127.0.0.1:1883", client_id=client_id)
+        await forget_session(mqtt_url=settings.mqtt_url, client_id=client_id)
 
 
-async def test_negative_control_mqtt311_consumer_loses_a_burst() -> None:
+async def test_negative_control_mqtt311_consumer_loses_a_burst(settings: Settings) -> None:
     """The same burst to an MQTT 3.1.1 consumer (20 in flight): Mosquitto drops what exceeds its queue."""
-    client = aiomqtt.Client("127.0.0.1", 1883, identifier=f"test-burst311-{uuid.uuid4().hex[:8]}", clean_session=True)
-    assert await _received_after_a_busy_spell(client, 3000) < 3000
+    host, port = _host_port(settings.mqtt_url)
+    client = aiomqtt.Client(host, port, identifier=f"test-burst311-{uuid.uuid4().hex[:8]}", clean_session=True)
+    assert await _received_after_a_busy_spell(client, (host, port), 3000) < 3000
