@@ -52,13 +52,15 @@ def usable_mask(vehicle_type: str | None) -> tuple[list[int], int]:
     return [1 if t in base else 0 for t in ALL_SPOT_TYPES], 1 if "ev" in overflow else 0
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def widen_to_slots(starts_at: datetime, ends_at: datetime) -> tuple[datetime, datetime]:
     """The window widened to whole 15-minute UTC slots: start floored, end ceiled."""
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     start = starts_at.astimezone(UTC)
     end = ends_at.astimezone(UTC)
-    floored = epoch + SLOT * ((start - epoch) // SLOT)
-    ceiled = epoch + SLOT * -((epoch - end) // SLOT)
+    floored = _EPOCH + SLOT * ((start - _EPOCH) // SLOT)
+    ceiled = _EPOCH + SLOT * -((_EPOCH - end) // SLOT)
     return floored, ceiled
 
 
@@ -84,6 +86,9 @@ async def available_counts(conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID
     raw = await conn.get_raw_connection()
     return await fetch_counts(raw.driver_connection, lot_ids=lot_ids, vehicle_type=vehicle_type,  # type: ignore[arg-type]
                               starts_at=starts_at, ends_at=ends_at)
+
+
+_new_tuple = tuple.__new__
 
 
 class Counted(NamedTuple):
@@ -163,12 +168,16 @@ class BusyCache:
     async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[tuple[uuid.UUID, int, bool]], vehicle_type: str | None,
                      starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
         """Free compatible spots of each (lot id, usable capacity, ev_overflow) for the window."""
-        as_of, busy = await self._window(pg, starts_at, ends_at, now)
+        hit = self._items.get((starts_at, ends_at))
+        as_of, busy = hit if hit is not None and now - hit[0] < self.ttl else \
+            await self._window(pg, starts_at, ends_at, now)
         used = self._used(busy, vehicle_type)
         out = {}
         for lot_id, capacity, ev_overflow in lots:
             taken = used.get(lot_id)
-            out[lot_id] = Counted(capacity if taken is None else max(capacity - taken[ev_overflow], 0), SOURCE, as_of)
+            # tuple.__new__: Counted's generated __new__ is a Python frame per lot
+            out[lot_id] = _new_tuple(Counted, (capacity if taken is None else max(capacity - taken[ev_overflow], 0),
+                                               SOURCE, as_of))
         return out
 
     def _used(self, busy: dict[uuid.UUID, list[int]],

@@ -1,11 +1,14 @@
 """The open lots in memory, per worker: nearest-first search by H3 ring without a database round trip.
 
-A snapshot holds every open lot's place, H3 r9 cell, usable capacity per vehicle type, search filters and
-rate card, as numpy arrays sorted by cell. A search gathers the lots of a ring of cells around the point
-(grown until the page is complete), measures chord distances in numpy to shortlist them, then orders the
-shortlist by the exact great-circle distance (`geo.distance.great_circle_m`, to the micrometre) and lot id, as
-the keyset needs. The SQL baselines order by PostGIS's `<->`, which can differ from it in the last bits, so
-lots at the same distance may come in another order there (never a different set or distance).
+A snapshot holds every open lot's place (as a unit vector), H3 r9 cell, usable capacity per vehicle type,
+search filters and rate card, as numpy arrays sorted by cell. A search gathers the lots of a ring of cells
+around the point (grown until the page is complete), keeps those within the cover by a dot product, measures
+their great-circle distance from the chord between unit vectors, and orders them by (distance rounded to the
+micrometre, lot id), as the keyset needs: all in numpy, a handful of array operations per ring whatever the
+page size. The chord distance equals `geo.distance.great_circle_m` (haversine) to well under a micrometre
+within search radii (tests/unit/test_lot_index.py); the SQL baselines order by PostGIS's `<->`, which can
+differ from either in the last bits, so lots at the same distance may come in another order there (never a
+different set or distance).
 
 Freshness: `LotIndex.snapshot` polls `lot_index_version` (bumped by triggers on lots and rate_cards in the
 writer's transaction) at most once per refresh interval of the injected clock, and reloads everything in
@@ -44,7 +47,7 @@ _DB_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Timeo
 VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
 FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
 FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
-EPS_M = 1e-3  # numpy's chord distance and the exact distance differ by far less than this
+EPS_M = 1e-3  # a page is complete when its last lot lies this far inside the covered distance
 RING_MEMO_POSITIONS = 1_000_000  # lot positions of recent rings a snapshot remembers (8 MB)
 PREFILTER_MARGIN_M = 1.0  # the dot-product prefilter's slack: its error is at most ~0.1 m (at distance 0)
 # Lots within a micrometre of each other count as equally far and are ordered by id: floating-point noise in the
@@ -86,7 +89,8 @@ def _unit(lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]) -> npt.NDA
 
 
 _new_tuple = tuple.__new__
-_TWO_R = 2 * EARTH_RADIUS_M  # as great_circle_m multiplies: (2 * R) * asin(...)
+_TWO_R = 2 * EARTH_RADIUS_M
+_LOW_64 = (1 << 64) - 1
 
 
 def amenity_mask(names: tuple[str, ...] | list[str]) -> int:
@@ -117,8 +121,8 @@ class LotSnapshot:
     lot_json: list[bytes]
     min_horizon: int  # the shortest booking horizon of any lot (windows within it need no horizon check)
     capacity_list: dict[str | None, list[int]]  # `capacity` as Python ints, for the page's Hits
-    lat_rad: list[float]  # radians(lat) and cos(radians(lat)) of each lot, for the exact distance (see _exact)
-    cos_lat: list[float]
+    id_hi: npt.NDArray[np.uint64]  # each lot id's 128 bits as two halves: ties are ordered by id, as UUIDs compare
+    id_lo: npt.NDArray[np.uint64]
     _rings: dict[tuple[str, float], npt.NDArray[np.intp]] = field(default_factory=dict, compare=False, repr=False)
     _ring_positions: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
 
@@ -145,7 +149,8 @@ class LotSnapshot:
             ev_overflow=overflow, capacity=capacity,
             min_horizon=min((int(r["booking_horizon_days"]) for r in rows), default=0),
             capacity_list={vt: counts.tolist() for vt, counts in capacity.items()},
-            lat_rad=[math.radians(lat) for lat in lats], cos_lat=[math.cos(math.radians(lat)) for lat in lats],
+            id_hi=np.array([r["id"].int >> 64 for r in rows], dtype=np.uint64),
+            id_lo=np.array([r["id"].int & _LOW_64 for r in rows], dtype=np.uint64),
             lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> npt.NDArray[np.intp]:
@@ -174,7 +179,7 @@ class LotSnapshot:
 
     def nearest(self, *, lat: float, lng: float, radius_m: float, vehicle_type: str | None, amenities: int,
                 horizon_days: int, after: tuple[float, uuid.UUID], need: int) -> list[Hit]:
-        """The first `need` eligible lots within `radius_m` ordered by (exact distance, id) after `after`."""
+        """The first `need` eligible lots within `radius_m` ordered by (distance, id) after `after`."""
         if not self.ids:
             return []
         origin = h3.latlng_to_cell(lat, lng, 9)
@@ -187,58 +192,43 @@ class LotSnapshot:
             # A ring holds far more lots than its cover (a 200 m cover is a ~3.9 km2 ring of r9 cells): drop the
             # lots beyond the cover first, by the dot product of unit vectors (one gather and one matrix-vector
             # product), with a margin far above its rounding error near 0; the rest is done on the few kept.
-            idx = idx[xyz.take(idx, axis=0) @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M,
-                                                                  math.pi))]
+            near = xyz.take(idx, axis=0)
+            kept = near @ q >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M, math.pi))
             eligible = capacity.take(idx) > 0
             if horizon_days > self.min_horizon:
                 eligible &= self.horizon.take(idx) >= horizon_days
             if amenities:
                 eligible &= (self.amenities.take(idx) & amenities) == amenities
-            idx = idx[eligible]
-            apart = xyz.take(idx, axis=0) - q
-            chord = np.sqrt(np.add.reduce(apart * apart, axis=1))
-            approx = np.arcsin(np.minimum(chord * 0.5, 1.0)) * (2 * EARTH_RADIUS_M)
-            keep = approx <= cover + EPS_M
+            kept &= eligible
+            idx, near = idx[kept], near[kept]
+            # great-circle distance from the chord between unit vectors (subtracted before squaring: accurate to
+            # nanometres at these distances, where 1 - dot would lose them)
+            apart = near - q
+            distance = np.arcsin(np.minimum(np.sqrt(np.add.reduce(apart * apart, axis=1)) * 0.5, 1.0)) * _TWO_R
+            key = distance.round(TIE_DECIMALS)
+            keep = distance <= min(cover, radius_m)
+            hi, lo = self.id_hi.take(idx), self.id_lo.take(idx)
             if after[0] >= 0:
-                keep &= approx >= after[0] - EPS_M
-            idx, approx = idx[keep], approx[keep]
-            order = approx.argsort(kind="stable")
-            picked = self._exact(idx[order].tolist(), approx[order].tolist(), lat=lat, lng=lng, radius_m=radius_m,
-                                 after=after, need=need, capacity=self.capacity_list[vehicle_type])
+                after_key, after_int = after[0], after[1].int
+                after_hi, after_lo = after_int >> 64, after_int & _LOW_64
+                keep &= (key > after_key) | ((key == after_key) & ((hi > after_hi) | ((hi == after_hi)
+                                                                                     & (lo > after_lo))))
+            idx, distance, key, hi, lo = idx[keep], distance[keep], key[keep], hi[keep], lo[keep]
+            order = np.lexsort((lo, hi, key))[:need]  # (distance to the micrometre, id): the keyset order
+            page = idx.take(order).tolist()
+            distances = distance.take(order).tolist()
             # complete once every lot nearer than the page's last one lies inside the covered distance
-            if cover >= radius_m or (len(picked) >= need and picked[need - 1].distance_m <= cover - EPS_M):
-                return picked[:need]
+            if cover >= radius_m or (len(page) >= need and distances[need - 1] <= cover - EPS_M):
+                return self._hits(page, distances, key.take(order).tolist(), self.capacity_list[vehicle_type])
             cover = min(radius_m, cover * 2)
 
-    def _exact(self, positions: list[int], approx: list[float], *, lat: float, lng: float, radius_m: float,
-               after: tuple[float, uuid.UUID], need: int, capacity: list[int]) -> list[Hit]:
-        ids, lats, lngs = self.ids, self.lats, self.lngs
-        scored: list[tuple[float, uuid.UUID, float, int]] = []  # (sort key, id, exact distance, position)
-        bound = math.inf  # exact distance of the need-th lot so far; a lot beyond bound + EPS can't displace it
-        # great_circle_m's arithmetic step for step, with the lot's radians and cosine computed at load: the
-        # same floats (tests/unit/test_lot_index.py), without two of its four trigonometric calls per lot
-        lat_rad, cos_lat, sin, asin, sqrt, radians = self.lat_rad, self.cos_lat, math.sin, math.asin, math.sqrt, \
-            math.radians
-        p1 = radians(lat)
-        cos_p1 = math.cos(p1)
-        for i, rough in zip(positions, approx, strict=True):
-            if rough - EPS_M > bound:
-                break
-            a = sin((lat_rad[i] - p1) / 2) ** 2 + cos_p1 * cos_lat[i] * sin(radians(lngs[i] - lng) / 2) ** 2
-            d = _TWO_R * asin(min(1.0, sqrt(a)))
-            key = round(d, TIE_DECIMALS)
-            if d > radius_m or (key, ids[i]) <= after:
-                continue
-            scored.append((key, ids[i], d, i))
-            if len(scored) >= need:
-                scored.sort()
-                del scored[need:]
-                bound = scored[-1][0]
-        scored.sort()
-        names, overflow, cards, lot_json = self.names, self.ev_overflow, self.cards, self.lot_json
+    def _hits(self, positions: list[int], distances: list[float], keys: list[float],
+              capacity: list[int]) -> list[Hit]:
+        ids, names, lats, lngs = self.ids, self.names, self.lats, self.lngs
+        overflow, cards, lot_json = self.ev_overflow, self.cards, self.lot_json
         # tuple.__new__ straight away: NamedTuple's generated __new__ is a Python frame per Hit
-        return [_new_tuple(Hit, (lot_id, names[i], lats[i], lngs[i], d, key, capacity[i], overflow[i], cards[i],
-                                 lot_json[i])) for key, lot_id, d, i in scored]
+        return [_new_tuple(Hit, (ids[i], names[i], lats[i], lngs[i], d, key, capacity[i], overflow[i], cards[i],
+                                 lot_json[i])) for i, d, key in zip(positions, distances, keys, strict=True)]
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> LotSnapshot:

@@ -39,7 +39,8 @@ KNN_MIN_SCAN = 32  # rows read by the first KNN chunk at least (a page + 1 when 
 KNN_MAX_SCAN = 2_000  # a later chunk grows with the observed filter pass rate, up to this
 H3_R9_MAX_RADIUS_M = 1_500  # above this the ring is built from r7 cells (fewer, larger)
 MAX_BBOX_DIAGONAL_FACTOR = 4  # a bbox may span at most this many times the maximum search radius
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2  # 2: the fingerprint is a blake2b digest (cursors of version 1 are refused as malformed)
+FIRST_PAGE = (-1.0, uuid.UUID(int=0))  # the keyset position before the nearest lot
 _new_tuple = tuple.__new__
 
 
@@ -66,11 +67,13 @@ class SearchQuery:
     prefilter: Prefilter = DEFAULT_PREFILTER
 
     def fingerprint(self, window: Window) -> str:
-        """What a cursor is bound to: the same search, not just the same position."""
-        key = [self.lat, self.lng, self.radius_m, self.bbox and (self.bbox.west, self.bbox.south, self.bbox.east,
-               self.bbox.north), self.vehicle_type, sorted(self.amenities), self.max_price, self.sort,
-               window.starts_at.isoformat(), window.ends_at.isoformat()]
-        return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
+        """What a cursor is bound to: the same search, not just the same position (a digest of the
+        parameters and the window, written as reprs of floats, strings and None: exact and unambiguous)."""
+        box = self.bbox
+        key = repr((self.lat, self.lng, self.radius_m, box and (box.west, box.south, box.east, box.north),
+                    self.vehicle_type, tuple(sorted(self.amenities)), self.max_price, self.sort,
+                    window.starts_at.timestamp(), window.ends_at.timestamp()))
+        return hashlib.blake2b(key.encode(), digest_size=8, person=b"search-cursor").hexdigest()
 
 
 class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 20 of them per search
@@ -169,7 +172,7 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
     """
     _check(query, max_radius_m=max_radius_m)
     fingerprint = query.fingerprint(window)
-    after_d, after_id = -1.0, uuid.UUID(int=0)
+    after_d, after_id = FIRST_PAGE
     if query.cursor is not None:
         after_d, after_id = decode_cursor(query.cursor, sort=query.sort, fingerprint=fingerprint)
     if query.bbox is None and query.prefilter == "index":

@@ -10,6 +10,7 @@ from core.errors import ValidationFailed
 from geo.availability import widen_to_slots
 
 DEFAULT_WINDOW = timedelta(hours=1)
+DEFAULT_HORIZON_DAYS = max(1, math.ceil(DEFAULT_WINDOW / timedelta(days=1)))  # what the default window needs
 MAX_HORIZON_DAYS = 365  # the largest booking horizon a lot may have
 
 
@@ -26,6 +27,9 @@ def resolve_window(*, starts_at: datetime | None, ends_at: datetime | None, now:
                    max_window_days: int) -> Window:
     """Default [now, now + 1 h); refuse naive times, an end not after the start, windows in the past,
     longer than `max_window_days` or beyond any lot's booking horizon (422 naming the field)."""
+    if starts_at is None and ends_at is None:  # the default window (most searches): nothing to check
+        end = now + DEFAULT_WINDOW
+        return Window(now, end, *widen_to_slots(now, end), horizon_days=DEFAULT_HORIZON_DAYS)
     for name, value in (("starts_at", starts_at), ("ends_at", ends_at)):
         if value is not None and (value.tzinfo is None or value.utcoffset() is None):
             raise ValidationFailed(f"{name} must carry a timezone offset", loc=("query", name))

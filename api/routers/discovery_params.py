@@ -31,5 +31,9 @@ def parse_amenities(raw: list[str] | None) -> tuple[str, ...]:
 
 
 def wants_geojson(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return any(part.split(";")[0].strip().lower() == "application/geo+json" for part in accept.split(","))
+    """Whether the (first) Accept header lists application/geo+json; read off the ASGI scope's raw headers,
+    whose names servers give in lower case."""
+    for name, value in request.scope["headers"]:
+        if name == b"accept":
+            return any(part.split(b";")[0].strip().lower() == b"application/geo+json" for part in value.split(b","))
+    return False

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from api.routers.search_query import plain_search_query
-from api.schemas.discovery import search_json
+from api.schemas.discovery import SearchResponse, search_json
 from core.clock import ManualClock
 from core.context import AppContext
 from geo.lotindex import lot_ref_json
@@ -70,6 +70,24 @@ def test_lots_and_quotes_written_ahead_serialise_like_ones_built_per_request() -
     assert search_json(page) == search_json(SearchPage(items=[spliced], next_cursor="abc", origin=ORIGIN,
                                                        window=window))
     assert orjson.loads(search_json(page))["items"][0]["lot"]["name"] == 'Quai "des" Célestins'
+
+
+def test_joined_json_is_what_the_response_model_writes() -> None:
+    now = datetime(2025, 1, 6, 16, 0, 0, 123456, tzinfo=UTC)
+    window = resolve_window(starts_at=None, ends_at=None, now=now, max_window_days=7)
+    quote = {"total": {"amount": 250, "currency": "usd"}, "token": "x.y"}
+    shown = ShownQuote(quote)
+    shown.json = orjson.dumps(quote)
+    items = [SearchItem(uuid.uuid4(), "A", 1.5, -2.25, 0.0, 0, 0, None, "database", now),
+             SearchItem(uuid.uuid4(), "B\u00e9", -89.9, 179.999999, 1234.5678, 7, 9, shown, "bitmap",
+                        now + timedelta(seconds=1)),
+             SearchItem(uuid.uuid4(), "C", 0.0, 0.0, 4999.999, 1, 2, quote, "database", now)]
+    items[1] = items[1]._replace(lot_json=lot_ref_json(items[1].lot_id, "B\u00e9", -89.9, 179.999999))
+    for cursor in (None, "abc"):
+        written = search_json(SearchPage(items=items, next_cursor=cursor, origin=ORIGIN, window=window))
+        model = SearchResponse.model_validate_json(written)
+        assert orjson.loads(written) == orjson.loads(model.model_dump_json())
+        assert [i["distance_m"] for i in orjson.loads(written)["items"]] == [0.0, 1234.57, 5000.0]
 
 
 async def test_both_lanes_answer_alike(client: httpx.AsyncClient, ctx: AppContext, users: UserFactory) -> None:
