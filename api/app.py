@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from api.middleware import HttpMetrics, RequestContextMiddleware
+from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
@@ -77,7 +77,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.state.settings = settings
     registry = CollectorRegistry()
     app.state.registry = registry
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes)
+    # plain searches are answered ahead of routing (api.routers.search.shortcut)
+    shortcuts: dict[str, Shortcut] = {API_PREFIX + "/lots/search": search.shortcut()}
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes,
+                       shortcuts=shortcuts)
     install_problem_handlers(app)
 
     # Every request walks the included routers in this order until one matches (tens of microseconds per

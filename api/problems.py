@@ -45,6 +45,11 @@ def _loc(loc: Any) -> list[str | int]:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
+    return domain_problem(request, exc)
+
+
+def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
+    """A domain error as problem+json (the app's handler; also search's shortcut, ahead of routing)."""
     headers = None
     extra = dict(exc.extra)
     if isinstance(exc, TooManyRequests):

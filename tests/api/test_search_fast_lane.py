@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from fastapi.routing import APIRoute
 
 from api.routers.search_query import plain_search_query
 from api.schemas.discovery import SearchResponse, search_json
@@ -130,3 +131,44 @@ def _limit(query: str) -> str:
         if part.startswith("limit="):
             return part.removeprefix("limit=")
     return "20"
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    (f"lat={ORIGIN[0]}&lng={ORIGIN[1]}&radius_m=999999", "radius_m"),  # past the configured maximum
+    (f"lat={ORIGIN[0]}&lng={ORIGIN[1]}&cursor=bm90LWEtY3Vyc29y", "cursor"),  # base64 of "not-a-cursor"
+    (f"lat={ORIGIN[0]}&lng={ORIGIN[1]}&amenities=helipad", "amenities"),
+    (f"lat={ORIGIN[0]}&lng={ORIGIN[1]}&starts_at=2020-01-01T10:00:00Z", "ends_at"),  # a window long past
+])
+async def test_errors_on_the_shortcut_are_the_validated_lanes(client: httpx.AsyncClient, query: str,
+                                                              field: str) -> None:
+    assert plain_search_query(query.encode()) is not None  # answered ahead of routing ...
+    fast = await client.get(f"/api/v1/lots/search?{query}")
+    validated = await client.get(f"/api/v1/lots/search?{query}&limit=20&limit=20")  # ... and by FastAPI's route
+    assert fast.status_code == validated.status_code == 422
+    assert fast.headers["content-type"] == validated.headers["content-type"] == "application/problem+json"
+    assert fast.json() == validated.json() and fast.json()["errors"][0]["loc"] == ["query", field]
+    assert fast.headers["x-request-id"] != validated.headers["x-request-id"]
+
+
+async def test_the_shortcut_keeps_request_ids_and_route_metrics(client: httpx.AsyncClient) -> None:
+    plain = f"/api/v1/lots/search?lat={ORIGIN[0]}&lng={ORIGIN[1]}"
+    res = await client.get(plain, headers={"x-request-id": "trace-123"})
+    assert res.status_code == 200 and res.headers["x-request-id"] == "trace-123"
+    await client.get(f"{plain}&limit=20&limit=20")  # FastAPI's route
+    await client.get(f"{plain}&radius_m=999999")
+    metrics = [line for line in (await client.get("/metrics")).text.splitlines()
+               if line.startswith("parkgrid_http_requests_total{") and "search" in line]
+    assert metrics == ['parkgrid_http_requests_total{method="GET",route="/lots/search",status="200"} 2.0',
+                       'parkgrid_http_requests_total{method="GET",route="/lots/search",status="422"} 1.0']
+
+
+async def test_plain_searches_never_reach_routing(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def routed(self: APIRoute, scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError(f"routed: {scope['path']}?{scope['query_string'].decode()}")
+
+    monkeypatch.setattr(APIRoute, "handle", routed)
+    plain = f"/api/v1/lots/search?lat={ORIGIN[0]}&lng={ORIGIN[1]}"
+    assert (await client.get(plain)).status_code == 200
+    assert (await client.get(f"{plain}&radius_m=999999")).status_code == 422
+    with pytest.raises(AssertionError, match="routed"):  # the control: anything else is routed
+        await client.get(f"{plain}&limit=20&limit=20")
