@@ -185,8 +185,8 @@ class LotSnapshot:
         if not self.ids:
             return []
         origin = h3.latlng_to_cell(lat, lng, 9)
-        la, lo = math.radians(lat), math.radians(lng)
-        q = np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
+        phi, lam = math.radians(lat), math.radians(lng)
+        q = np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
         q_column = q.reshape(3, 1)
         capacity = self.capacity[vehicle_type]
         cover = min(radius_m, max(FIRST_COVER_M, after[0] + FIRST_COVER_M))
