@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from core.errors import ValidationFailed
 from core.money import Money
 
@@ -44,15 +46,17 @@ def _unb64(text: str) -> bytes:
 
 
 def _ts(value: datetime) -> str:
-    if value.utcoffset() is None:
-        raise ValueError("datetimes in a quote must carry a timezone offset")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        if value.utcoffset() is None:
+            raise ValueError("datetimes in a quote must carry a timezone offset")
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:
     if not secret:
         raise ValueError("refusing to sign or verify quotes with an empty secret")
-    return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()
+    return hmac.digest(secret, _DOMAIN + payload, hashlib.sha256)  # one-shot (hmac.new builds Python objects)
 
 
 def sign_quote(
@@ -78,7 +82,8 @@ def sign_quote(
         "exp": _ts(expires_at),
         "dc": discount_code.upper() if discount_code else None,
     }
-    payload = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    # compact, keys sorted (orjson: ~10x json.dumps; verification reads the bytes as received, whoever wrote them)
+    payload = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
 

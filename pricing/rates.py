@@ -221,6 +221,7 @@ class RateCard(_Model):
 
     _schedule: dict[tuple[str, str], tuple[Piece, ...]] = PrivateAttr(default_factory=dict)
     _hol_types: frozenset[str] = PrivateAttr(default=frozenset())
+    _spot_types: frozenset[str] = PrivateAttr(default=frozenset())
 
     @field_validator("currency")
     @classmethod
@@ -239,6 +240,7 @@ class RateCard(_Model):
     def _tile(self) -> RateCard:
         # Raises core ValidationFailed (not ValueError) so the loc names the rule, e.g. ("body","rules",2).
         self._schedule, self._hol_types = _build_schedule(self.rules)
+        self._spot_types = frozenset(t for t, _ in self._schedule)  # asked once per card and search page
         return self
 
     @property
@@ -247,7 +249,7 @@ class RateCard(_Model):
 
     @property
     def spot_types(self) -> frozenset[str]:
-        return frozenset(t for t, _ in self._schedule)
+        return self._spot_types
 
     def day_key(self, day: date, spot_type: str) -> str:
         """Which schedule a local date uses: "hol" if it is a holiday with "hol" rules, else its weekday."""

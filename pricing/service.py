@@ -233,9 +233,12 @@ class QuoteService:
 
     def _quote(self, *, lot_id: uuid.UUID, card: RateCard, version: int, tz: str, vehicle_type: str,
                starts_at: datetime, ends_at: datetime, mult: Fraction, reason: str, now: datetime,
-               discount_code: str | None = None) -> Quote:
+               discount_code: str | None = None, expires_at: datetime | None = None) -> Quote:
+        """A signed quote; `expires_at` is `now`'s expiry step, passed by callers quoting many lots at once."""
         # the same card, type, window, multiplier and code price the same everywhere: compute once per process
-        price_key = (id(card), vehicle_type, starts_at, ends_at, tz, mult, reason, discount_code)
+        # the multiplier as two ints: a Fraction hashes in Python code, and the key is hashed twice per quote
+        price_key = (id(card), vehicle_type, starts_at, ends_at, tz, mult.numerator, mult.denominator, reason,
+                     discount_code)
         priced = self._prices.get(price_key) if discount_code is None else None  # a code's validity depends on now
         if priced is None or priced[0] is not card:
             breakdown = price_window(card=card, spot_type=vehicle_type, starts_at=starts_at, ends_at=ends_at, tz=tz,
@@ -248,7 +251,7 @@ class QuoteService:
         _, breakdown, breakdown_json, policy = priced
         # Quotes expire on whole expiry-step boundaries (a little before now + ttl), so every search of the same
         # lot, type and window within one step shows the same signed quote: signed once, not once per page.
-        expires_at = _floor(now + self.ttl, self.expiry_step)
+        expires_at = expires_at or _floor(now + self.ttl, self.expiry_step)
         signed_key = (lot_id, id(card), version, price_key, expires_at)
         hit = self._signed.get(signed_key) if discount_code is None else None
         if hit is not None and hit[0] is card:
@@ -377,13 +380,14 @@ class QuoteService:
             elif isinstance(row.body, str):
                 memo[lot] = (row.body, row.version, row.timezone, _UNSOLD)
         mults = await self._multipliers(occupancy, cards, starts_at, ends_at)
+        expires_at = _floor(now + self.ttl, self.expiry_step)
         out = {}
         for lot, card in cards.items():
             mult, reason = mults[lot]
             row = stored[lot]
             out[lot] = data = self._quote(lot_id=lot, card=card, version=row.version, tz=row.timezone,
                                           vehicle_type=wanted, starts_at=starts_at, ends_at=ends_at, mult=mult,
-                                          reason=reason, now=now).data or {}
+                                          reason=reason, now=now, expires_at=expires_at).data or {}
             if not card.dynamic.enabled and isinstance(row.body, str):
                 out[lot] = shown = ShownQuote(data)
                 shown.json = orjson.dumps(data)
