@@ -1,6 +1,6 @@
 """The open lots in memory, per worker: nearest-first search by H3 ring without a database round trip.
 
-A snapshot holds every open lot's place (as a unit vector), H3 r9 cell, usable capacity per vehicle type,
+A snapshot holds every open lot's place (as a unit vector), H3 r10 cell, usable capacity per vehicle type,
 search filters and rate card, as numpy arrays sorted by cell. A search gathers the lots of a ring of cells
 around the point (grown until the page is complete), keeps those within the cover by a dot product, measures
 their great-circle distance from the chord between unit vectors, and orders them by (distance rounded to the
@@ -38,7 +38,7 @@ from core.logging import get_logger
 from geo import queries
 from geo.availability import ALL_SPOT_TYPES, usable_mask
 from geo.distance import EARTH_RADIUS_M
-from geo.h3cells import ring_cells
+from geo.h3cells import cell, ring_cells
 from geo.schemas import AMENITIES
 
 log = get_logger("parkgrid.geo")
@@ -46,6 +46,9 @@ log = get_logger("parkgrid.geo")
 _DB_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 VEHICLE_TYPES: tuple[str | None, ...] = (None, *ALL_SPOT_TYPES)
 FIRST_COVER_M = 200.0  # the first ring covers this far; it doubles until the page is complete
+# H3 resolution the index is sorted by: r10 cells (~0.015 km2) make a 200 m ring ~0.9 km2 (61 cells), where r9
+# cells made it ~3.9 km2 (37 cells, ~1,700 lots of the 20,000-lot bench city for ~60 within 200 m)
+INDEX_RES = 10
 FULL_SCAN_COVER_M = 3_000.0  # beyond this a ring has thousands of cells: look at every lot instead
 EPS_M = 1e-3  # a page is complete when its last lot lies this far inside the covered distance
 RING_MEMO_POSITIONS = 1_000_000  # lot positions (and unit vectors) of recent rings a snapshot remembers (32 MB)
@@ -129,7 +132,8 @@ class LotSnapshot:
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
-        rows = sorted(rows, key=lambda r: r["h3_r9"])
+        located = sorted(((cell(float(r["lat"]), float(r["lng"]), INDEX_RES), r) for r in rows), key=lambda c: c[0])
+        rows = [r for _, r in located]
         in_service = np.array([r["spots_in_service"] for r in rows], dtype=np.int32).reshape(len(rows), 6)
         overflow = [bool(r["ev_overflow"]) for r in rows]
         capacity = {}
@@ -143,7 +147,7 @@ class LotSnapshot:
         return cls(
             version=version, ids=[r["id"] for r in rows], names=[r["name"] for r in rows], lats=lats, lngs=lngs,
             cards=[cards.get(r["id"]) for r in rows],
-            cells=np.array([r["h3_r9"] for r in rows], dtype=np.int64),
+            cells=np.array([c for c, _ in located], dtype=np.int64),
             xyz=_unit(np.array(lats, dtype=np.float64), np.array(lngs, dtype=np.float64)).reshape(3, len(rows)),
             horizon=np.array([r["booking_horizon_days"] for r in rows], dtype=np.int32),
             amenities=np.array([amenity_mask(r["amenities"]) for r in rows], dtype=np.int32),
@@ -155,7 +159,7 @@ class LotSnapshot:
             lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
 
     def _in_ring(self, origin: str, cover_m: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-        """Positions and unit vectors of the lots whose r9 cell is in the ring covering `cover_m` around `origin`
+        """Positions and unit vectors of the lots whose r10 cell is in the ring covering `cover_m` around `origin`
         (remembered per snapshot for the most recent rings, up to RING_MEMO_POSITIONS positions in all: a
         search then reads one contiguous block instead of gathering ~1,700 columns of the city's vectors)."""
         if cover_m > FULL_SCAN_COVER_M:
@@ -184,7 +188,7 @@ class LotSnapshot:
         """The first `need` eligible lots within `radius_m` ordered by (distance, id) after `after`."""
         if not self.ids:
             return []
-        origin = h3.latlng_to_cell(lat, lng, 9)
+        origin = h3.latlng_to_cell(lat, lng, INDEX_RES)
         phi, lam = math.radians(lat), math.radians(lng)
         q = np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
         q_column = q.reshape(3, 1)
@@ -192,7 +196,7 @@ class LotSnapshot:
         cover = min(radius_m, max(FIRST_COVER_M, after[0] + FIRST_COVER_M))
         while True:
             idx, near = self._in_ring(origin, cover)
-            # A ring holds far more lots than its cover (a 200 m cover is a ~2 km2 ring of r9 cells): drop the
+            # A ring holds far more lots than its cover (a 200 m cover is a ~0.9 km2 ring of r10 cells): drop the
             # lots beyond the cover first, by the dot product of unit vectors (one matrix-vector product), with
             # a margin far above its rounding error near 0; the rest is done on the few kept.
             kept = (q @ near >= math.cos(min((cover + PREFILTER_MARGIN_M) / EARTH_RADIUS_M, math.pi))).nonzero()[0]

@@ -130,7 +130,7 @@ SEARCH: dict[str, TextClause] = {
 INDEX_VERSION = "SELECT n FROM lot_index_version"
 
 INDEX_LOTS = """
-SELECT l.id, l.name, ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lng, l.h3_r9, l.amenities,
+SELECT l.id, l.name, ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lng, l.amenities,
        l.booking_horizon_days, l.ev_overflow, l.spots_in_service
 FROM lots l WHERE l.status = 'open'
 """
