@@ -7,6 +7,9 @@ search, so it has no raw phase), and the SQL baselines KNN on the GiST index, ST
     python -m loadtests.bench_search --lots 100000 --duration 30
     python -m loadtests.bench_search --prefilters index,knn --duration 5   # a quick ratio check
 
+The HTTP phases take turns (--rounds, default 3), each round printing its own rates, so drift of this shared
+machine falls on the baseline and the searches alike.
+
 Targets (issue 4): search >= 30% of the /healthz rate, p99 < 100 ms, zero errors.
 """
 
@@ -65,6 +68,14 @@ def http_worker(port: int, paths: Callable[[random.Random], str]) -> Callable[[i
         return call
 
     return make
+
+
+def merge(into: Result, part: Result) -> None:
+    """Add one round of a phase to its total (call start times continue after the earlier rounds)."""
+    into.started += [t + into.seconds for t in part.started]
+    into.latencies += part.latencies
+    into.errors += part.errors
+    into.seconds += part.seconds
 
 
 def _positional(sql: str) -> tuple[str, list[str]]:
@@ -130,7 +141,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lots", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--duration", type=float, default=15.0, help="seconds measured per phase")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds measured per phase (over all rounds)")
+    ap.add_argument("--rounds", type=int, default=3, help="turns the HTTP phases take (drift falls on each alike)")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
@@ -157,11 +169,22 @@ def main() -> int:
         def pick(prefilter: str) -> Callable[[random.Random], str]:
             return lambda rng: search_path(*rng.choice(points), args.radius, prefilter)
 
-        for name, paths in (("GET /healthz", lambda rng: "/healthz"),
-                            *((f"GET search prefilter={p}", pick(p)) for p in args.prefilters)):
-            results.append(asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration,
-                                             warmup=args.warmup, make_worker=http_worker(port, paths))))
-            print(results[-1].line(), flush=True)
+        phases = [("GET /healthz", lambda rng: "/healthz"),
+                  *((f"GET search prefilter={p}", pick(p)) for p in args.prefilters)]
+        merged = {name: Result(name) for name, _ in phases}
+        # The phases take turns, `rounds` times, each for its share of --duration: the machine's drift (other
+        # tenants, frequency) then falls on every phase alike instead of on whichever ran during it.
+        for turn in range(args.rounds):
+            shares = []
+            for name, paths in phases:
+                part = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration / args.rounds,
+                                         warmup=args.warmup, make_worker=http_worker(port, paths)))
+                merge(merged[name], part)
+                shares.append(part.rps)
+            print(f"round {turn + 1}/{args.rounds}: /healthz {shares[0]:.0f} rps; "
+                  + ", ".join(f"{name.split('=')[1]} {rps:.0f} ({rps / shares[0] * 100:.0f}%)"
+                              for (name, _), rps in zip(phases[1:], shares[1:], strict=True)), flush=True)
+        results += merged.values()
     finally:
         stop_server(proc)
     sql_prefilters = [p for p in args.prefilters if p != "index"]
