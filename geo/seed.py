@@ -144,8 +144,8 @@ async def _analyze(engine: AsyncEngine) -> None:
     """Statistics for the spot-count trigger's statements. Without any (autovacuum may be off, or not have run
     yet) the planner filters lot_spot_counts by `lot_id = ANY(<a chunk's ids>)` row by row in a sequential scan,
     and each chunk costs more than the one before (40 s per 1,000 lots at 50,000 lots)."""
-    async with engine.connect() as raw:
-        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.begin() as conn:  # no statement timeout: a big city's spots take longer than any request
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
         await conn.execute(text("ANALYZE lots, levels, spots, lot_spot_counts"))
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import re
 import statistics
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -32,7 +34,7 @@ from geo import queries
 from geo.availability import usable_mask
 from geo.search import h3_ring
 from geo.seed import CITY_CENTRE, plan_city
-from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server
+from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server, tree_cpu_seconds
 from loadtests.fastclient import Connection
 from loadtests.search_city import BENCH_SECRET, database_url, ensure_city
 
@@ -68,6 +70,11 @@ def http_worker(port: int, paths: Callable[[random.Random], str]) -> Callable[[i
         return call
 
     return make
+
+
+def cpu_marks(into: list[float], server_pid: int) -> None:
+    """CPU seconds so far of the server (its workers) and of this process (the client), appended to `into`."""
+    into.extend((tree_cpu_seconds(server_pid), time.process_time()))
 
 
 def merge(into: Result, part: Result) -> None:
@@ -172,19 +179,29 @@ def main() -> int:
         phases = [("GET /healthz", lambda rng: "/healthz"),
                   *((f"GET search prefilter={p}", pick(p)) for p in args.prefilters)]
         merged = {name: Result(name) for name, _ in phases}
+        cpu = {name: [0.0, 0.0] for name, _ in phases}  # server workers', this client's CPU seconds after warm-up
         # The phases take turns, `rounds` times, each for its share of --duration: the machine's drift (other
         # tenants, frequency) then falls on every phase alike instead of on whichever ran during it.
         for turn in range(args.rounds):
             shares = []
             for name, paths in phases:
+                marks: list[float] = []
                 part = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration / args.rounds,
-                                         warmup=args.warmup, make_worker=http_worker(port, paths)))
+                                         warmup=args.warmup, make_worker=http_worker(port, paths),
+                                         during=functools.partial(cpu_marks, marks, proc.pid)))
+                cpu[name][0] += tree_cpu_seconds(proc.pid) - marks[0]
+                cpu[name][1] += time.process_time() - marks[1]
                 merge(merged[name], part)
                 shares.append(part.rps)
             print(f"round {turn + 1}/{args.rounds}: /healthz {shares[0]:.0f} rps; "
                   + ", ".join(f"{name.split('=')[1]} {rps:.0f} ({rps / shares[0] * 100:.0f}%)"
                               for (name, _), rps in zip(phases[1:], shares[1:], strict=True)), flush=True)
         results += merged.values()
+        for name, (server_cpu, client_cpu) in cpu.items():
+            n = len(merged[name].latencies)
+            if n:
+                print(f"{name}: CPU per request {server_cpu / n * 1e6:.0f} us in the server's workers, "
+                      f"{client_cpu / n * 1e6:.0f} us in this client", flush=True)
     finally:
         stop_server(proc)
     sql_prefilters = [p for p in args.prefilters if p != "index"]

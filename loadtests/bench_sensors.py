@@ -30,7 +30,7 @@ from controllers.mqtt_ingest import forget_session
 from core.accounts import create_device
 from core.context import build_context
 from core.migrate import upgrade
-from loadtests.common import ROOT, free_port, process_cpu_seconds, start_server, stop_server
+from loadtests.common import ROOT, free_port, process_cpu_seconds, start_server, stop_server, tree_cpu_seconds
 from loadtests.search_city import BENCH_SECRET, PG_HOST, bench_settings, database_url
 from tests.factories import insert_lot
 
@@ -40,20 +40,6 @@ def _create_db(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     upgrade(database_url(name))
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its children (the server's workers), from /proc (a local server only)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += process_cpu_seconds(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass  # the process is gone: no children to count
-    return total
 
 
 def _backends_cpu(name: str) -> float:
@@ -213,9 +199,9 @@ def main() -> int:
                                                               "PARKGRID_REDIS_PREFIX": f"bench-{dbname}"})
         try:
             rps = asyncio.run(healthz_phase(port))
-            server_cpu0 = _tree_cpu(server.pid)
+            server_cpu0 = tree_cpu_seconds(server.pid)
             http_rate = asyncio.run(http_phase(port, lot, key, args))
-            server_cpu = (_tree_cpu(server.pid) - server_cpu0) / args.events * 1e6
+            server_cpu = (tree_cpu_seconds(server.pid) - server_cpu0) / args.events * 1e6
             pg_cpu = _backends_cpu(dbname) / args.events * 1e6  # the server's pools: opened for this phase
         finally:
             stop_server(server)

@@ -117,6 +117,20 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (a server's workers), from /proc (a local server only)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += process_cpu_seconds(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass  # the process is gone: no children to count
+    return total
+
+
 def connections_per_worker(port: int) -> list[int]:
     """How many established connections each server process holds on `port`, busiest first (`ss`, local server):
     whether the workers share the clients evenly."""

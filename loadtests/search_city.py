@@ -55,6 +55,7 @@ async def _seed(dbname: str, lots: int, seed: int) -> None:
         await seed_city(ctx.engine, plan_city(lots=lots, seed=seed), batch=1000)
         async with ctx.engine.connect() as conn:
             await conn.execute(text("COMMIT"))
+            await conn.execute(text("SET statement_timeout = 0"))  # this connection is closed right after
             await conn.execute(text("VACUUM ANALYZE"))
     finally:
         await ctx.aclose()
