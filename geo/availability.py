@@ -64,6 +64,19 @@ def widen_to_slots(starts_at: datetime, ends_at: datetime) -> tuple[datetime, da
     return floored, ceiled
 
 
+class PageLot(Protocol):
+    """What BusyCache.counts reads of a lot on a search page (geo.lotindex.Hit has it)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def capacity(self) -> int: ...  # usable compatible spots
+
+    @property
+    def ev_overflow(self) -> bool: ...
+
+
 class CountsFn(Protocol):
     def __call__(self, conn: AsyncConnection, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
                  starts_at: datetime, ends_at: datetime) -> Awaitable[dict[uuid.UUID, int]]: ...
@@ -165,19 +178,19 @@ class BusyCache:
         self._used_memo: dict[int, tuple[dict[uuid.UUID, list[int]], dict[str | None, dict[uuid.UUID, tuple[int, int]]]]] \
             = {}
 
-    async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[tuple[uuid.UUID, int, bool]], vehicle_type: str | None,
+    async def counts(self, pg: asyncpg.Pool, *, lots: Sequence[PageLot], vehicle_type: str | None,
                      starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
-        """Free compatible spots of each (lot id, usable capacity, ev_overflow) for the window."""
+        """Free compatible spots of each lot (its id, usable capacity and ev_overflow: a page's index hits)."""
         hit = self._items.get((starts_at, ends_at))
         as_of, busy = hit if hit is not None and now - hit[0] < self.ttl else \
             await self._window(pg, starts_at, ends_at, now)
         used = self._used(busy, vehicle_type)
         out = {}
-        for lot_id, capacity, ev_overflow in lots:
-            taken = used.get(lot_id)
+        for lot in lots:
+            taken, capacity = used.get(lot.id), lot.capacity
             # tuple.__new__: Counted's generated __new__ is a Python frame per lot
-            out[lot_id] = _new_tuple(Counted, (capacity if taken is None else max(capacity - taken[ev_overflow], 0),
-                                               SOURCE, as_of))
+            out[lot.id] = _new_tuple(Counted, (capacity if taken is None else
+                                               max(capacity - taken[lot.ev_overflow], 0), SOURCE, as_of))
         return out
 
     def _used(self, busy: dict[uuid.UUID, list[int]],

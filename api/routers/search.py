@@ -112,8 +112,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
 
     if box is None and prefilter == "index":
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
-            lots = [(r.id, r.capacity, r.ev_overflow) for r in rows]
-            return await busy_cache(ctx).counts(pool, lots=lots, now=now, **span)
+            return await busy_cache(ctx).counts(pool, lots=rows, now=now, **span)
 
         async def indexed_quotes(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, dict[str, Any]]:
             cards = {r.id: r.card for r in rows if r.card is not None}

@@ -49,12 +49,20 @@ def _stamp(raw: str) -> datetime | None:
         return None
 
 
+def query_pairs(text: str) -> list[tuple[str, str]]:
+    """(name, value) pairs as starlette reads query parameters (Request.query_params: parse_qsl with blank values
+    kept). Without an escape ("%" or "+") that is splitting on "&" and on each field's first "=", skipping empty
+    fields: done here without parse_qsl's per-field unquoting."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    return [(name, value) for name, _, value in (field.partition("=") for field in text.split("&") if field)]
+
+
 def plain_search_query(query_string: bytes) -> dict[str, Any] | None:
     """The search endpoint's keyword arguments for a plain, valid query string; None to let FastAPI validate it."""
     values: dict[str, Any] = {}
     amenities: list[str] = []
-    # as starlette reads query parameters (Request.query_params)
-    for key, raw in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+    for key, raw in query_pairs(query_string.decode("latin-1")):
         if not raw:
             return None
         if key == "amenities":

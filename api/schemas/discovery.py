@@ -66,13 +66,12 @@ def search_json(page: SearchPage) -> bytes:
     dumps = orjson.dumps
     out = [b'{"items":[']
     append = out.append
-    freshness: dict[tuple[str, Any], bytes] = {}  # a page's counts mostly share one source and time
+    source, as_of, fresh = None, None, b""  # a page's counts mostly share one source and time (one object each)
     opening = b'{"lot":'
     for i in page.items:
-        fresh = freshness.get((i.source, i.as_of))
-        if fresh is None:
-            fresh = freshness[(i.source, i.as_of)] = dumps({"source": i.source, "as_of": i.as_of},
-                                                           option=orjson.OPT_UTC_Z)
+        if i.source is not source or i.as_of is not as_of:
+            source, as_of = i.source, i.as_of
+            fresh = dumps({"source": source, "as_of": as_of}, option=orjson.OPT_UTC_Z)
         quote = i.quote
         append(opening)
         append(i.lot_json if i.lot_json is not None else

@@ -6,13 +6,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import orjson
 import pytest
 from fastapi.routing import APIRoute
+from hypothesis import given
+from hypothesis import strategies as st
 
-from api.routers.search_query import plain_search_query
+from api.routers.search_query import plain_search_query, query_pairs
 from api.schemas.discovery import SearchResponse, search_json
 from core.clock import ManualClock
 from core.context import AppContext
@@ -56,6 +59,11 @@ def test_plain_queries_are_parsed(query: bytes, expected: dict[str, Any]) -> Non
 ])
 def test_anything_unusual_goes_to_fastapi(query: bytes) -> None:
     assert plain_search_query(query) is None
+
+
+@given(st.text(alphabet="ab=&;%+2F.-", max_size=24))
+def test_query_pairs_are_parse_qsls(text: str) -> None:
+    assert query_pairs(text) == parse_qsl(text, keep_blank_values=True)
 
 
 def test_lots_and_quotes_written_ahead_serialise_like_ones_built_per_request() -> None:
