@@ -161,7 +161,8 @@ class LotSnapshot:
     def _in_ring(self, origin: str, cover_m: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
         """Positions and unit vectors of the lots whose r10 cell is in the ring covering `cover_m` around `origin`
         (remembered per snapshot for the most recent rings, up to RING_MEMO_POSITIONS positions in all: a
-        search then reads one contiguous block instead of gathering ~1,700 columns of the city's vectors)."""
+        search then reads one contiguous block instead of gathering a few hundred scattered columns of the city's
+        vectors)."""
         if cover_m > FULL_SCAN_COVER_M:
             return np.arange(len(self.ids)), self.xyz
         key = (origin, cover_m)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -104,11 +105,9 @@ async def drive(name: str, *, concurrency: int, duration: float, warmup: float,
 def process_cpu_seconds(pid: int) -> float:
     """CPU time of a local process: schedstat (ns) when the kernel keeps it, else utime + stime in clock ticks;
     0 for a process that is gone."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        pass  # no schedstat on this kernel (or the process is gone): the coarser /proc/PID/stat
+    # no schedstat on this kernel (or the process is gone): the coarser /proc/PID/stat below
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -123,11 +122,8 @@ def tree_cpu_seconds(pid: int) -> float:
     while todo:
         p = todo.pop()
         total += process_cpu_seconds(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass  # the process is gone: no children to count
+        with contextlib.suppress(OSError), open(f"/proc/{p}/task/{p}/children") as f:  # gone: no children
+            todo += [int(c) for c in f.read().split()]
     return total
 
 

@@ -1,5 +1,6 @@
 """A fast lane for the search route's query string: plain, well-formed queries are parsed here in a few
-microseconds instead of FastAPI's per-parameter pydantic validation (most of a search's API CPU otherwise).
+microseconds instead of FastAPI's per-parameter pydantic validation (most of a search's API CPU otherwise), and
+answered ahead of routing (`api.routers.search.shortcut`).
 
 `plain_search_query` accepts only a strict subset of what the FastAPI signature in `api.routers.search` accepts,
 and yields exactly the values FastAPI would pass for it. Anything else (a value out of range, an unusual number or

@@ -155,7 +155,6 @@ async def test_errors_on_the_shortcut_are_the_validated_lanes(client: httpx.Asyn
     assert fast.status_code == validated.status_code == 422
     assert fast.headers["content-type"] == validated.headers["content-type"] == "application/problem+json"
     assert fast.json() == validated.json() and fast.json()["errors"][0]["loc"] == ["query", field]
-    assert fast.headers["x-request-id"] != validated.headers["x-request-id"]
 
 
 async def test_the_shortcut_keeps_request_ids_and_route_metrics(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from geo.distance import great_circle_m
-from geo.h3cells import cell
 from geo.lotindex import TIE_DECIMALS, LotSnapshot
 
 START = (-1.0, uuid.UUID(int=0))
@@ -19,7 +18,7 @@ def snapshot(points: list[tuple[float, float]], ids: list[uuid.UUID] | None = No
              spots: list[list[int]] | None = None) -> LotSnapshot:
     ids = ids or [uuid.UUID(int=i + 1) for i in range(len(points))]
     spots = spots or [[0, 0, 5, 0, 0, 0]] * len(points)
-    rows = [{"id": lot_id, "name": f"L{i}", "lat": lat, "lng": lng, "h3_r9": cell(lat, lng, 9), "amenities": [],
+    rows = [{"id": lot_id, "name": f"L{i}", "lat": lat, "lng": lng, "amenities": [],
              "booking_horizon_days": 30, "ev_overflow": False, "spots_in_service": in_service}
             for i, ((lat, lng), lot_id, in_service) in enumerate(zip(points, ids, spots, strict=True))]
     return LotSnapshot.build(1, rows, {})  # type: ignore[arg-type]  # dicts read like asyncpg Records here
