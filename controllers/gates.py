@@ -477,6 +477,8 @@ async def _complete(run: _Run, session: asyncpg.Record, *, fee: Money, paid: int
     """Close the session and its booking (with a plate debt for what is left unpaid); the rest of the booking's
     slots are freed after the commit."""
     flags = ["decided_locally"] if run.event.decided_locally else []
+    if debt is not None:  # marked on the session itself too: a car without a readable plate has no plate debt
+        flags.append("unpaid")
     booking = await run.conn.fetchrow(q.COMPLETE_SESSION, run.gate.lot_id, session["id"], run.at, run.gate.id,
                                       fee.amount, paid, fee.currency, flags)
     if debt is not None and session["plate_hash"] is not None:
@@ -526,7 +528,7 @@ async def _charge(run: _Run, session_id: uuid.UUID, amount: Money) -> bool:
         log.warning("exit_charge_failed", session_id=str(session_id), error=type(exc).__name__)
     if intent_id is not None:
         await run.conn.execute(q.INSERT_EXIT_PAYMENT, run.gate.lot_id, session_id, payments.name, intent_id, status,
-                               amount.amount, captured, amount.currency)
+                               amount.amount, captured, amount.currency, run.now)
     return captured > 0
 
 

@@ -115,7 +115,8 @@ INSERT_DEBT = (
 
 INSERT_EXIT_PAYMENT = (
     "INSERT INTO payments (lot_id, session_id, provider, intent_id, purpose, status, amount, amount_authorised,"
-    " amount_captured, currency) VALUES ($1, $2, $3, $4, 'exit_fee', $5, $6, $7, $7, $8)"
+    " amount_captured, currency, created_at, updated_at) VALUES ($1, $2, $3, $4, 'exit_fee', $5, $6, $7, $7, $8,"
+    " $9, $9)"
     " ON CONFLICT (intent_id) DO NOTHING")
 
 # -- operators' views and sweepers, on SQLAlchemy ---------------------------------------------------------------
@@ -131,12 +132,23 @@ ACTIVE_SESSION_BY_PLATE = text(
 RATE_CARD = text("SELECT body, version, updated_at FROM rate_cards WHERE lot_id = :lot_id")
 
 # Operators' views.
+# What a session cost and what was paid for it: a reservation's price was paid ahead (its payment's captured
+# amount, net of refunds, once captured), the exit fee at the gate (exit payments); open plate debts are unpaid.
 SESSIONS_OF_LOT = text(
     "SELECT ps.id, ps.kind, ps.status, ps.plate, ps.reservation_id, ps.entered_at, ps.exited_at, ps.fee_amount,"
     " ps.paid_amount, ps.currency, ps.flags, ps.pay_requested_at, ps.lost_ticket_at, ps.overstay_risk_at,"
-    " s.id AS spot_id, s.label AS spot_label, lv.name AS level_name"
+    " s.id AS spot_id, s.label AS spot_label, lv.name AS level_name,"
+    " CASE WHEN ps.kind = 'reservation' THEN r.price_amount END AS prepaid_amount,"
+    " coalesce(rp.net, 0) AS prepaid_captured, coalesce(rp.authorised, 0) AS prepaid_authorised,"
+    " d.unpaid_amount"
     " FROM parking_sessions ps LEFT JOIN spots s ON s.lot_id = ps.lot_id AND s.id = ps.spot_id"
     " LEFT JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id"
+    " LEFT JOIN reservations r ON r.lot_id = ps.lot_id AND r.id = ps.reservation_id"
+    " LEFT JOIN LATERAL (SELECT sum(p.amount_captured - p.amount_refunded) AS net,"
+    "  sum(p.amount_authorised) AS authorised FROM payments p WHERE ps.kind = 'reservation'"
+    "  AND p.reservation_id = ps.reservation_id AND p.lot_id = ps.lot_id AND p.purpose = 'reservation') rp ON true"
+    " LEFT JOIN LATERAL (SELECT sum(pd.amount) AS unpaid_amount FROM plate_debts pd WHERE pd.lot_id = ps.lot_id"
+    "  AND pd.session_id = ps.id AND pd.settled_at IS NULL) d ON true"
     " WHERE ps.lot_id = :lot_id AND (CAST(:status AS text) IS NULL OR ps.status = :status)"
     " AND (CAST(:after_entered AS timestamptz) IS NULL OR (ps.entered_at, ps.id) < (:after_entered, :after_id))"
     " ORDER BY ps.entered_at DESC, ps.id DESC LIMIT :limit")
@@ -177,3 +189,13 @@ UNBOOKED_OCCUPIED_BAYS = text(
     " AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.lot_id = se.lot_id AND r.spot_id = se.spot_id"
     "   AND r.status = 'active' AND r.period @> CAST(:now AS timestamptz))"
     " ORDER BY se.state_since NULLS LAST, s.label LIMIT :limit")
+
+# A lot's plate debts (open ones by default), newest first, with the plate of the session that left them.
+DEBTS_OF_LOT = text(
+    "SELECT pd.id, pd.session_id, pd.amount, pd.currency, pd.reason, pd.created_at, pd.settled_at, ps.plate"
+    " FROM plate_debts pd LEFT JOIN parking_sessions ps ON ps.lot_id = pd.lot_id AND ps.id = pd.session_id"
+    " WHERE pd.lot_id = :lot_id AND (CAST(:open_only AS boolean) IS FALSE OR pd.settled_at IS NULL)"
+    " ORDER BY pd.created_at DESC, pd.id DESC LIMIT :limit")
+OPEN_DEBT_TOTALS = text(
+    "SELECT currency, sum(amount) AS amount, count(*) AS n FROM plate_debts WHERE lot_id = :lot_id"
+    " AND settled_at IS NULL GROUP BY currency ORDER BY currency")

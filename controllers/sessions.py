@@ -32,6 +32,16 @@ async def list_sessions(conn: AsyncConnection, *, lot_id: uuid.UUID, status: str
     return list(rows)
 
 
+async def list_debts(conn: AsyncConnection, *, lot_id: uuid.UUID, open_only: bool, limit: int) -> list[Any]:
+    """A lot's plate debts, newest first (open ones only unless `open_only` is False)."""
+    return list(await conn.execute(q.DEBTS_OF_LOT, {"lot_id": lot_id, "open_only": open_only, "limit": limit}))
+
+
+async def open_debt_totals(conn: AsyncConnection, *, lot_id: uuid.UUID) -> list[Any]:
+    """What the lot is owed in open plate debts, per currency (amount, n)."""
+    return list(await conn.execute(q.OPEN_DEBT_TOTALS, {"lot_id": lot_id}))
+
+
 @dataclass(frozen=True)
 class LostTicket:
     session_id: uuid.UUID | None

@@ -28,16 +28,55 @@ def _spot(row: Any) -> dict[str, Any] | None:
 
 
 def session_json(row: Any) -> dict[str, Any]:
-    """The operator's view of a session (plates in full: only the lot's operators and admins get here)."""
+    """The operator's view of a session (plates in full: only the lot's operators and admins get here).
+
+    Money tells the truth: `fee` is everything the stay cost (a reservation's prepaid price plus any exit fee),
+    `paid` what was taken for it (the reservation's captured payment net of refunds, plus exit payments),
+    `unpaid` what was left owing at the exit (a plate debt), and `payment_status` sums it up."""
+    fees = session_money(row)
     return {
         "id": str(row.id), "kind": row.kind, "status": row.status, "plate": row.plate, "spot": _spot(row),
         "entered_at": row.entered_at, "exited_at": row.exited_at,
         "reservation_id": str(row.reservation_id) if row.reservation_id else None,
-        "fee": money(row.fee_amount, row.currency) if row.fee_amount is not None else None,
-        "paid": money(row.paid_amount, row.currency), "flags": list(row.flags),
+        **{k: money(v, row.currency) if v is not None else None for k, v in fees.items() if k != "status"},
+        "payment_status": fees["status"], "flags": list(row.flags),
         "pay_requested_at": row.pay_requested_at, "lost_ticket_at": row.lost_ticket_at,
         "overstay_risk_at": row.overstay_risk_at,
     }
+
+
+def session_money(row: Any) -> dict[str, Any]:
+    """fee, paid, prepaid, unpaid (integers or None) and status: open | unpaid | free | paid | pending."""
+    prepaid = int(row.prepaid_amount) if row.prepaid_amount is not None else None
+    paid = int(row.paid_amount) + int(row.prepaid_captured)
+    fee = int(row.fee_amount) + (prepaid or 0) if row.fee_amount is not None else None
+    unpaid: int | None = int(row.unpaid_amount) if row.unpaid_amount else None
+    if unpaid is None and "unpaid" in row.flags and row.fee_amount is not None:  # no plate, so no plate debt
+        unpaid = max(int(row.fee_amount) - int(row.paid_amount), 0) or None
+    if row.status == "active":
+        status = "open"
+    elif unpaid:
+        status = "unpaid"
+    elif not fee:
+        status = "free"
+    else:
+        status = "paid" if paid >= fee else "pending"  # pending: a reservation's capture not done yet
+    return {"fee": fee, "paid": paid, "prepaid": prepaid, "unpaid": unpaid, "status": status}
+
+
+@router.get("/{lot_id}/debts", summary="The lot's plate debts (open ones unless status=all), newest first")
+async def list_debts(lot_id: OperatedLotId, conn: ConnDep,
+                     status: Annotated[Literal["open", "all"], Query()] = "open",
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    found = await sessions.list_debts(conn, lot_id=lot_id, open_only=status == "open", limit=limit)
+    totals = await sessions.open_debt_totals(conn, lot_id=lot_id)
+    items = [{"id": str(d.id), "session_id": str(d.session_id) if d.session_id else None, "plate": d.plate,
+              "amount": money(d.amount, d.currency), "reason": d.reason, "created_at": d.created_at,
+              "settled_at": d.settled_at} for d in found]
+    total = totals[0] if totals else None
+    return {"items": items, "next_cursor": None,
+            "total": money(total.amount, total.currency) if total is not None else None,
+            "open_count": sum(int(t.n) for t in totals)}
 
 
 @router.get("/{lot_id}/sessions", summary="The lot's parking sessions, newest entry first (operators of the lot)")
