@@ -13,6 +13,7 @@ from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
+    dashboard,
     displays,
     gates,
     health,
@@ -28,6 +29,7 @@ from api.routers import (
     sessions,
     zones,
 )
+from api.ui import install_pages
 from core.clock import Clock
 from core.context import AppContext, build_context, migration_head
 from core.logging import configure_logging
@@ -72,6 +74,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
         version="0.1.0",
         description="City-scale parking discovery and booking.",
         lifespan=lifespan,
+        docs_url=None,  # served by api.ui from local assets (no CDN)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.settings = settings
@@ -101,4 +105,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(dashboard.router, prefix=API_PREFIX)
+    install_pages(app)
     return app

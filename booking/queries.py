@@ -243,3 +243,9 @@ CHANGE_WINDOW = text(
 
 CODE_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
 CODE_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")
+
+# One row per lot whose Redis slot state a reconcile run had to repair (an alert on the operators' dashboard).
+INSERT_REDIS_REPAIRS = text(
+    "INSERT INTO redis_repairs (lot_id, repaired_at, bits_set, bits_cleared)"
+    " SELECT l, :now, s, c FROM unnest(CAST(:lot_ids AS uuid[]), CAST(:bits_set AS bigint[]),"
+    " CAST(:bits_cleared AS bigint[])) AS t(l, s, c)")

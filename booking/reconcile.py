@@ -147,6 +147,7 @@ async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
 
     # A lot that fails does not stop (or cancel half-way) the others; its error is raised once they are done.
     results = await asyncio.gather(*(rebuild(lot_id) for lot_id in lots), return_exceptions=True)
+    repaired: list[tuple[uuid.UUID, int, int]] = []
     for lot_id, stats in zip(lots, results, strict=True):
         if isinstance(stats, BaseException):
             raise stats
@@ -155,6 +156,12 @@ async def reconcile(*, engine: AsyncEngine, slots: SlotStore, now: datetime,
         report.bits_cleared += stats.bits_cleared
         if stats.bits_set or stats.bits_cleared:
             report.repaired_lots.append(str(lot_id))
+            repaired.append((lot_id, stats.bits_set, stats.bits_cleared))
+    if repaired:  # the lots' operators see each repair as an alert (controllers.dashboard)
+        async with engine.begin() as conn:
+            await conn.execute(q.INSERT_REDIS_REPAIRS, {"now": now, "lot_ids": [r[0] for r in repaired],
+                                                        "bits_set": [r[1] for r in repaired],
+                                                        "bits_cleared": [r[2] for r in repaired]})
     report.seconds = time.perf_counter() - started
     log.info("reconciled", **report.as_json())
     try:  # shared across processes, exported by the API's /metrics

@@ -41,6 +41,7 @@ from booking.wiring import booking_deps
 from controllers import queries_gates as q
 from controllers import walkins
 from controllers.fees import session_fee
+from controllers.live import LivePublisher, live_publisher
 from core.context import AppContext
 from core.db import raw_pool_size
 from core.errors import Conflict, NotFound, SoldOut, ValidationFailed
@@ -132,6 +133,8 @@ class GateDeps:
     atomic_ledger: bool = True
     rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
     gates: TtlCache[uuid.UUID, Gate] = field(default_factory=lambda: TtlCache(GATE_TTL))
+    #: where decisions are told to the operators' live stream (None: the edge agent's replay, some tests)
+    live: LivePublisher | None = None
 
 
 async def find_gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate | None:
@@ -174,9 +177,24 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.U
             decision, cds = await _decide(run)
             await ledger.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
         await run.committed()
+    if deps.live is not None:
+        await _tell_live(deps.live, gate, event, decision, cds, run.at)
     log.info("gate_decision", lot_id=str(gate.lot_id), gate_id=str(gate_id), event_id=event.event_id,
              decision=decision.decision, cds=cds, decided_locally=event.decided_locally)
     return GateOutcome(decision, duplicate=False)
+
+
+async def _tell_live(live: LivePublisher, gate: Gate, event: GateEvent, decision: Decision, cds: str,
+                     at: datetime) -> None:
+    """The decision, on the lot's live stream (no plate: plates never leave in a feed); a car in or out also
+    has the lot's occupancy recomputed."""
+    await live.publish(gate.lot_id, "gate", {
+        "gate_id": str(gate.id), "direction": event.direction or gate.direction, "event_id": event.event_id,
+        "decision": decision.decision, "message": decision.message, "type": cds, "at": at.isoformat(),
+        "spot": decision.spot["label"] if decision.spot else None,
+        "fee": decision.fee.as_json() if decision.fee else None})
+    if cds in ("enter_area", "exit_area"):
+        live.changed(gate.lot_id)
 
 
 async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate: Gate, event: GateEvent,
@@ -539,7 +557,7 @@ def gate_deps(ctx: AppContext) -> GateDeps:
         s = ctx.settings
         # One raw connection is always left for the booking calls inside decisions, should they use that pool.
         deps = GateDeps(booking=booking_deps(ctx), pg=ctx.pg, min_plate_confidence=s.gate_min_plate_confidence,
-                        slots=asyncio.Semaphore(raw_pool_size(s) - 1))
+                        slots=asyncio.Semaphore(raw_pool_size(s) - 1), live=live_publisher(ctx))
         ctx.extras["gate_deps"] = deps
     return deps
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -85,11 +85,20 @@ class OccupancyCounters:
         self.engine = engine
         self._apply = redis.register_script(_script("occupancy_apply.lua"))
         self.dirty: set[uuid.UUID] = set()  # lots whose deltas were lost while Redis was away
+        #: told which lot's counters changed (the operators' live stream: controllers.live)
+        self.on_change: Callable[[uuid.UUID], None] | None = None
 
     async def apply(self, *, lot_id: uuid.UUID, deltas: dict[str, Delta]) -> int:
         """Apply deltas (already committed in PostgreSQL); rebuild when Redis lost the lot. Returns clamps."""
         if not deltas:
             return 0
+        try:
+            return await self._apply_deltas(lot_id=lot_id, deltas=deltas)
+        finally:
+            if self.on_change is not None:
+                self.on_change(lot_id)
+
+    async def _apply_deltas(self, *, lot_id: uuid.UUID, deltas: dict[str, Delta]) -> int:
         try:
             if lot_id in self.dirty:
                 await self.rebuild(lot_id=lot_id)
@@ -184,5 +193,8 @@ def counters_for(ctx: Any) -> OccupancyCounters:
     found = ctx.extras.get("occupancy_counters")
     if found is None:
         found = OccupancyCounters(redis=ctx.redis, prefix=ctx.settings.redis_prefix, engine=ctx.engine)
+        from controllers.live import live_publisher  # the live stream recomputes occupancy through these counters
+
+        found.on_change = live_publisher(ctx).changed
         ctx.extras["occupancy_counters"] = found
     return found  # type: ignore[no-any-return]

@@ -50,6 +50,9 @@ class AppContext:
         return self._raw_pool
 
     async def aclose(self) -> None:
+        closers = self.extras.get("closers")  # process-wide objects with connections of their own (live hub)
+        for closer in closers if isinstance(closers, list) else []:
+            await closer()
         await self.redis.aclose()
         if self._raw_pool is not None:
             await self._raw_pool.close()

@@ -74,6 +74,19 @@ class Keys:
         """Scratch key for rebuild scripts."""
         return f"{self.lot_tag(lot_id)}:{SCRATCH}"
 
+    def live_stream(self, lot_id: str) -> str:
+        """A lot's live event log (a Redis stream, trimmed to a bounded length): occupancy, gates, alerts.
+        Outside the lot's slot keys, so forgetting a lot's slot state keeps its viewers' history."""
+        return f"{self.prefix}:live:{{lot:{lot_id}}}"
+
+    def live_state(self, lot_id: str) -> str:
+        """Hash of what the live stream last said about a lot (fingerprints) and since when it is nearly full."""
+        return f"{self.prefix}:livestate:{{lot:{lot_id}}}"
+
+    def live_watch(self, lot_id: str) -> str:
+        """Present (with a short expiry) while someone views the lot's live stream."""
+        return f"{self.prefix}:livewatch:{{lot:{lot_id}}}"
+
     def epoch(self) -> str:
         """Global epoch marker; its absence means Redis restarted empty."""
         return f"{self.prefix}:{EPOCH}"

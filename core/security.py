@@ -186,3 +186,39 @@ def mask_plate(plate: str | None) -> str | None:
     if not plate:
         return plate
     return "*" * max(len(plate) - 2, 1) + plate[-2:]
+
+
+@dataclass(frozen=True)
+class StreamClaims:
+    user_id: uuid.UUID
+    role: str
+    organisation_id: uuid.UUID | None
+    lot_id: uuid.UUID
+
+
+def create_stream_token(*, secret: bytes, user_id: uuid.UUID, role: str, organisation_id: uuid.UUID | None,
+                        lot_id: uuid.UUID, issuer: str, audience: str, ttl_seconds: int, now: datetime) -> str:
+    """A short-lived token for one lot's live stream, passed in a URL (EventSource cannot send headers): it
+    opens that stream only, so a leaked URL is worth one lot's live numbers for `ttl_seconds`."""
+    payload: dict[str, Any] = {
+        "sub": str(user_id), "role": role, "org": str(organisation_id) if organisation_id else None,
+        "lot": str(lot_id), "iss": issuer, "aud": audience, "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()), "typ": "live",
+    }
+    return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
+
+
+def decode_stream_token(*, token: str, secret: bytes, issuer: str, audience: str, now: datetime) -> StreamClaims:
+    """Verify a live-stream token (signature, algorithm, issuer, audience, type, expiry against `now`)."""
+    payload = _verified_claims(token=token, secret=secret, issuer=issuer, audience=audience, kind="stream",
+                               required=("exp", "iss", "aud", "sub", "lot"))
+    if payload.get("typ") != "live":
+        raise Unauthorized("not a stream token")
+    if int(payload["exp"]) <= now.timestamp():
+        raise Unauthorized("stream token expired")
+    try:
+        return StreamClaims(user_id=uuid.UUID(payload["sub"]), role=str(payload["role"]),
+                            organisation_id=uuid.UUID(payload["org"]) if payload.get("org") else None,
+                            lot_id=uuid.UUID(payload["lot"]))
+    except (KeyError, ValueError):
+        raise Unauthorized("malformed stream token claims") from None

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    #: operators' dashboard (docs/features/dashboard.md): a gate with no event for this long is "silent"
+    dashboard_gate_silent_minutes: int = Field(60, ge=1, le=10_080)
+    #: live stream: heartbeat interval (at most 15 s), events kept per lot for Last-Event-ID resumption,
+    #: lifetime of the stream token a browser passes as ?token= (EventSource cannot send headers), and how often a
+    #: process with viewers of a lot re-evaluates its time-based alerts (silent gates, stale sensors)
+    live_heartbeat_seconds: int = Field(15, ge=1, le=15)
+    live_stream_maxlen: int = Field(1000, ge=10, le=100_000)
+    live_token_ttl_seconds: int = Field(120, ge=10, le=3600)
+    live_alert_interval_seconds: int = Field(30, ge=1, le=3600)
 
     @field_validator("secret_key")
     @classmethod
