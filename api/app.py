@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
         description="City-scale parking discovery and booking.",
         lifespan=lifespan,
         docs_url=None,  # served by api.ui from local assets (no CDN)
-        redoc_url=None,
+        redoc_url=None,  # likewise
     )
     app.state.ctx = ctx
     app.state.settings = settings

@@ -1,24 +1,26 @@
 """Web pages ParkGrid serves itself, with nothing loaded from elsewhere: the operators' page (`/operator/`, static
-HTML and a little JavaScript calling the JSON API) and the API docs (Swagger UI from the `swagger-ui-bundle`
-package, so `/docs` works without internet)."""
+HTML and a little JavaScript calling the JSON API) and the API docs (Swagger UI 5 from the files the
+`fastapi-offline` package ships, so `/docs` works without internet; ReDoc is off: its bundled 2.5 cannot read
+this schema's `$defs` references)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import swagger_ui_bundle
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 OPERATOR_DIR = Path(__file__).resolve().parent / "static" / "operator"
-SWAGGER_PREFIX = "/static/swagger-ui"
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+SWAGGER_PREFIX = "/static/docs"
 
 
 def install_pages(app: FastAPI) -> None:
     """Mount the operators' page and the offline API docs on `app` (created with docs_url=None)."""
-    app.mount(SWAGGER_PREFIX, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
+    app.mount(SWAGGER_PREFIX, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/operator", StaticFiles(directory=OPERATOR_DIR, html=True), name="operator")
 
     @app.get("/operator", include_in_schema=False)
@@ -31,7 +33,7 @@ def install_pages(app: FastAPI) -> None:
                                    oauth2_redirect_url="/docs/oauth2-redirect",
                                    swagger_js_url=f"{SWAGGER_PREFIX}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{SWAGGER_PREFIX}/swagger-ui.css",
-                                   swagger_favicon_url=f"{SWAGGER_PREFIX}/favicon-32x32.png")
+                                   swagger_favicon_url=f"{SWAGGER_PREFIX}/favicon.png")
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def docs_redirect() -> HTMLResponse:
