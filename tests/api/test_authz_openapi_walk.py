@@ -38,7 +38,7 @@ ID_SOURCES: dict[str, str] = {
     "lot_id": "lot", "gate_id": "gate", "level_id": "level", "spot_id": "spot", "vehicle_id": "vehicle",
     "reservation_id": "reservation", "session_id": "session", "export_id": "export", "device_id": "device",
     "sensor_id": "sensor", "payment_id": "payment", "user_id": "user", "partner_id": "partner",
-    "pass_id": "pass", "debt_id": "debt",
+    "pass_id": "pass", "debt_id": "debt", "alert_id": "alert",
 }
 
 # (METHOD, path template) -> why anyone may read it with any id.
@@ -121,7 +121,7 @@ async def build_world(ctx: AppContext, users: UserFactory) -> World:
     ids = {"lot": lot_a, "gate": gate, "level": spot.level_id, "spot": spot.id, "vehicle": vehicle.id,
            "reservation": reservation, "session": session, "export": export, "device": device_a,
            "sensor": "sensor-a-1", "payment": payment, "user": driver_a.id, "partner": partner_a, "pass": pass_id,
-           "debt": debt}
+           "debt": debt, "alert": f"unpaid_exit:{debt}"}
     return World(
         ids={k: str(v) for k, v in ids.items()},
         side_b={"driver B": creds(driver_b, key_b, partner_key_b), "operator B": creds(op_b, key_b, partner_key_b),
