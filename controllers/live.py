@@ -143,6 +143,9 @@ class LivePublisher:
         """Something moved in the lot: recompute its occupancy and alerts soon, once for a burst of changes."""
         if self.refresh is None:
             return
+        cached = self._watched.get(lot_id)
+        if cached is not None and not cached[1] and cached[0] > time.monotonic():
+            return  # nobody views the lot (asked lately): the sensors' hot path pays a dict lookup, no task
         if lot_id in self._running:
             self._dirty.add(lot_id)
             return

@@ -198,3 +198,30 @@ async def test_only_the_lots_operators_listen(server: str, live_ctx: AppContext,
         assert (await http.get(url, params={"token": "not-a-token"})).status_code == 401
         clock.advance(seconds=token["expires_in"] + 1)
         assert (await http.get(url, params={"token": token["token"]})).status_code == 401
+
+
+async def test_sensor_readings_reach_the_stream_of_a_watched_lot_only(server: str, live_ctx: AppContext,
+                                                                      clock: ManualClock) -> None:
+    users = UserFactory(live_ctx)
+    op = await users.create("operator")
+    watched = await gate_lot(live_ctx, organisation_id=op.organisation_id, spots={"regular": 2})
+    unwatched = await gate_lot(live_ctx, organisation_id=op.organisation_id, spots={"regular": 2})
+    now = clock.now().isoformat()
+
+    def readings(prefix: str) -> dict[str, Any]:
+        return {"events": [{"event_id": f"{prefix}-{i}", "sensor_id": f"L0-00{i}", "state": "occupied",
+                            "confidence": 0.99, "occurred_at": now} for i in (1, 2)]}
+
+    url = f"{server}/api/v1/lots/{watched.lot_id}/live"
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream("GET", url, headers=op.headers) as resp:
+            await collect(resp, "ready")
+            for gl in (watched, unwatched):
+                res = await http.post(f"{server}/api/v1/lots/{gl.lot_id}/sensor-events", headers=gl.headers,
+                                      json=readings(str(gl.lot_id)))
+                assert res.status_code == 202 and res.json()["accepted"] == 2, res.text
+            got = await collect(resp, "occupancy", where=lambda d: d["total"]["freshness"]["source"] == "sensor")
+            assert json.loads(got[-1].data)["total"]["free"] == 0
+    await live_publisher(live_ctx).drain()
+    keys = Keys(live_ctx.settings.redis_prefix)
+    assert await live_ctx.redis.xlen(keys.live_stream(str(unwatched.lot_id))) == 0  # nobody looks: nothing computed

@@ -78,7 +78,7 @@ def _only_local(page: Page, base: str) -> list[str]:
     return elsewhere
 
 
-async def test_sign_in_open_a_lot_and_watch_a_gate_entry_change_the_free_count(
+async def test_sign_in_open_a_lot_watch_a_gate_entry_change_the_free_count_and_docs_offline(
         server: str, real_ctx: AppContext, browser: Browser) -> None:
     users = UserFactory(real_ctx)
     op = await users.create("operator", email=f"ops-{uuid.uuid4().hex[:6]}@example.com")
@@ -118,16 +118,14 @@ async def test_sign_in_open_a_lot_and_watch_a_gate_entry_change_the_free_count(
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
         assert elsewhere == []
 
-
-async def test_wrong_password_and_docs_offline(server: str, real_ctx: AppContext, browser: Browser) -> None:
+    # the same server: a wrong password is told, and the API docs render from local assets
     page = await browser.new_page()
     elsewhere = _only_local(page, server)
     await page.goto(f"{server}/operator/")
-    await page.get_by_label("Email").fill("nobody@example.com")
+    await page.get_by_label("Email").fill(op.email)
     await page.get_by_label("Password").fill("not the password")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_have_text("Wrong email or password")
-
     await page.goto(f"{server}/docs")
     await expect(page.locator(".swagger-ui .info .title")).to_contain_text("ParkGrid API", timeout=10_000)
     await expect(page.locator(".opblock").first).to_be_visible()
