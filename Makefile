@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -35,6 +35,9 @@ bench-booking: setup  ## holds/s with Redis, without it, on one hot lot; then th
 
 bench-gates: setup    ## gate decisions p50/p99 at a fixed rate beside /healthz
 	$(BIN)/python -m loadtests.bench_gates
+
+bench-live: setup     ## 200 SSE clients on one lot: gate event to every client, beside gate latency and /healthz
+	$(BIN)/python -m loadtests.bench_live
 
 profile-gates: setup  ## CPU ms per gate decision by kind, in process (bench_gates' mix), and a cProfile top list
 	$(BIN)/python -m loadtests.profile_gates
