@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
+from booking.payments import IntentResult, LocalProvider
 from booking.reconcile import reconcile
 from booking.runtime import slot_store
 from core.clock import ManualClock
@@ -139,3 +140,41 @@ async def test_revenue_today_is_the_lots_local_day(client: httpx.AsyncClient, ct
     assert rev2["day"] != local_day
     assert rev2["captured"]["amount"] == price["amount"] and rev2["authorised"]["amount"] == 0
     assert rev2["debts_outstanding"]["amount"] == 0
+
+
+class _CaptureUnreachable(LocalProvider):
+    """The local provider, except that every capture fails as if the provider were away."""
+
+    async def capture(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:
+        raise ConnectionError("provider unreachable")
+
+
+async def test_failed_capture_and_stale_sensor_alerts(client: httpx.AsyncClient, ctx: AppContext,
+                                                      users: UserFactory, clock: ManualClock) -> None:
+    ctx.extras["payment_provider"] = _CaptureUnreachable()
+    op = await users.create("operator")
+    gl = await gate_lot(ctx, organisation_id=op.organisation_id)
+    await paid_reservation(client, users, clock, str(gl.lot_id), "NOCAP1", starts_in=timedelta(0))
+    await post_event(client, gl, gl.entry, event(ctx, plate="NOCAP1"))
+    clock.advance(minutes=30)
+    assert (await post_event(client, gl, gl.exit, event(ctx, plate="NOCAP1")))["decision"] == "open"
+    async with ctx.engine.begin() as conn:
+        spots = [r.id for r in await conn.execute(text("SELECT id FROM spots WHERE lot_id = :l ORDER BY idx"),
+                                                  {"l": gl.lot_id})]
+        await conn.execute(text(
+            "INSERT INTO sensors (lot_id, id, spot_id, state, last_seen_at, heartbeat_seconds) VALUES"
+            " (:l, 's-old', :a, 'occupied', :old, 600), (:l, 's-never', :b, 'unknown', NULL, 600),"
+            " (:l, 's-fresh', :c, 'vacant', :now, 600)"),
+            {"l": gl.lot_id, "a": spots[0], "b": spots[1], "c": spots[2], "old": clock.now() - timedelta(minutes=25),
+             "now": clock.now()})
+    url = f"/api/v1/lots/{gl.lot_id}/dashboard"
+    clock.advance(minutes=4)  # within the capture grace: the sweeper may still take it
+    alerts = {a["kind"]: a for a in (await client.get(url, headers=_h(users, op))).json()["alerts"]}
+    assert "capture_failed" not in alerts
+    sensors = alerts["sensors_stale"]
+    assert sensors["details"] == {"stale": 1, "silent": 1, "total": 3} and sensors["severity"] == "warning"
+    clock.advance(minutes=2)
+    alerts = {a["kind"]: a for a in (await client.get(url, headers=_h(users, op))).json()["alerts"]}
+    failed = alerts["capture_failed"]
+    assert failed["severity"] == "critical" and failed["details"]["amount"]["amount"] > 0
+    assert (await client.get(url, headers=_h(users, op))).json()["alerts"][0]["severity"] == "critical"  # first
