@@ -190,7 +190,7 @@ async def _tell_live(live: LivePublisher, gate: Gate, event: GateEvent, decision
     has the lot's occupancy recomputed."""
     await live.publish(gate.lot_id, "gate", {
         "gate_id": str(gate.id), "direction": event.direction or gate.direction, "event_id": event.event_id,
-        "decision": decision.decision, "message": decision.message, "type": cds, "at": at.isoformat(),
+        "decision": decision.decision, "message": decision.message, "type": cds, "at": at,
         "spot": decision.spot["label"] if decision.spot else None,
         "fee": decision.fee.as_json() if decision.fee else None})
     if cds in ("enter_area", "exit_area"):

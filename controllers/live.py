@@ -110,7 +110,7 @@ class LivePublisher:
         """Append one event; its stream id, or None when Redis is away (the dashboard's JSON still answers)."""
         try:
             entry = await self.redis.xadd(self.keys.live_stream(str(lot_id)),
-                                          {"kind": kind, "data": orjson.dumps(data)},
+                                          {"kind": kind, "data": orjson.dumps(data, option=orjson.OPT_UTC_Z)},
                                           maxlen=self.maxlen, approximate=True)
         except REDIS_ERRORS as exc:
             log.warning("live_publish_failed", lot_id=str(lot_id), kind=kind, error=type(exc).__name__)

@@ -122,6 +122,7 @@ async def test_gate_decisions_and_occupancy_arrive_and_a_reconnect_resumes(
             gate = next(e for e in got if e.event == "gate")
             data = json.loads(gate.data)
             assert data["decision"] == "open" and data["gate_id"] == str(gl.entry) and "LIVE1" not in gate.data
+            assert data["at"] == clock.now().isoformat().replace("+00:00", "Z")  # UTC, as the API writes it
             assert json.loads(got[-1].data)["total"]["free"] == 3
             last_id = got[-1].id
             assert last_id is not None
