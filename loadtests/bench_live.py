@@ -6,7 +6,8 @@ it, beside the gate decision's own latency and /healthz in the same run.
     python -m loadtests.bench_live --clients 400 --events 100
 
 Target (issue 19): a gate event reaches all clients within 1 s at p95. The clients run in this process (httpx),
-so they share the machine's 2 cores with the server; the client's own CPU is printed too.
+so they share the machine's 2 cores with the server; the client's own CPU is printed too. The same gate entries
+are first posted with nobody listening, so the table shows what 200 viewers cost the gate path.
 """
 
 from __future__ import annotations
@@ -106,13 +107,40 @@ def row(name: str, data: list[float]) -> str:
             f" {max(data) * 1000 if data else float('nan'):>8.1f} {mean:>8.1f}")
 
 
-async def run(port: int, seeded: Seeded, clients: int, events: int, interval: float) -> int:
+async def post_events(http: httpx.AsyncClient, seeded: Seeded, events: int, interval: float, tag: str
+                      ) -> tuple[dict[str, float], list[float], list[float]]:
+    """Post `events` gate entries `interval` apart, each followed by a /healthz; (sent times, gate, healthz)."""
+    sent: dict[str, float] = {}
+    gate_lat: list[float] = []
+    health_lat: list[float] = []
+    for i in range(events):
+        event_id = f"bench-{tag}-{uuid.uuid4().hex[:12]}"
+        body = {"event_id": event_id, "sequence": i + 1,
+                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "plate": f"{tag}{i:04d}", "plate_confidence": 0.97}
+        t0 = time.perf_counter()
+        sent[event_id] = t0
+        res = await http.post(f"/api/v1/gates/{seeded.entry}/events", json=body,
+                              headers={"X-Device-Key": seeded.device_key})
+        gate_lat.append(time.perf_counter() - t0)
+        if res.status_code != 200:
+            print("gate event failed:", res.status_code, res.text[:200])
+        t1 = time.perf_counter()
+        await http.get("/healthz")
+        health_lat.append(time.perf_counter() - t1)
+        await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+    return sent, gate_lat, health_lat
+
+
+async def run(port: int, seeded: Seeded, clients: int, events: int, interval: float, baseline: int) -> int:
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/api/v1/lots/{seeded.lot_id}/live"
     auth = {"Authorization": f"Bearer {seeded.bearer}"}
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as streams, \
             httpx.AsyncClient(base_url=base, timeout=10) as http:
+        # phase 1: nobody listens (the gate path appends to the log, recomputes nothing)
+        _, quiet_gate, quiet_health = await post_events(http, seeded, baseline, interval, "QUIET")
         listeners = [Client() for _ in range(clients)]
         tasks = [asyncio.create_task(listen(streams, url, auth, c)) for c in listeners]
         started = time.perf_counter()
@@ -122,25 +150,7 @@ async def run(port: int, seeded: Seeded, clients: int, events: int, interval: fl
               f" {failed[:3]}", flush=True)
         await asyncio.sleep(1.0)  # let the first occupancy/alerts refresh settle
         cpu0 = time.process_time()
-        sent: dict[str, float] = {}
-        gate_lat: list[float] = []
-        health_lat: list[float] = []
-        for i in range(events):
-            event_id = f"bench-{uuid.uuid4().hex[:12]}"
-            body = {"event_id": event_id, "sequence": i + 1, "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                          time.gmtime()),
-                    "plate": f"LIVE{i:04d}", "plate_confidence": 0.97}
-            t0 = time.perf_counter()
-            sent[event_id] = t0
-            res = await http.post(f"/api/v1/gates/{seeded.entry}/events", json=body,
-                                  headers={"X-Device-Key": seeded.device_key})
-            gate_lat.append(time.perf_counter() - t0)
-            if res.status_code != 200:
-                print("gate event failed:", res.status_code, res.text[:200])
-            t1 = time.perf_counter()
-            await http.get("/healthz")
-            health_lat.append(time.perf_counter() - t1)
-            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+        sent, gate_lat, health_lat = await post_events(http, seeded, events, interval, "LIVE")
         await asyncio.sleep(2.0)  # stragglers
         client_cpu = time.process_time() - cpu0
         for t in tasks:
@@ -150,8 +160,10 @@ async def run(port: int, seeded: Seeded, clients: int, events: int, interval: fl
     fanout = [c.got[e] - t0 for c in listeners for e, t0 in sent.items() if e in c.got]
     expected = len(listeners) * len(sent)
     print(f"{'series':<34} {'n':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'mean ms':>8}")
-    print(row("gate decision (POST, client-timed)", gate_lat))
-    print(row("/healthz (same run, baseline)", health_lat))
+    print(row("no viewers: gate decision", quiet_gate))
+    print(row("no viewers: /healthz", quiet_health))
+    print(row(f"{clients} viewers: gate decision", gate_lat))
+    print(row(f"{clients} viewers: /healthz", health_lat))
     print(row("gate event -> every SSE client", fanout))
     print(f"delivered {len(fanout)} of {expected} ({100 * len(fanout) / max(expected, 1):.2f} %);"
           f" client CPU {client_cpu:.1f} s over {events * interval:.0f} s")
@@ -165,6 +177,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--interval", type=float, default=0.25, help="seconds between gate events")
+    ap.add_argument("--baseline", type=int, default=40, help="gate events posted first, with nobody listening")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--spots", type=int, default=500)
     args = ap.parse_args()
@@ -175,7 +188,7 @@ def main() -> int:
           f"{args.interval * 1000:.0f} ms; {args.workers} server workers; {os.cpu_count()} CPUs", flush=True)
     proc = start_search_server(url, port, args.workers)
     try:
-        return asyncio.run(run(port, seeded, args.clients, args.events, args.interval))
+        return asyncio.run(run(port, seeded, args.clients, args.events, args.interval, args.baseline))
     finally:
         stop_server(proc)
 
