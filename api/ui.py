@@ -12,16 +12,34 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 OPERATOR_DIR = Path(__file__).resolve().parent / "static" / "operator"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 SWAGGER_PREFIX = "/static/docs"
 
 
+#: the operators' page may load and call nothing but ParkGrid itself (the browser enforces "no CDN")
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+               " frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class OperatorPage(StaticFiles):
+    """The page's files, each with a content security policy and no caching of stale copies across releases."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = PAGE_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def install_pages(app: FastAPI) -> None:
     """Mount the operators' page and the offline API docs on `app` (created with docs_url=None)."""
     app.mount(SWAGGER_PREFIX, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
-    app.mount("/operator", StaticFiles(directory=OPERATOR_DIR, html=True), name="operator")
+    app.mount("/operator", OperatorPage(directory=OPERATOR_DIR, html=True), name="operator")
 
     @app.get("/operator", include_in_schema=False)
     async def operator_root() -> RedirectResponse:
