@@ -25,6 +25,7 @@ print(f"""
 ParkGrid demo is running (Ctrl-C stops API, worker and beat).
 
   API docs      {base}/docs
+  Operators     {base}/operator/   (sign in as the operator below)
   OpenAPI       {base}/openapi.json
   Health        {base}/healthz   {base}/readyz   {base}/metrics
   Search        {base}/api/v1/lots/search?lat=37.7793&lng=-122.4193&radius_m=1500
