@@ -56,34 +56,62 @@ def _envelope(lat: float, lng: float, meters: float) -> tuple[float, float, floa
 
 
 async def walking_times(pg: asyncpg.Connection, *, lat: float, lng: float, lot_ids: Sequence[uuid.UUID],
-                        max_walk_m: float) -> WalkTimes:
-    """Walks from (lat, lng) to each lot, up to `max_walk_m` metres along the network."""
+                        max_walk_m: float, destination_id: uuid.UUID | None = None) -> WalkTimes:
+    """Walks from (lat, lng) to each lot, up to `max_walk_m` metres along the network. For a destination,
+    walks computed before on the same network version are reused and only the other lots are routed (still
+    one shortest-path query at most)."""
     if not lot_ids:
         return WalkTimes({}, {})
+    ids = list(lot_ids)
+    version = remembered = None
+    if destination_id is not None:
+        version = await pg.fetchval(q.NETWORK_VERSION)
+        remembered = {r["lot_id"]: r["meters"] for r in await pg.fetch(
+            q.REMEMBERED_WALKS, destination_id, ids, version, max_walk_m)}
+        if version == 0:
+            return WalkTimes({}, {}, NO_NETWORK)
+    todo = [i for i in ids if remembered is None or i not in remembered]
+    routed: dict[uuid.UUID, float | None] = {}
+    if todo:
+        found = await _route(pg, lat=lat, lng=lng, lot_ids=todo, max_walk_m=max_walk_m)
+        if found is None:
+            return WalkTimes({}, {}, NO_NETWORK)
+        routed = found
+        if destination_id is not None:
+            await pg.execute(q.REMEMBER_WALKS, destination_id, list(routed), list(routed.values()), max_walk_m,
+                             version)
+    meters_by_lot = {**(remembered or {}), **routed}
+    walks, reasons = {}, {}
+    for lot_id in ids:
+        meters = meters_by_lot.get(lot_id, -1.0)
+        if meters == -1.0:
+            reasons[lot_id] = NO_NETWORK
+        elif meters is None or meters > max_walk_m:
+            reasons[lot_id] = UNREACHABLE
+        else:
+            walks[lot_id] = walk_of(meters)
+    return WalkTimes(walks, reasons)
+
+
+async def _route(pg: asyncpg.Connection, *, lat: float, lng: float, lot_ids: list[uuid.UUID],
+                 max_walk_m: float) -> dict[uuid.UUID, float | None] | None:
+    """Metres along the network to each lot joined to it (None: not reachable within the maximum walk); None
+    when (lat, lng) is outside every network. Lots not joined to any network are left out."""
     start = await pg.fetchrow(q.NEAREST_NODE, lng, lat)
     if start is None or start["snap_m"] > DEST_SNAP_M:
-        return WalkTimes({}, {}, NO_NETWORK)
-    ids = list(lot_ids)
-    await pg.execute(q.JOIN_LOTS_BY_ID, None, 150.0, ids)  # lots made after their area's import join now
-    joins = {r["lot_id"]: (r["node_id"], r["snap_m"]) for r in await pg.fetch(q.LOT_NODES, ids)}
+        return None
+    await pg.execute(q.JOIN_LOTS_BY_ID, None, 150.0, lot_ids)  # lots made after their area's import join now
+    joins = {r["lot_id"]: (r["node_id"], r["snap_m"]) for r in await pg.fetch(q.LOT_NODES, lot_ids)}
     targets = sorted({node for node, _ in joins.values() if node != start["id"]})
     costs: dict[int, float] = {start["id"]: 0.0}
     if targets:
         costs.update((r["node_id"], r["meters"]) for r in await pg.fetch(
             q.WALK_COSTS, start["id"], targets, *_envelope(lat, lng, max_walk_m)))
-    walks, reasons = {}, {}
-    for lot_id in ids:
-        join = joins.get(lot_id)
-        if join is None:
-            reasons[lot_id] = NO_NETWORK
-            continue
-        cost = costs.get(join[0])
-        meters = None if cost is None else start["snap_m"] + cost + join[1]
-        if meters is None or meters > max_walk_m:
-            reasons[lot_id] = UNREACHABLE
-        else:
-            walks[lot_id] = walk_of(meters)
-    return WalkTimes(walks, reasons)
+    out: dict[uuid.UUID, float | None] = {}
+    for lot_id, (node, snap_m) in joins.items():
+        cost = costs.get(node)
+        out[lot_id] = None if cost is None else start["snap_m"] + cost + snap_m
+    return out
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,18 @@ RETURNING id, name, kind, source, ST_Y(location::geometry) AS lat, ST_X(location
 """
 
 AREAS = "SELECT id, name, nodes, edges, imported_at FROM walk_areas ORDER BY imported_at"
+
+NETWORK_VERSION = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM walk_network_version"
+
+# Walks remembered for a destination: rows of the current network version computed at least as far as asked.
+REMEMBERED_WALKS = """
+SELECT lot_id, meters FROM destination_walks
+ WHERE destination_id = $1 AND lot_id = ANY($2::uuid[]) AND network_version = $3 AND within_m >= $4
+"""
+
+REMEMBER_WALKS = """
+INSERT INTO destination_walks (destination_id, lot_id, meters, within_m, network_version)
+SELECT $1, w.lot_id, w.meters, $4, $5 FROM unnest($2::uuid[], $3::float8[]) AS w(lot_id, meters)
+ON CONFLICT (destination_id, lot_id) DO UPDATE
+   SET meters = excluded.meters, within_m = excluded.within_m, network_version = excluded.network_version
+"""

@@ -50,7 +50,8 @@ async def walk_search(request: Request, run: RunSearch, *, destination_id: uuid.
         return item["properties"] if geojson else item
 
     async with pool.acquire() as pg:
-        times = await walking_times(pg, lat=lat, lng=lng, lot_ids=[lot_id(i) for i in items], max_walk_m=max_walk)
+        times = await walking_times(pg, lat=lat, lng=lng, lot_ids=[lot_id(i) for i in items], max_walk_m=max_walk,
+                                    destination_id=destination.id if destination else None)
     kept = []
     for item in items:
         walk = times.walks.get(lot_id(item))

@@ -6,6 +6,8 @@ ids, source, target, cost and reverse_cost in metres), split at junctions; a nod
 two adjacent extracts join where they share a node. lot_walk_nodes: where each lot joins
 the network (an amenity=parking_entrance node when the extract has one near the lot, else the nearest node).
 destinations: named places from the extract and venues defined by operators, searched by name (pg_trgm).
+destination_walks: walks from a destination to nearby lots, remembered for the network version they were
+computed on (a re-import bumps walk_network_version, so older rows are recomputed on their next use).
 
 Revision ID: 0018_walking_network
 Revises: 0009_sensor_write_path
@@ -23,6 +25,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pgrouting")
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE SEQUENCE walk_network_version")
     op.execute("""
         CREATE TABLE walk_areas (
             id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -30,7 +33,8 @@ def upgrade() -> None:
             bbox geometry(Polygon, 4326) NOT NULL,
             nodes integer NOT NULL DEFAULT 0,
             edges integer NOT NULL DEFAULT 0,
-            imported_at timestamptz NOT NULL
+            imported_at timestamptz NOT NULL,
+            version bigint NOT NULL DEFAULT nextval('walk_network_version')
         )""")
     op.execute("CREATE INDEX walk_areas_bbox_gist ON walk_areas USING gist (bbox)")
     op.execute("""
@@ -80,9 +84,19 @@ def upgrade() -> None:
         )""")
     op.execute("CREATE INDEX destinations_name_trgm ON destinations USING gin (lower(name) gin_trgm_ops)")
     op.execute("CREATE INDEX destinations_location_gist ON destinations USING gist (location)")
+    op.execute("""
+        CREATE TABLE destination_walks (
+            destination_id uuid NOT NULL REFERENCES destinations (id) ON DELETE CASCADE,
+            lot_id uuid NOT NULL REFERENCES lots (id) ON DELETE CASCADE,
+            meters double precision CHECK (meters >= 0),
+            within_m double precision NOT NULL,
+            network_version bigint NOT NULL,
+            PRIMARY KEY (destination_id, lot_id)
+        )""")
 
 
 def downgrade() -> None:
-    for table in ("destinations", "lot_walk_nodes", "walk_edges", "walk_nodes", "walk_areas"):
+    for table in ("destination_walks", "destinations", "lot_walk_nodes", "walk_edges", "walk_nodes", "walk_areas"):
         op.execute(f"DROP TABLE IF EXISTS {table}")
+    op.execute("DROP SEQUENCE IF EXISTS walk_network_version")
     op.execute("DROP EXTENSION IF EXISTS pgrouting")

@@ -136,6 +136,29 @@ async def test_without_the_bridge_the_far_bank_is_unreachable_and_reimport_repla
     assert [i["lot"]["name"] for i in walk["items"]] == ["Lot South"]
 
 
+async def test_remembered_walks_follow_the_network(ctx: AppContext, client: httpx.AsyncClient, tmp_path: Path,
+                                                   town: Path, users: UserFactory) -> None:
+    """A venue's walks are remembered, and forgotten when the network they were computed on is replaced."""
+    await make_lots(ctx)
+    await load(ctx, town)
+    operator = await users.create("operator")
+    lng, lat = at(0, -10)
+    venue = (await client.post("/api/v1/destinations", headers=operator.headers, json={
+        "name": "Salle des fêtes", "kind": "venue", "location": {"lat": lat, "lng": lng}})).json()
+    params = {"destination_id": venue["id"], "max_walk_m": 3000}
+    first = [i["lot"]["name"] for i in (await client.get("/api/v1/lots/search", params=params)).json()["items"]]
+    assert first == ["Lot South", "Lot North"]
+    async with ctx.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM destination_walks")) == 2
+    again = [i["lot"]["name"] for i in (await client.get("/api/v1/lots/search", params=params)).json()["items"]]
+    assert again == first
+    broken = tmp_path / "town-no-bridge.osm.pbf"
+    write_town(broken, with_bridge=False)
+    await load(ctx, broken)  # the bridge is gone: what was remembered no longer holds
+    after = [i["lot"]["name"] for i in (await client.get("/api/v1/lots/search", params=params)).json()["items"]]
+    assert after == ["Lot South"]
+
+
 async def test_outside_any_network_walks_are_null_and_say_why(ctx: AppContext, client: httpx.AsyncClient) -> None:
     await make_lots(ctx)  # no network imported
     res = (await client.get("/api/v1/lots/search", params={"lat": LAT0, "lng": LNG0, "sort": "walk"})).json()
