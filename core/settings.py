@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = Field("pg", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     redis_timeout_ms: int = Field(250, ge=10, le=10_000)
+    # true: redis_url names any node of a Redis Cluster; every lot's keys share the hash tag {lot:<id>}
+    redis_cluster: bool = False
     broker_url: str = "redis://127.0.0.1:6379/1"
     celery_queue: str = Field("parkgrid", pattern=r"^[A-Za-z0-9_.-]+$")
     secret_key: SecretStr
