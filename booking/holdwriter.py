@@ -27,7 +27,7 @@ MAX_BATCH = 64
 #: batches being written at once per process (each on its own pooled connection)
 MAX_IN_FLIGHT = 2
 
-#: HOLD_WRITE's parameters, in order ($1..$25), as the batch's arrays
+#: HOLD_WRITE's parameters, in order ($1..$28), as the batch's arrays
 Params = Sequence[Any]
 
 
