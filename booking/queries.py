@@ -258,3 +258,8 @@ CHANGE_WINDOW = text(
 
 CODE_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
 CODE_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")
+
+# Idempotency-Keys past their time (docs/adr/0015), oldest first, in bounded batches (created_at is indexed).
+EXPIRE_IDEMPOTENCY_KEYS = text(
+    "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
+    " WHERE created_at < :before ORDER BY created_at LIMIT :batch))")
