@@ -45,7 +45,18 @@ from core.migrate import upgrade
 from core.security import create_access_token
 from core.settings import Settings
 from geo.seed import LotPlan, seed_city
-from loadtests.common import HEADER, Call, Result, connections_per_worker, drive, free_port, start_server, stop_server
+from loadtests.common import (
+    HEADER,
+    Call,
+    Result,
+    connections_per_worker,
+    drive,
+    free_port,
+    process_cpu_seconds,
+    start_server,
+    stop_server,
+    tree_cpu_seconds,
+)
 from loadtests.fastclient import Connection
 from loadtests.search_city import BENCH_SECRET, PG_HOST, database_url
 
@@ -124,6 +135,15 @@ def double_bookings() -> int:
     with psycopg.connect(f"{PG_HOST}/{DBNAME}") as conn:
         row = conn.execute(DOUBLE_BOOKINGS).fetchone()
         return int(row[0]) if row else -1
+
+
+def backends_cpu() -> float:
+    """CPU seconds of the PostgreSQL client backends connected to the benchmark's database (from /proc)."""
+    with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
+        pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                                            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                                            (DBNAME,))]
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:
@@ -241,6 +261,9 @@ def main() -> int:
     server = start_server(database_url(DBNAME), http_port, args.workers, env)
     cost = ""
     spread: list[list[int]] = []
+    #: per phase: ms of CPU per hold in the API's processes and in PostgreSQL's backends (whatever else runs on
+    #: the machine, this is what a hold costs; throughput on a shared machine is not)
+    cpu: dict[str, tuple[float, float]] = {}
 
     def see_spread() -> None:  # while phase A's clients are connected
         spread.append(connections_per_worker(http_port))
@@ -263,8 +286,12 @@ def main() -> int:
             # each phase has its own drivers: unpaid holds of one phase must not count against the next
             holds = Holds(port=http_port, tokens=tks[k::4], lots=lots, phase=phase, concurrency=args.concurrency, hot=hot,
                           keyed=phase == "K")
+            cpu0 = (tree_cpu_seconds(server.pid), backends_cpu())
             res = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
                                     make_worker=holds.make, during=see_spread if phase == "A" else None))
+            calls = max(1, sum(holds.statuses.values()))  # warm-up included, as in the CPU figures
+            cpu[phase] = ((tree_cpu_seconds(server.pid) - cpu0[0]) / calls * 1000,
+                          (backends_cpu() - cpu0[1]) / calls * 1000)
             results.append((res, holds, double_bookings()))
             print(res.line() + f"  granted {holds.granted} sold-out {holds.sold_out} statuses {holds.statuses}",
                   flush=True)
@@ -294,6 +321,10 @@ def main() -> int:
           f"hot lot: {hc.granted} granted of {SPOTS} spots")
     print(f"keyed holds {kd.rps:.0f}/s = {keyed_ratio:.2f}x unkeyed ({a.rps:.0f}/s) = {keyed_vs_pg:.1f}x the "
           f"PostgreSQL-only path")
+    print("CPU per hold (API processes + PostgreSQL backends, warm-up included): " + "; ".join(
+        f"{ph} {api:.2f} + {pg:.2f} = {api + pg:.2f} ms" for ph, (api, pg) in cpu.items()))
+    if "A" in cpu and "K" in cpu:
+        print(f"a keyed hold costs {sum(cpu['K']) / max(1e-9, sum(cpu['A'])):.2f}x the CPU of an unkeyed one")
     checks = {
         ">= 1,000 holds/s with Redis": a.rps >= 1000,
         ">= 3x the PostgreSQL-only path": ratio >= 3,
