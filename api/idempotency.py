@@ -41,7 +41,7 @@ _CLAIM = text(
     " VALUES (:scope, :key, :hash, 'started', :now, :now)"
     " ON CONFLICT (scope, key) DO UPDATE SET locked_at = EXCLUDED.locked_at"
     " WHERE k.recovery_point = 'started' AND k.request_hash = EXCLUDED.request_hash AND k.locked_at <= :stale"
-    " RETURNING k.locked_at")
+    " RETURNING k.locked_at, k.xmax = 0 AS inserted")
 _GET = text("SELECT request_hash, status_code, response, recovery_point, locked_at FROM idempotency_keys"
             " WHERE scope = :scope AND key = :key")
 _STORE = text("UPDATE idempotency_keys SET recovery_point = 'finished', status_code = :status,"
@@ -138,9 +138,11 @@ async def run_keyed_hold(ctx: AppContext, *, scope: str, key: str | None, body: 
     raise KeyInProgress("this Idempotency-Key is being taken over by another request", retry_after=1)
 
 
-async def run_idempotent(ctx: AppContext, *, scope: str, key: str | None, body: Any, handler: Handler) -> Response:
+async def run_idempotent(ctx: AppContext, *, scope: str, key: str | None, body: Any, handler: Handler,
+                         recover: Handler | None = None) -> Response:
     """Run `handler` once per (scope, key) through recovery points; replay its stored response for retries.
-    `body` may be a callable that returns it: it is then only built when there is a key."""
+    `body` may be a callable that returns it: it is then only built when there is a key. A key taken over
+    from a request that died runs `recover` (default: `handler`), which may find the effect already made."""
     if key is None:
         status, payload = await handler()
         return _json(payload, status)
@@ -148,18 +150,19 @@ async def run_idempotent(ctx: AppContext, *, scope: str, key: str | None, body: 
     digest = request_hash(body)
     now = ctx.clock.now()
     async with ctx.engine.begin() as conn:
-        locked = (await conn.execute(_CLAIM, {"scope": scope, "key": key, "hash": digest, "now": now,
-                                              "stale": now - _lock_timeout(ctx)})).scalar()
-        row = None if locked is not None else (await conn.execute(_GET, {"scope": scope, "key": key})).one()
+        claim = (await conn.execute(_CLAIM, {"scope": scope, "key": key, "hash": digest, "now": now,
+                                             "stale": now - _lock_timeout(ctx)})).first()
+        row = None if claim is not None else (await conn.execute(_GET, {"scope": scope, "key": key})).one()
     if row is not None:
         if row.request_hash != digest:
             raise ValidationFailed("this Idempotency-Key was used with a different request body", loc=KEY_LOC)
         if row.recovery_point == "started":
             raise _in_progress(ctx, row.locked_at, now)
         return _answer(row, None)
-    ids = {"scope": scope, "key": key, "locked": locked}
+    assert claim is not None
+    ids = {"scope": scope, "key": key, "locked": claim.locked_at}
     try:
-        status, payload = await handler()
+        status, payload = await (handler() if claim.inserted or recover is None else recover())
     except Exception:
         async with ctx.engine.begin() as conn:  # a failed attempt may be retried with the same key at once
             await conn.execute(_FORGET, ids)

@@ -19,6 +19,7 @@ from booking.access import qr_token
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.context import AppContext
+from core.errors import InvalidTransition
 from core.security import mask_plate
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
@@ -139,8 +140,18 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: 
                               payment_token=body.payment_token, now=now)
         return 200, await _current(ctx, reservation_id, user.user_id)
 
+    async def recover() -> tuple[int, dict[str, Any]]:
+        """The key's first request died: it may have confirmed before it did (then this is its answer)."""
+        try:
+            return await handler()
+        except InvalidTransition:
+            current = await _current(ctx, reservation_id, user.user_id)
+            if current["status"] != "confirmed":
+                raise
+            return 200, current
+
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/confirm",
-                                key=idempotency_key, body=body.model_dump(), handler=handler)
+                                key=idempotency_key, body=body.model_dump(), handler=handler, recover=recover)
 
 
 @router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
