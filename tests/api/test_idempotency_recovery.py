@@ -300,3 +300,27 @@ async def test_negative_control_the_key_claimed_before_the_hold_stays_in_progres
     assert [a.status_code for a in answers] == [409] * 3
     assert all(a.json()["type"].endswith("/idempotency-key-in-progress") for a in answers)
     assert await _rows(ctx) == (1, ["started"])  # a hold nobody was told about
+
+
+@pytest.mark.parametrize("age_s", [5, 3600], ids=["locked", "lock-timed-out"])
+async def test_a_hold_key_left_in_progress_by_the_previous_protocol_is_taken_over(
+        http: httpx.AsyncClient, ctx: AppContext, users: UserFactory, clock: ManualClock, age_s: int) -> None:
+    """Rows the previous protocol left unanswered are 'started' rows after migration 0010: 409 with Retry-After
+    while locked, taken over (the hold runs) once the lock has timed out."""
+    headers, body = await _setup(ctx, users, clock)
+    digest = idem.request_hash(routes.HoldIn.model_validate(body).model_dump(mode="json"))  # as the route hashes
+    async with ctx.engine.begin() as conn:
+        user_id = await conn.scalar(text("SELECT id FROM users ORDER BY created_at DESC LIMIT 1"))
+        await conn.execute(text(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, recovery_point, locked_at, created_at)"
+            " VALUES (:scope, :key, :hash, 'started', :at, :at)"),
+            {"scope": f"{user_id}:POST:/reservations", "key": headers["Idempotency-Key"],
+             "hash": digest, "at": clock.now() - timedelta(seconds=age_s)})
+    res = await http.post("/api/v1/reservations", json=body, headers=headers)
+    if age_s < ctx.settings.idempotency_lock_timeout_seconds:
+        assert res.status_code == 409 and res.json()["type"].endswith("/idempotency-key-in-progress")
+        assert int(res.headers["Retry-After"]) == ctx.settings.idempotency_lock_timeout_seconds - age_s
+        assert await _rows(ctx) == (0, ["started"])
+    else:
+        assert res.status_code == 201, res.text
+        assert await _rows(ctx) == (1, ["hold_written"])
