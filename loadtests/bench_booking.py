@@ -7,7 +7,8 @@ One `parkgrid serve --workers 2` on its own database (parkgrid_bench_booking) an
 a private redis-server this script starts on a spare port, then:
 
   A  Redis decides: 20 lots x 100 spots, random 1-4 h windows over the next three weeks
-  K  as A, with an Idempotency-Key on every hold (as mobile clients send them; docs/adr/0015)
+  K  as A, with an Idempotency-Key on every hold (as mobile clients send them; docs/adr/0015); A and K
+     alternate in --slices slices each, so that both meet the same load from the rest of the machine
   B  the private redis-server is killed: the PostgreSQL-only path serves the same load
   C  redis-server is back (empty: lots are rebuilt from PostgreSQL on first use); one hot lot and every
      client on the same window, so after 100 grants every answer is 409 sold-out
@@ -172,6 +173,7 @@ class Holds:
                  hot: tuple[datetime, datetime] | None = None, keyed: bool = False) -> None:
         self.port, self.tokens, self.lots, self.phase, self.hot = port, tokens, lots, phase, hot
         self.keyed, self.run = keyed, uuid.uuid4().hex[:8]
+        self.sent: dict[int, int] = {}
         self.concurrency = concurrency
         self.granted = self.sold_out = 0
         self.statuses: dict[int, int] = {}
@@ -186,11 +188,10 @@ class Holds:
     async def make(self, i: int) -> Call:
         conn = Connection("127.0.0.1", self.port)
         mine = self.tokens[i::self.concurrency]
-        n = 0
 
         async def call(rng: random.Random) -> bool:
-            nonlocal n
-            n += 1
+            # counted across the slices of a phase, so each driver's holds stay below their limit
+            self.sent[i] = n = self.sent.get(i, 0) + 1
             starts_at, ends_at = self.window(rng)
             lot = self.lots[0] if self.hot else rng.choice(self.lots)
             body = json.dumps({"lot_id": str(lot), "vehicle_type": "regular", "starts_at": starts_at.isoformat(),
@@ -243,6 +244,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--users", type=int, default=1536, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
     ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
+    ap.add_argument("--slices", type=int, default=3,
+                    help="A and K alternate in this many slices each (their --duration split between them)")
     ap.add_argument("--timeline", action="store_true", help="per-second p50/p99 of each phase (where a tail comes from)")
     args = ap.parse_args()
 
@@ -274,27 +277,40 @@ def main() -> int:
                                    make_worker=_healthz_worker(http_port)))
         print(health.line(), flush=True)
         day = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(days=25)
-        for k, (phase, name, hot) in enumerate((("A", "A holds, Redis deciding", None),
-                                 ("K", "K holds with Idempotency-Key", None),
-                                 ("B", "B holds, Redis down (PG path)", None),
-                                 ("C", "C hot lot, one window, Redis", (day, day + timedelta(hours=2))))):
+        names = {"A": "A holds, Redis deciding", "K": "K holds with Idempotency-Key",
+                 "B": "B holds, Redis down (PG path)", "C": "C hot lot, one window, Redis"}
+        # A and K alternate in slices, so that both meet the same load from whatever else runs on the machine
+        slices = max(1, args.slices)
+        plan = [(ph, args.duration / slices, args.warmup if n < 2 else 1.0)
+                for n, ph in enumerate(["A", "K"] * slices)] + [("B", args.duration, args.warmup),
+                                                                 ("C", args.duration, args.warmup)]
+        # each phase has its own drivers: unpaid holds of one phase must not count against the next
+        holds_of = {ph: Holds(port=http_port, tokens=tks[k::4], lots=lots, phase=ph, concurrency=args.concurrency,
+                              hot=(day, day + timedelta(hours=2)) if ph == "C" else None, keyed=ph == "K")
+                    for k, ph in enumerate("AKBC")}
+        parts: dict[str, list[Result]] = {}
+        spent: dict[str, list[float]] = {}
+        for phase, duration, warmup in plan:
             if phase == "B":
                 cost = redis_cost(redis_port)
                 kill(redis_proc)
             elif phase == "C":
                 redis_proc = start_redis(redis_port)
-            # each phase has its own drivers: unpaid holds of one phase must not count against the next
-            holds = Holds(port=http_port, tokens=tks[k::4], lots=lots, phase=phase, concurrency=args.concurrency, hot=hot,
-                          keyed=phase == "K")
+            holds = holds_of[phase]
             cpu0 = (tree_cpu_seconds(server.pid), backends_cpu())
-            res = asyncio.run(drive(name, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
-                                    make_worker=holds.make, during=see_spread if phase == "A" else None))
-            calls = max(1, sum(holds.statuses.values()))  # warm-up included, as in the CPU figures
-            cpu[phase] = ((tree_cpu_seconds(server.pid) - cpu0[0]) / calls * 1000,
-                          (backends_cpu() - cpu0[1]) / calls * 1000)
-            results.append((res, holds, double_bookings()))
-            print(res.line() + f"  granted {holds.granted} sold-out {holds.sold_out} statuses {holds.statuses}",
-                  flush=True)
+            part = asyncio.run(drive(names[phase], concurrency=args.concurrency, duration=duration, warmup=warmup,
+                                     make_worker=holds.make, during=see_spread if phase == "A" and not spread else None))
+            used = spent.setdefault(phase, [0.0, 0.0])
+            used[0] += tree_cpu_seconds(server.pid) - cpu0[0]
+            used[1] += backends_cpu() - cpu0[1]
+            parts.setdefault(phase, []).append(part)
+            if len(parts[phase]) == (slices if phase in "AK" else 1):
+                res = merge(parts[phase])
+                calls = max(1, sum(holds.statuses.values()))  # warm-up included, as in the CPU figures
+                cpu[phase] = (used[0] / calls * 1000, used[1] / calls * 1000)
+                results.append((res, holds, double_bookings()))
+                print(res.line() + f"  granted {holds.granted} sold-out {holds.sold_out} statuses {holds.statuses}",
+                      flush=True)
     finally:
         stop_server(server)
         if redis_proc.poll() is None:
@@ -342,6 +358,19 @@ def main() -> int:
         print(f"  {'PASS' if ok else 'FAIL'}  {label}")
     # Only correctness fails the run; throughput and latency depend on the machine and are reported.
     return 0 if checks["zero errors"] and checks["zero double bookings"] else 1
+
+
+def merge(parts: list[Result]) -> Result:
+    """One phase's result from its slices (their calls, errors and measured seconds added up)."""
+    out = Result(parts[0].name)
+    offset = 0.0
+    for part in parts:
+        out.latencies += part.latencies
+        out.started += [t + offset for t in part.started]
+        out.errors += part.errors
+        out.seconds += part.seconds
+        offset += part.seconds
+    return out
 
 
 def _healthz_worker(port: int):  # type: ignore[no-untyped-def]
