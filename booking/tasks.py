@@ -42,8 +42,9 @@ def settle_payments_task() -> int:
 @shared_task(name="booking.expire_idempotency_keys", ignore_result=True)
 def expire_idempotency_keys_task() -> int:
     async def job(ctx: AppContext) -> int:
-        return await sweepers.expire_idempotency_keys(
-            deps=booking_deps(ctx), now=ctx.clock.now(), ttl=timedelta(hours=ctx.settings.idempotency_key_ttl_hours))
+        s = ctx.settings  # a hold's key keeps its answer, plate included: never past the plates' retention
+        ttl = min(timedelta(hours=s.idempotency_key_ttl_hours), timedelta(days=s.plate_retention_days))
+        return await sweepers.expire_idempotency_keys(deps=booking_deps(ctx), now=ctx.clock.now(), ttl=ttl)
 
     return run_in_worker(job)
 
