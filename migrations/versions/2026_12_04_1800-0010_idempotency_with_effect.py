@@ -12,14 +12,14 @@ their clients can take them over. created_at is written from the application clo
 that drops keys after 24 h.
 
 Revision ID: 0010_idempotency_with_effect
-Revises: 0009_sensor_write_path
+Revises: 0018_walking_network
 Create Date: 2026-12-04 18:00:00
 """
 
 from alembic import op
 
 revision = "0010_idempotency_with_effect"
-down_revision = "0009_sensor_write_path"
+down_revision = "0018_walking_network"
 branch_labels = None
 depends_on = None
 
