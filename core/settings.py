@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    #: where planner export files are written (created on first use), how long a finished file is kept, how long a
+    #: download link works, and after how long without progress a running export may be claimed again
+    export_dir: str = "var/exports"
+    export_retention_hours: int = Field(168, ge=1, le=24 * 366)
+    export_link_ttl_seconds: int = Field(3600, ge=30, le=7 * 86_400)
+    export_stale_seconds: int = Field(900, ge=30, le=86_400)
 
     @field_validator("secret_key")
     @classmethod
