@@ -169,8 +169,11 @@ class GeoJsonWriter:
 
 
 class GeoParquetWriter:
-    """GeoParquet 1.1: WKB `geometry` (lng/lat, OGC:CRS84 by default), a `bbox` covering column, one row group per
-    batch; the `geo` metadata (with the file's bbox and geometry types) goes into the footer when the file closes."""
+    """GeoParquet 1.1: WKB `geometry` (lng/lat, OGC:CRS84 by default), a `bbox` covering column, a row group per
+    `row_group_rows` rows; the `geo` metadata (with the file's bbox and geometry types) goes into the footer when the
+    file closes."""
+
+    row_group_rows = 65_536
 
     def __init__(self, out: BinaryIO, table: Table, places: Sequence[Place]) -> None:
         self._table = table
@@ -188,8 +191,15 @@ class GeoParquetWriter:
         fields += [pa.field("geometry", pa.binary()), pa.field("bbox", self._bbox.type)]
         self.schema = pa.schema(fields)
         self._writer = pq.ParquetWriter(out, self.schema, compression="zstd", write_statistics=True)
+        self._pending: list[tuple[Any, ...]] = []
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self._pending.extend(rows)
+        if len(self._pending) >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self._pending = self._pending, []
         if not rows:
             return
         cols = list(zip(*rows, strict=True))
@@ -227,6 +237,7 @@ class GeoParquetWriter:
                 "creator": {"library": "pyarrow", "version": pa.__version__}}
 
     def close(self) -> None:
+        self._flush()
         self._writer.add_key_value_metadata({"geo": orjson.dumps(self.geo_metadata()).decode()})
         self._writer.close()
 
