@@ -41,6 +41,8 @@ EXPIRED_EXPORTS = text(
 
 FORGET_FILE = text("UPDATE exports SET path = NULL, purged_at = :now WHERE id = :id AND path = :path")
 
+EXPORT_STATEMENT_TIMEOUT = text("SET LOCAL statement_timeout = '120s'")
+
 # --- scope ------------------------------------------------------------------------------------------------------
 
 # Lots an export covers: an organisation's (operators) or any (planners), optionally some ids and a bbox.

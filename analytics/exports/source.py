@@ -1,17 +1,20 @@
 """The seam between exports and where occupancy comes from: one function producing, for every place and every
-local hour of the period, what was parked there (`PlaceHour`).
+local hour of the period, what was parked there (`PlaceHours`: one place's hours as columns).
 
 Today `place_hours_from_sessions` computes it from parking sessions directly. An occupancy history table (the
-forecasts issue) can replace it with a function of the same shape: exports only iterate `PlaceHour`s."""
+forecasts issue) can replace it with a function of the same shape (`PlaceHourSource`): exports only iterate
+`PlaceHours`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import NamedTuple, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from analytics.exports import queries as q
@@ -19,36 +22,45 @@ from analytics.exports.places import Place, lot_arrays
 
 SLOT = timedelta(minutes=15)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-FETCH = 20_000
+#: lot-days of sessions one query aggregates (90 days: ~11 lots a query; a week: ~140)
+CHUNK_LOT_DAYS = 1_000
 
 
-class PlaceHour(NamedTuple):
-    """One place in one local hour: the hour's share of the period (seconds), the place's capacity, the sessions
-    present, those that started in it, the seconds they occupied, and the sum of their whole dwell times."""
+@dataclass(frozen=True)
+class HourGrid:
+    """The local hours of a period in one timezone, in order: each hour's start (naive, local), local date
+    (numpy datetime64[D]) and hour, and how many seconds of it lie in the period."""
+
+    local_hours: tuple[datetime, ...]
+    index: dict[datetime, int]
+    dates: np.ndarray[Any, Any]
+    hours: np.ndarray[Any, Any]
+    seconds: np.ndarray[Any, Any]
+
+    def __len__(self) -> int:
+        return len(self.local_hours)
+
+
+@dataclass(frozen=True)
+class PlaceHours:
+    """One place in each local hour of its grid: the sessions present, those that started in the hour, the
+    seconds they occupied, and the sum of their whole dwell times (arrays as long as the grid)."""
 
     place: int
-    date: str  # local date, YYYY-MM-DD
-    hour: int  # local hour, 0..23
-    seconds: float
     capacity: int
-    sessions: int
-    started: int
-    occupied_s: float
-    dwell_s: float
-
-
-class HourSlot(NamedTuple):
-    local_hour: datetime  # naive, local
-    date: str
-    hour: int
-    seconds: float
+    grid: HourGrid
+    sessions: np.ndarray[Any, Any]
+    started: np.ndarray[Any, Any]
+    occupied_s: np.ndarray[Any, Any]
+    dwell_s: np.ndarray[Any, Any]
 
 
 class PlaceHourSource(Protocol):
-    """What exports need from an occupancy source (this module's function, later the history table)."""
+    """What exports need from an occupancy source (this module's function, later the history table): every
+    place's `PlaceHours`, in place order."""
 
     def __call__(self, conn: AsyncConnection, *, places: Sequence[Place], start: datetime, end: datetime,
-                 now: datetime) -> AsyncIterator[list[PlaceHour]]: ...
+                 now: datetime) -> AsyncIterator[PlaceHours]: ...
 
 
 def _floor_slot(t: datetime) -> datetime:
@@ -56,9 +68,9 @@ def _floor_slot(t: datetime) -> datetime:
 
 
 @lru_cache(maxsize=64)
-def hour_grid(tz: str, start: datetime, end: datetime) -> tuple[HourSlot, ...]:
-    """The local hours of [start, end) in `tz`, in order, with how many seconds of each lie in the period. Built
-    from 15-minute UTC slots like the SQL, so a repeated hour (DST ends) is one bucket of up to 2 h and a skipped
+def hour_grid(tz: str, start: datetime, end: datetime) -> HourGrid:
+    """The local hours of [start, end) in `tz`. Built from 15-minute UTC slots like the SQL (every timezone offset
+    is a whole number of quarter hours), so a repeated hour (DST ends) is one bucket of up to 2 h and a skipped
     one does not appear."""
     zone = ZoneInfo(tz)
     buckets: dict[datetime, float] = {}
@@ -68,43 +80,50 @@ def hour_grid(tz: str, start: datetime, end: datetime) -> tuple[HourSlot, ...]:
         local = t.astimezone(zone).replace(tzinfo=None, minute=0, second=0, microsecond=0)
         buckets[local] = buckets.get(local, 0.0) + overlap
         t += SLOT
-    return tuple(HourSlot(h, h.date().isoformat(), h.hour, s) for h, s in sorted(buckets.items()))
+    hours = tuple(sorted(buckets))
+    return HourGrid(local_hours=hours, index={h: i for i, h in enumerate(hours)},
+                    dates=np.array([h.date() for h in hours], dtype="datetime64[D]"),
+                    hours=np.array([h.hour for h in hours], dtype=np.int8),
+                    seconds=np.array([buckets[h] for h in hours], dtype=np.float64))
+
+
+def empty_hours(place: Place, grid: HourGrid) -> PlaceHours:
+    n = len(grid)
+    return PlaceHours(place.rank, place.capacity, grid, np.zeros(n, np.int64), np.zeros(n, np.int64),
+                      np.zeros(n, np.float64), np.zeros(n, np.float64))
+
+
+def chunks(places: Sequence[Place], *, days: float, lot_days: int = CHUNK_LOT_DAYS) -> list[Sequence[Place]]:
+    """Consecutive runs of places holding about `lot_days` lot-days each (at least one place per run)."""
+    out: list[Sequence[Place]] = []
+    first, weight = 0, 0.0
+    for i, place in enumerate(places):
+        weight += len(place.lot_ids) * days
+        if weight >= lot_days:
+            out.append(places[first:i + 1])
+            first, weight = i + 1, 0.0
+    if first < len(places):
+        out.append(places[first:])
+    return out
 
 
 async def place_hours_from_sessions(conn: AsyncConnection, *, places: Sequence[Place], start: datetime,
-                                    end: datetime, now: datetime) -> AsyncIterator[list[PlaceHour]]:
-    """Every place's every local hour of [start, end), computed from parking sessions (open ones up to `now`);
-    yields one list per place, in place order. Streams: PostgreSQL returns only the hours with sessions."""
-    params = {**lot_arrays(places), "from": start, "to": end, "now": now}
-    result = await conn.stream(q.PLACE_HOURS, params)
-    pending: list[tuple[int, datetime, int, int, float, float]] = []
-    exhausted = False
-    it = result.partitions(FETCH).__aiter__()
-
-    async def refill() -> None:
-        nonlocal pending, exhausted
-        try:
-            pending = [tuple(r) for r in await it.__anext__()]  # type: ignore[misc]
-        except StopAsyncIteration:
-            exhausted = True
-            pending = []
-
-    await refill()
-    pos = 0
-    for place in places:
-        out: list[PlaceHour] = []
-        for slot in hour_grid(place.timezone, start, end):
-            if pos >= len(pending) and not exhausted:
-                await refill()
-                pos = 0
-            row = pending[pos] if pos < len(pending) else None
-            if row is not None and row[0] == place.rank and row[1] == slot.local_hour:
-                out.append(PlaceHour(place.rank, slot.date, slot.hour, slot.seconds, place.capacity, int(row[2]),
-                                     int(row[3]), float(row[4]), float(row[5])))
-                pos += 1
-            else:
-                if row is not None and (row[0], row[1]) < (place.rank, slot.local_hour):
-                    raise RuntimeError(f"occupancy row outside the hour grid: place {row[0]}, hour {row[1]}")
-                out.append(PlaceHour(place.rank, slot.date, slot.hour, slot.seconds, place.capacity, 0, 0, 0.0, 0.0))
-        yield out
-    await result.close()
+                                    end: datetime, now: datetime) -> AsyncIterator[PlaceHours]:
+    """Every place's local hours of [start, end), from parking sessions (open ones counted up to `now`); one
+    `PlaceHours` per place, in place order. One query per run of places (`chunks`), so PostgreSQL aggregates a
+    bounded share of the sessions at a time and returns only the hours that had one."""
+    days = (end - start).total_seconds() / 86_400
+    for run in chunks(places, days=days):
+        rows = iter((await conn.execute(q.PLACE_HOURS, {**lot_arrays(run), "from": start, "to": end, "now": now})).all())
+        row = next(rows, None)
+        for place in run:
+            grid = hour_grid(place.timezone, start, end)
+            block = empty_hours(place, grid)
+            while row is not None and row.rank <= place.rank:
+                i = grid.index.get(row.local_hour) if row.rank == place.rank else None
+                if i is None:
+                    raise RuntimeError(f"occupancy row outside the hour grid: place {row.rank}, hour {row.local_hour}")
+                block.sessions[i], block.started[i] = row.sessions, row.started
+                block.occupied_s[i], block.dwell_s[i] = row.occupied, row.dwell
+                row = next(rows, None)
+            yield block

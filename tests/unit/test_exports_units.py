@@ -8,15 +8,16 @@ import uuid
 from datetime import UTC, datetime
 
 import h3
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 from shapely.geometry import Point
 
-from analytics.exports.metrics import METRIC_TYPES, metric_rows
+from analytics.exports.metrics import METRIC_TYPES, metric_batch
 from analytics.exports.places import LotRow, build_places, cell_id
-from analytics.exports.source import PlaceHour, hour_grid
+from analytics.exports.source import PlaceHours, hour_grid
 from analytics.exports.spec import ExportRequest, check_request
 from core.errors import ValidationFailed
 from tests.exports_world import leaks
@@ -25,33 +26,47 @@ from tests.exports_world import leaks
 def test_hour_grid_merges_the_repeated_hour_and_skips_the_missing_one() -> None:
     # Los Angeles: DST ends 2026-11-01 02:00 PDT (01:00 happens twice), starts 2026-03-08 02:00 PST (no 02:00)
     autumn = hour_grid("America/Los_Angeles", datetime(2026, 11, 1, 7, tzinfo=UTC), datetime(2026, 11, 2, 8, tzinfo=UTC))
-    assert len(autumn) == 24 and autumn[0].date == "2026-11-01" and autumn[0].hour == 0
-    assert [(s.hour, s.seconds) for s in autumn if s.hour == 1] == [(1, 7200.0)]
-    assert sum(s.seconds for s in autumn) == 25 * 3600
+    assert len(autumn) == 24 and str(autumn.dates[0]) == "2026-11-01" and autumn.hours[0] == 0
+    assert autumn.seconds[1] == 7200.0 and autumn.hours[1] == 1 and list(autumn.hours).count(1) == 1
+    assert autumn.seconds.sum() == 25 * 3600
     spring = hour_grid("America/Los_Angeles", datetime(2026, 3, 8, 8, tzinfo=UTC), datetime(2026, 3, 9, 7, tzinfo=UTC))
-    assert [s.hour for s in spring] == [h for h in range(24) if h != 2]
+    assert list(spring.hours) == [h for h in range(24) if h != 2]
     # a half-hour zone: local hours still whole (every offset is a multiple of 15 minutes)
     india = hour_grid("Asia/Kolkata", datetime(2026, 1, 1, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 2, 0, tzinfo=UTC))
-    assert [(s.hour, s.seconds) for s in india] == [(5, 1800.0), (6, 3600.0), (7, 1800.0)]
+    assert list(zip(india.hours.tolist(), india.seconds.tolist(), strict=True)) == [(5, 1800.0), (6, 3600.0),
+                                                                                   (7, 1800.0)]
 
 
-def _hour(sessions: int, *, started: int = 0, occupied: float = 0.0, dwell: float = 0.0) -> PlaceHour:
-    return PlaceHour(0, "2026-01-06", 10, 3600.0, 20, sessions, started, occupied, dwell)
+_GRID = hour_grid("America/Los_Angeles", datetime(2026, 1, 6, 18, tzinfo=UTC), datetime(2026, 1, 6, 19, tzinfo=UTC))
+
+
+def _hour(sessions: int, *, started: int = 0, occupied: float = 0.0, dwell: float = 0.0,
+          capacity: int = 20) -> PlaceHours:
+    return PlaceHours(0, capacity, _GRID, np.array([sessions]), np.array([started]), np.array([occupied]),
+                      np.array([dwell]))
+
+
+def _rows(block: PlaceHours, min_sessions: int) -> tuple[list[dict[str, object]], int]:
+    batch, hidden = metric_batch([block], min_sessions=min_sessions)
+    return batch.to_pylist(), hidden
 
 
 def test_the_threshold_publishes_at_min_sessions_and_suppresses_one_below() -> None:
-    at, at_hidden = metric_rows([_hour(10, started=10, occupied=18000, dwell=10 * 1800)], min_sessions=10)
-    assert at_hidden == 0 and [r.metric_type for r in at] == list(METRIC_TYPES)
-    assert [r.value for r in at] == [25.0, 10, 0.5, 30.0] and not any(r.suppressed for r in at)
-    below, below_hidden = metric_rows([_hour(9, started=9, occupied=16200, dwell=9 * 1800)], min_sessions=10)
-    assert below_hidden == 4 and all(r.suppressed and r.value is None for r in below)
-    empty, _ = metric_rows([_hour(0)], min_sessions=1)
-    assert all(r.value is None and r.suppressed for r in empty)  # nothing parked is below any threshold, not -1
+    at, at_hidden = _rows(_hour(10, started=10, occupied=18000, dwell=10 * 1800), 10)
+    assert at_hidden == 0 and [r["metric_type"] for r in at] == list(METRIC_TYPES)
+    assert [r["value"] for r in at] == [25.0, 10, 0.5, 30.0] and not any(r["suppressed"] for r in at)
+    assert {(str(r["date"]), r["hour"]) for r in at} == {("2026-01-06", 10)}
+    below, below_hidden = _rows(_hour(9, started=9, occupied=16200, dwell=9 * 1800), 10)
+    assert below_hidden == 4 and all(r["suppressed"] and r["value"] is None for r in below)
+    empty, _ = _rows(_hour(0), 1)
+    assert all(r["value"] is None and r["suppressed"] for r in empty)  # nothing parked is below any threshold
 
 
-def test_occupancy_never_passes_100_percent() -> None:
-    rows, _ = metric_rows([_hour(30, occupied=30 * 3600)], min_sessions=10)  # more cars than spaces (bad data)
-    assert rows[0].value == 100.0
+def test_occupancy_never_passes_100_percent_and_a_lot_without_spaces_has_no_rate() -> None:
+    rows, _ = _rows(_hour(30, occupied=30 * 3600), 10)  # more cars than spaces (bad data)
+    assert rows[0]["value"] == 100.0
+    rows, _ = _rows(_hour(12, started=3, occupied=3600, capacity=0), 10)
+    assert [r["value"] for r in rows][:3] == [None, 12, None] and not rows[0]["suppressed"]
 
 
 def test_request_rules_name_the_field() -> None:
