@@ -4,12 +4,15 @@ set, so a leak would show), written with the application's own tables."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from jsonschema import Draft7Validator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,6 +89,15 @@ async def build_export_world(ctx: AppContext, *, org_a: uuid.UUID, org_b: uuid.U
         world.plates.append("7APARKED")
         world.secrets += ids
     return world
+
+
+GEO_SCHEMA = json.loads((Path(__file__).resolve().parent / "data" / "geoparquet-1.1.0.schema.json").read_text())
+
+
+def geo_metadata_errors(data: bytes) -> list[str]:
+    """The official GeoParquet 1.1.0 JSON schema's complaints about a file's `geo` metadata (tests/data)."""
+    meta = json.loads((pq.ParquetFile(io.BytesIO(data)).metadata.metadata or {})[b"geo"])
+    return [e.message for e in Draft7Validator(GEO_SCHEMA).iter_errors(meta)]
 
 
 def parquet_text(data: bytes) -> str:

@@ -168,12 +168,12 @@ async def write_export(*, engine: AsyncEngine, req: ExportRequest, organisation_
             if blocks:
                 await flush()
         else:
-            writer = open_writer(req.format, out, SESSIONS, places)
             arrays = lot_arrays(places)
             base = {"lot_ids": arrays["lot_ids"], "ranks": arrays["ranks"], "from": req.start, "to": req.end, "now": now}
             counts = {r.rank: r.n for r in await conn.execute(q.SESSIONS_PER_PLACE, base)}
             kept = sorted(rank for rank, n in counts.items() if n >= req.min_sessions)
             suppressed = sum(n for n in counts.values() if n < req.min_sessions)
+            writer = open_writer(req.format, out, SESSIONS, places, present=[places[r] for r in kept])
             result = await conn.stream(q.SESSION_ROWS, {**base, "ranks_kept": kept})
             async for part in result.partitions(SESSION_FETCH):
                 writer.write(_session_batch(part))

@@ -127,11 +127,12 @@ class CsvWriter:
 class GeoJsonWriter:
     """A GeoJSON FeatureCollection (RFC 7946), one Feature per row with its place's shape, written as it goes."""
 
-    def __init__(self, out: BinaryIO, table: Table, places: Sequence[Place]) -> None:
+    def __init__(self, out: BinaryIO, table: Table, places: Sequence[Place],
+                 present: Sequence[Place] | None = None) -> None:
         self._out = out
         self._join = _Joiner(table, places, typed=False)
         self._geometry = [orjson.dumps(shapely.geometry.mapping(p.geometry)) for p in places]
-        box = bounds(places)
+        box = bounds(places if present is None else present)
         head = b'{"type":"FeatureCollection",' + (b'"bbox":' + orjson.dumps(list(box)) + b"," if box else b"")
         out.write(head + b'"features":[\n')
         self._first = True
@@ -157,19 +158,21 @@ class GeoParquetWriter:
 
     row_group_rows = 65_536
 
-    def __init__(self, out: BinaryIO, table: Table, places: Sequence[Place]) -> None:
+    def __init__(self, out: BinaryIO, table: Table, places: Sequence[Place],
+                 present: Sequence[Place] | None = None) -> None:
         self._join = _Joiner(table, places, typed=True)
-        self._places = places
         geoms = [p.geometry for p in places]
         self._wkb = pa.array(shapely.to_wkb(geoms, output_dimension=2, flavor="iso") if geoms else [],
                              type=pa.binary())
         b = shapely.bounds(geoms) if geoms else np.empty((0, 4))
         self._bbox = pa.StructArray.from_arrays(
             [pa.array(b[:, i], type=pa.float64()) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"])
-        self._used = np.zeros(len(places), dtype=bool)
         fields = [pa.field(n, t) for n, t, _ in table.columns]
         fields += [pa.field("geometry", pa.binary()), pa.field("bbox", self._bbox.type)]
-        self.schema = pa.schema(fields)
+        # the metadata is known before the first row: in the Arrow schema (pyarrow and geopandas read it there)
+        # and in the file's key-value metadata (other readers and the validator read it there)
+        self.geo = geo_metadata(places if present is None else present)
+        self.schema = pa.schema(fields, metadata={"geo": orjson.dumps(self.geo).decode()})
         self._writer = pq.ParquetWriter(out, self.schema, compression="zstd", write_statistics=True)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -178,7 +181,6 @@ class GeoParquetWriter:
         if batch.num_rows == 0:
             return
         take = batch.column("place")
-        self._used[np.unique(take.to_numpy())] = True
         cols = [*self._join.columns(batch), self._wkb.take(take), self._bbox.take(take)]
         self._pending.append(pa.RecordBatch.from_arrays(cols, schema=self.schema))
         self._pending_rows += batch.num_rows
@@ -190,32 +192,34 @@ class GeoParquetWriter:
             self._writer.write_table(pa.Table.from_batches(self._pending), row_group_size=self._pending_rows)
         self._pending, self._pending_rows = [], 0
 
-    def geo_metadata(self) -> dict[str, Any]:
-        used = [p for p, u in zip(self._places, self._used, strict=True) if u]
-        column: dict[str, Any] = {
-            "encoding": "WKB",
-            "geometry_types": sorted({_GEOMETRY_TYPES[shapely.get_type_id(p.geometry)] for p in used}),
-            "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
-                                  "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
-        }
-        box = bounds(used)
-        if box is not None:
-            column["bbox"] = list(box)
-        return {"version": GEOPARQUET_VERSION, "primary_column": "geometry", "columns": {"geometry": column},
-                "creator": {"library": "pyarrow", "version": pa.__version__}}
-
     def close(self) -> None:
         self._flush()
-        self._writer.add_key_value_metadata({"geo": orjson.dumps(self.geo_metadata()).decode()})
         self._writer.close()
 
 
-def open_writer(fmt: str, out: BinaryIO, table: Table, places: Sequence[Place]) -> ExportWriter:
-    """A writer of `fmt` (csv, geojson, parquet) over `out`."""
+def geo_metadata(places: Sequence[Place]) -> dict[str, Any]:
+    """GeoParquet 1.1 `geo` metadata of a file holding these places' shapes (CRS omitted: OGC:CRS84)."""
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": sorted({_GEOMETRY_TYPES[shapely.get_type_id(p.geometry)] for p in places}),
+        "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
+                              "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
+    }
+    box = bounds(places)
+    if box is not None:
+        column["bbox"] = list(box)
+    return {"version": GEOPARQUET_VERSION, "primary_column": "geometry", "columns": {"geometry": column},
+            "creator": {"library": "pyarrow", "version": pa.__version__}}
+
+
+def open_writer(fmt: str, out: BinaryIO, table: Table, places: Sequence[Place],
+                present: Sequence[Place] | None = None) -> ExportWriter:
+    """A writer of `fmt` (csv, geojson, parquet) over `out`; `present`: the places that will have rows (all of
+    them by default), whose shapes make the file's extent."""
     if fmt == "csv":
         return CsvWriter(out, table, places)
     if fmt == "geojson":
-        return GeoJsonWriter(out, table, places)
+        return GeoJsonWriter(out, table, places, present)
     if fmt == "parquet":
-        return GeoParquetWriter(out, table, places)
+        return GeoParquetWriter(out, table, places, present)
     raise ValueError(f"unknown format {fmt!r}")

@@ -38,6 +38,7 @@ from tests.exports_world import (
     LNG_A,
     LNG_B,
     build_export_world,
+    geo_metadata_errors,
     leaks,
     rows_by_key,
 )
@@ -193,6 +194,7 @@ async def test_exports_run_on_the_real_worker_and_read_back_in_every_format(
     for name in ("occupancy.parquet", "sessions.parquet", "occupancy.h3.parquet"):
         path = tmp_path / f"{name}.parquet"
         path.write_bytes(files[name])
+        assert geo_metadata_errors(files[name]) == [], name  # the official GeoParquet 1.1.0 JSON schema
         report = gpv.check(str(path))
         assert report["version"] == "1.1.0", report
         assert gpv.failed(report) == [], report

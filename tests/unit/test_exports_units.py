@@ -3,24 +3,29 @@ places, and the leak search the end-to-end tests rely on (shown able to find a p
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import uuid
 from datetime import UTC, datetime
 
+import geoparquet_validator as gpv
 import h3
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from jsonschema import Draft7Validator
 from pydantic import ValidationError
 from shapely.geometry import Point
 
 from analytics.exports.metrics import METRIC_TYPES, metric_batch
-from analytics.exports.places import LotRow, build_places, cell_id
+from analytics.exports.places import LotRow, Place, build_places, cell_id
 from analytics.exports.source import PlaceHours, hour_grid
 from analytics.exports.spec import ExportRequest, check_request
+from analytics.exports.writers import OCCUPANCY, GeoParquetWriter
 from core.errors import ValidationFailed
-from tests.exports_world import leaks
+from tests.exports_world import GEO_SCHEMA, geo_metadata_errors, leaks
 
 
 def test_hour_grid_merges_the_repeated_hour_and_skips_the_missing_one() -> None:
@@ -110,3 +115,37 @@ def test_the_leak_search_finds_a_plate_inside_a_compressed_parquet_file() -> Non
     assert b"7APX500" not in data
     assert leaks(data, "parquet", ["7APX500", "7BPX500"]) == ["7APX500"]
     assert leaks(b"a,b\n7APX001,1\n", "csv", ["7APX001"]) == ["7APX001"]
+
+
+def _places() -> list[Place]:
+    lots = [LotRow(uuid.uuid4(), "America/Los_Angeles", 20, 37.7793, -122.4193),
+            LotRow(uuid.uuid4(), "America/Los_Angeles", 30, 37.7815, -122.4160)]
+    return build_places(lots, resolution=9) + build_places(lots, resolution=None)[:1]
+
+
+def test_streamed_geoparquet_is_valid_by_the_official_schema_and_validator() -> None:
+    places = [dataclasses.replace(p, rank=i) for i, p in enumerate(_places())]  # two cells and a lot point
+    buf = io.BytesIO()
+    writer = GeoParquetWriter(buf, OCCUPANCY, places)
+    writer.row_group_rows = 4  # a row group per place-hour, so the file has several
+    for p in places:
+        batch, _ = metric_batch([PlaceHours(p.rank, p.capacity, _GRID, np.array([12]), np.array([3]),
+                                            np.array([3600.0]), np.array([12 * 1800.0]))], min_sessions=10)
+        writer.write(batch)
+    writer.close()
+    data = buf.getvalue()
+    assert geo_metadata_errors(data) == []
+    report = gpv.check_bytes("occupancy.parquet", data)
+    assert report["version"] == "1.1.0" and gpv.failed(report) == [], report
+    meta = json.loads(pq.ParquetFile(io.BytesIO(data)).metadata.metadata[b"geo"])  # the footer's, as other readers
+    assert meta == json.loads(pq.ParquetFile(io.BytesIO(data)).schema_arrow.metadata[b"geo"])  # and pyarrow's
+    assert meta["columns"]["geometry"]["geometry_types"] == ["Point", "Polygon"]
+    assert pq.ParquetFile(io.BytesIO(data)).num_row_groups == 3
+    # negative controls: the schema and the validator do refuse a wrong file
+    bad = dict(meta, version="1.1")
+    assert list(Draft7Validator(GEO_SCHEMA).iter_errors(bad))
+    table = pq.read_table(io.BytesIO(data))
+    broken = io.BytesIO()
+    wrong = dict(meta["columns"]["geometry"], geometry_types=["Point"])  # the file also holds polygons
+    pq.write_table(table.replace_schema_metadata({b"geo": json.dumps(dict(meta, columns={"geometry": wrong}))}), broken)
+    assert gpv.failed(gpv.check_bytes("broken.parquet", broken.getvalue()))
