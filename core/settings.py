@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     export_retention_hours: int = Field(168, ge=1, le=24 * 366)
     export_link_ttl_seconds: int = Field(3600, ge=30, le=7 * 86_400)
     export_stale_seconds: int = Field(900, ge=30, le=86_400)
+    #: the lowest privacy threshold a planner may ask for (operators exporting their own lots may go down to 1)
+    export_min_sessions_floor: int = Field(10, ge=1, le=100_000)
 
     @field_validator("secret_key")
     @classmethod

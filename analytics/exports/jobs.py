@@ -26,7 +26,7 @@ from analytics.exports.source import PlaceHours, PlaceHourSource, place_hours_fr
 from analytics.exports.spec import EXTENSIONS, MEDIA_TYPES, ExportRequest, check_request
 from analytics.exports.writers import OCCUPANCY, SESSIONS, open_writer
 from core.clock import Clock
-from core.errors import DomainError, Forbidden, NotFound
+from core.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from core.logging import get_logger
 from core.settings import Settings
 
@@ -73,11 +73,14 @@ async def _check_lots(conn: AsyncConnection, *, lot_ids: list[uuid.UUID], organi
             raise NotFound(f"lot {lot_id} not found")
 
 
-async def create_export(*, conn: AsyncConnection, requester: Requester, req: ExportRequest,
-                        now: datetime) -> uuid.UUID:
-    """Record a queued export for `requester` (planners: any lot; operators: their organisation's lots)."""
+async def create_export(*, conn: AsyncConnection, requester: Requester, req: ExportRequest, now: datetime,
+                        planner_min_sessions: int = 1) -> uuid.UUID:
+    """Record a queued export for `requester` (planners: any lot, with a privacy threshold of at least
+    `planner_min_sessions`; operators: their organisation's lots, which they see in full anyway)."""
     organisation_id = scope_of(requester)
     check_request(req)
+    if requester.role == "planner" and req.min_sessions < planner_min_sessions:
+        raise ValidationFailed(f"min_sessions may not be below {planner_min_sessions}", loc=("body", "min_sessions"))
     if req.lot_ids:
         await _check_lots(conn, lot_ids=list(req.lot_ids), organisation_id=organisation_id)
     params = req.as_params() | {"scope": {"organisation_id": str(organisation_id) if organisation_id else None}}

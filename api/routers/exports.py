@@ -61,7 +61,8 @@ def _requester(user: Principal) -> jobs.Requester:
 async def start_export(body: ExportRequest, user: ExportUser, ctx: CtxDep, now: NowDep,
                        response: Response) -> dict[str, Any]:
     async with ctx.engine.begin() as conn:
-        export_id = await jobs.create_export(conn=conn, requester=_requester(user), req=body, now=now)
+        export_id = await jobs.create_export(conn=conn, requester=_requester(user), req=body, now=now,
+                                             planner_min_sessions=ctx.settings.export_min_sessions_floor)
     try:
         await enqueue_export(ctx, export_id)
     except ServiceUnavailable:

@@ -62,6 +62,7 @@ BAD_INPUT: list[tuple[dict[str, Any], str]] = [
     ({"h3_res": 8}, "h3_res"),                                     # h3_res only with group_by=h3
     ({"from": "2026-01-06T00:00:00"}, "from"),                     # no offset
     ({"min_sessions": 0}, "min_sessions"),
+    ({"min_sessions": 9}, "min_sessions"),                         # a planner may not lower the threshold
     ({"bbox": [10, 50, 9, 51]}, "bbox"),
 ]
 
