@@ -93,8 +93,9 @@ def empty_hours(place: Place, grid: HourGrid) -> PlaceHours:
                       np.zeros(n, np.float64), np.zeros(n, np.float64))
 
 
-def chunks(places: Sequence[Place], *, days: float, lot_days: int = CHUNK_LOT_DAYS) -> list[Sequence[Place]]:
-    """Consecutive runs of places holding about `lot_days` lot-days each (at least one place per run)."""
+def chunks(places: Sequence[Place], *, days: float, lot_days: int | None = None) -> list[Sequence[Place]]:
+    """Consecutive runs of places holding about `lot_days` (CHUNK_LOT_DAYS) lot-days each, one place at least."""
+    lot_days = CHUNK_LOT_DAYS if lot_days is None else lot_days
     out: list[Sequence[Place]] = []
     first, weight = 0, 0.0
     for i, place in enumerate(places):
