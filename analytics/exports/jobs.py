@@ -200,9 +200,7 @@ async def run_export_job(*, engine: AsyncEngine, settings: Settings, clock: Cloc
                                                        now - timedelta(seconds=settings.export_stale_seconds)})).first()
     if claimed is None:
         return "skipped"
-    req, organisation_id = request_of(dict(claimed.params))
-    final = export_path(settings, export_id, req.format)
-    part = final.with_name(final.name + ".part")
+    part: Path | None = None
 
     async def report(share: float, rows: int, suppressed: int) -> None:
         async with engine.begin() as conn:
@@ -210,6 +208,9 @@ async def run_export_job(*, engine: AsyncEngine, settings: Settings, clock: Cloc
                                                    "suppressed": suppressed, "now": clock.now()})
 
     try:
+        req, organisation_id = request_of(dict(claimed.params))
+        final = export_path(settings, export_id, req.format)
+        part = final.with_name(final.name + ".part")
         final.parent.mkdir(parents=True, exist_ok=True)
         with part.open("wb") as out:
             result = await write_export(engine=engine, req=req, organisation_id=organisation_id, out=out, now=now,
@@ -226,7 +227,9 @@ async def run_export_job(*, engine: AsyncEngine, settings: Settings, clock: Cloc
         log.info("export_done", export_id=str(export_id), rows=result.rows, suppressed=result.suppressed)
         return "done"
     except Exception as exc:  # the job's outcome is recorded, not lost with the worker's log
-        part.unlink(missing_ok=True)
+        if part is not None:
+            with contextlib.suppress(OSError):
+                part.unlink()
         log.error("export_failed", export_id=str(export_id), error=repr(exc), exc_info=exc)
         async with engine.begin() as conn:
             await conn.execute(q.FAIL_EXPORT, {"id": export_id, "error": type(exc).__name__, "now": clock.now()})

@@ -134,6 +134,21 @@ async def test_a_duplicated_task_writes_once_and_a_dead_workers_job_is_claimed_a
     assert await _run(ctx, export_id) == "skipped"  # the redelivered task of a finished export does nothing
 
 
+async def test_a_job_that_fails_is_recorded_failed_and_leaves_no_file(
+        client: httpx.AsyncClient, ctx: AppContext, users: UserFactory, settings: Settings) -> None:
+    planner = await users.create("planner")
+    export_id = (await client.post("/api/v1/exports", headers=planner.headers, json=BODY)).json()["id"]
+    blocker = Path(settings.export_dir)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the export directory should be")
+    assert await _run(ctx, export_id) == "failed"
+    body = (await client.get(f"/api/v1/exports/{export_id}", headers=planner.headers)).json()
+    assert body["status"] == "failed" and body["download_url"] is None and body["error"]
+    assert list(blocker.parent.iterdir()) == [blocker]
+    blocker.unlink()
+    assert await _run(ctx, export_id) == "skipped"  # failed is final: a redelivered task does not retry it
+
+
 async def test_links_expire_and_files_are_purged_after_retention(
         client: httpx.AsyncClient, ctx: AppContext, users: UserFactory, clock: ManualClock) -> None:
     planner = await users.create("planner")
