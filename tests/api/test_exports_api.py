@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import h3
 import httpx
 import pytest
 from sqlalchemy import text
 
 from analytics.exports.jobs import purge_expired_exports, run_export_job
+from analytics.exports.places import cell_id
 from api.app import create_app
 from core.clock import ManualClock
 from core.context import AppContext, build_context
 from core.settings import Settings
 from tests.conftest import make_settings
-from tests.exports_world import DAY_FROM, DAY_TO, build_export_world
+from tests.exports_world import DAY_FROM, DAY_TO, LAT_A, LNG_A, build_export_world
 from tests.factories import UserFactory
 from tests.procs import free_port
 
@@ -193,3 +195,31 @@ async def test_an_unreachable_broker_is_503_and_the_export_is_marked_failed(
     assert res.status_code == 503, res.text
     async with ctx.engine.connect() as conn:
         assert (await conn.execute(text("SELECT status FROM exports"))).scalars().all() == ["failed"]
+
+
+async def test_a_planner_exports_any_area_by_bbox_and_sessions_by_cell(
+        client: httpx.AsyncClient, ctx: AppContext, users: UserFactory) -> None:
+    planner = await users.create("planner")
+    op_a, op_b = await users.create("operator"), await users.create("operator")
+    assert op_a.organisation_id and op_b.organisation_id
+    world = await build_export_world(ctx, org_a=op_a.organisation_id, org_b=op_b.organisation_id)
+
+    async def export(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        export_id = (await client.post("/api/v1/exports", headers=planner.headers, json=body)).json()["id"]
+        assert await _run(ctx, export_id) == "done"
+        status = (await client.get(f"/api/v1/exports/{export_id}", headers=planner.headers)).json()
+        url = urlsplit(status["download_url"])
+        return status, list(csv.DictReader(io.StringIO((await client.get(f"{url.path}?{url.query}")).text)))
+
+    # a box around lot A only (lot B is ~250 m north-east)
+    _, rows = await export({**BODY, "bbox": [LNG_A - 0.001, LAT_A - 0.001, LNG_A + 0.001, LAT_A + 0.001]})
+    assert {r["curb_place_id"] for r in rows} == {str(world.lot_a)}
+    # both lots' sessions in one r6 cell: 19 completed sessions, listed under the cell's id, not the lots'
+    status, rows = await export({**BODY, "kind": "sessions", "group_by": "h3", "h3_res": 6})
+    cell = h3.latlng_to_cell(LAT_A, LNG_A, 6)
+    assert status["rows"] == 19 and status["suppressed"] == 0 and len(rows) == 19
+    assert {(r["place_type"], r["h3_cell"], r["curb_place_id"]) for r in rows} == {("h3_cell", cell, cell_id(cell))}
+    # at r10 the lots are in different cells: lot B's cell (9 sessions) is left out and counted as suppressed
+    status, rows = await export({**BODY, "kind": "sessions", "group_by": "h3", "h3_res": 10})
+    assert status["rows"] == 10 and status["suppressed"] == 9
+    assert {r["h3_cell"] for r in rows} == {h3.latlng_to_cell(LAT_A, LNG_A, 10)}
