@@ -143,8 +143,8 @@ async def write_export(*, engine: AsyncEngine, req: ExportRequest, organisation_
             await progress(done, rows, suppressed)
 
     async with engine.connect() as conn:
-        # a reporting transaction: longer statements than the API's 15 s (reset when the connection is returned)
-        await conn.execute(q.EXPORT_STATEMENT_TIMEOUT)
+        # a reporting transaction (settings local to it: gone when the connection returns to the pool)
+        await conn.execute(q.EXPORT_SETTINGS)
         places = await load_places(conn, req=req, organisation_id=organisation_id)
         total = max(1, len(places))
         if req.kind == "occupancy":
