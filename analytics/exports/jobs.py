@@ -245,6 +245,12 @@ async def get_export(*, conn: AsyncConnection, export_id: uuid.UUID, requester: 
     return row
 
 
+async def list_exports(*, conn: AsyncConnection, requester: Requester, limit: int) -> list[Any]:
+    """The requester's own exports, newest first."""
+    scope_of(requester)
+    return list(await conn.execute(q.LIST_EXPORTS, {"user_id": requester.user_id, "limit": limit}))
+
+
 def _signature(secret: bytes, export_id: uuid.UUID, expires: int) -> str:
     return hmac.new(secret, f"export-download:{export_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 

@@ -15,6 +15,11 @@ GET_EXPORT = text(
     "SELECT id, user_id, params, status, progress, rows, suppressed, path, bytes, error, created_at, started_at,"
     " finished_at, expires_at, purged_at FROM exports WHERE id = :id")
 
+LIST_EXPORTS = text(
+    "SELECT id, user_id, params, status, progress, rows, suppressed, path, bytes, error, created_at, started_at,"
+    " finished_at, expires_at, purged_at FROM exports WHERE user_id = :user_id"
+    " ORDER BY created_at DESC, id DESC LIMIT :limit")
+
 # A queued job, or a running one whose worker stopped reporting progress (it died: tasks are acked late and
 # redelivered, docs/adr/0019). A job already done or failed is never claimed again.
 CLAIM_EXPORT = text(

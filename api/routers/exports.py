@@ -14,6 +14,7 @@ from analytics.exports import jobs
 from analytics.exports.spec import ExportRequest
 from analytics.exports.tasks import enqueue_export
 from api.deps import CtxDep, NowDep, Principal, require_roles
+from api.ratelimit import WRITE_LIMIT
 from core.errors import ServiceUnavailable
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
@@ -56,7 +57,20 @@ def _requester(user: Principal) -> jobs.Requester:
     return jobs.Requester(user_id=user.user_id, role=user.role, organisation_id=user.organisation_id)
 
 
-@router.post("", status_code=202, response_model=ExportAccepted,
+class ExportList(BaseModel):
+    items: list[ExportOut]
+    next_cursor: str | None = None
+
+
+@router.get("", response_model=ExportList, summary="The caller's own exports, newest first")
+async def my_exports(user: ExportUser, ctx: CtxDep, now: NowDep,
+                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    async with ctx.engine.connect() as conn:
+        rows = await jobs.list_exports(conn=conn, requester=_requester(user), limit=limit)
+    return {"items": [jobs.export_view(r, settings=ctx.settings, now=now) for r in rows], "next_cursor": None}
+
+
+@router.post("", status_code=202, response_model=ExportAccepted, dependencies=[WRITE_LIMIT],
              summary="Start an occupancy or sessions export (planners: any lots; operators: their own)")
 async def start_export(body: ExportRequest, user: ExportUser, ctx: CtxDep, now: NowDep,
                        response: Response) -> dict[str, Any]:

@@ -110,6 +110,10 @@ async def test_access_per_role(client: httpx.AsyncClient, ctx: AppContext, users
         assert (await client.get(f"/api/v1/exports/{mine}", headers=who.headers)).status_code == 404
     assert (await client.get(f"/api/v1/exports/{mine}", headers=driver.headers)).status_code == 403
     assert (await client.get(f"/api/v1/exports/{uuid.uuid4()}", headers=planner.headers)).status_code == 404
+    listed = (await client.get("/api/v1/exports", headers=planner.headers)).json()
+    assert [e["id"] for e in listed["items"]] == [mine] and listed["next_cursor"] is None
+    assert (await client.get("/api/v1/exports", headers=other_planner.headers)).json()["items"] == []
+    assert (await client.get("/api/v1/exports", headers=driver.headers)).status_code == 403
 
     # planners see every lot, operators their own only (the worker's function, in process)
     assert await _run(ctx, mine) == "done" and await _run(ctx, theirs) == "done"
