@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers bench-exports clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers clean-testdbs
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -39,12 +39,12 @@ bench-gates: setup    ## gate decisions p50/p99 at a fixed rate beside /healthz
 profile-gates: setup  ## CPU ms per gate decision by kind, in process (bench_gates' mix), and a cProfile top list
 	$(BIN)/python -m loadtests.profile_gates
 
-bench-exports: setup  ## planner exports: rows/s and the writer's peak RSS, CSV and GeoParquet, 1,000 lots x 90 days
-	$(BIN)/python -m loadtests.bench_exports
-
 bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
 	$(BIN)/python -m loadtests.bench_sensors
 	$(BIN)/python -m loadtests.bench_edge
+
+bench-exports: setup  ## planner exports: rows/s and the writer's peak RSS, CSV and GeoParquet, 1,000 lots x 90 days
+	$(BIN)/python -m loadtests.bench_exports
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \
