@@ -14,10 +14,10 @@ app.add_typer(accounts.users, name="users", help="Operators, planners and admins
 app.add_typer(accounts.devices, name="devices", help="Lot controller devices.")
 app.add_typer(accounts.partners, name="partners", help="Open data partners.")
 app.add_typer(lots.app, name="lots", help="Lot registry: bulk import.")
-app.add_typer(exports.app, name="exports", help="Occupancy and session exports for planners.")
 processes.register(app)
 booking.register(app)
 controllers.register(app)
+app.add_typer(exports.app, name="exports", help="Occupancy and session exports for planners.")
 
 
 def main() -> None:
