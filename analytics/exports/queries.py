@@ -65,17 +65,22 @@ LOT_ORGANISATIONS = text("SELECT id, organisation_id FROM lots WHERE id = ANY(CA
 
 # --- occupancy: per place and local hour ---------------------------------------------------------------------------
 
-# :lot_ids, :ranks and :tzs are parallel arrays: each lot's place (its rank in the export's place list) and the
-# place's timezone. Sessions still open count up to :now. Each session is cut at the 15-minute UTC slots it
-# touches within [:from, :to) (every timezone offset is a whole number of quarter hours, so a slot lies in one
-# local hour), summed per session and local hour, then per place and local hour: the sessions present, those
+# :lot_ids, :ranks, :tzs, :steps and :phases are parallel arrays: each lot's place (its rank in the export's place
+# list), the place's timezone, and how to cut time there: into :steps-minute pieces starting :phases minutes past
+# a UTC hour. 60 and the zone's minutes (0; 30 in India) cut at local hours; a zone whose offset changes its
+# minutes within the period gets 15 and 0 (every offset is a whole number of quarter hours, so a quarter lies in
+# one local hour). Sessions still open count up to :now. Pieces within [:from, :to) are summed per session and
+# local hour (a repeated DST hour is one bucket), then per place and local hour: the sessions present, those
 # that started in the hour, the seconds they occupied, and their whole dwell times (to :now for open ones).
 # Only hours with a session come back; the caller fills the others with zeros.
 PLACE_HOURS = text("""
 WITH place AS (
-    SELECT * FROM unnest(CAST(:lot_ids AS uuid[]), CAST(:ranks AS int[]), CAST(:tzs AS text[])) AS p(lot_id, rank, tz)
+    SELECT * FROM unnest(CAST(:lot_ids AS uuid[]), CAST(:ranks AS int[]), CAST(:tzs AS text[]),
+                         CAST(:steps AS int[]), CAST(:phases AS int[])) AS p(lot_id, rank, tz, step, phase)
 ), s AS (
-    SELECT p.rank, p.tz, ps.id, ps.entered_at AS a, least(coalesce(ps.exited_at, :now), :now) AS b
+    SELECT p.rank, p.tz, make_interval(mins => p.step) AS step,
+           TIMESTAMPTZ '2000-01-01 00:00:00+00' + make_interval(mins => p.phase) AS origin,
+           ps.entered_at AS a, least(coalesce(ps.exited_at, :now), :now) AS b
     FROM place p JOIN parking_sessions ps ON ps.lot_id = p.lot_id
     WHERE ps.entered_at < :to AND ps.entered_at < :now AND (ps.exited_at IS NULL OR ps.exited_at > :from)
 ), per_session AS (
@@ -83,10 +88,10 @@ WITH place AS (
     SELECT s.rank, x.local_hour, x.occupied, x.started, extract(epoch FROM s.b - s.a) AS dwell
     FROM s CROSS JOIN LATERAL (
         SELECT date_trunc('hour', t AT TIME ZONE s.tz) AS local_hour,
-               sum(extract(epoch FROM least(s.b, t + interval '15 minutes', :to) - greatest(s.a, t, :from))) AS occupied,
-               bool_or(s.a >= greatest(t, :from) AND s.a < t + interval '15 minutes') AS started
-        FROM generate_series(date_bin('15 minutes', greatest(s.a, :from), TIMESTAMPTZ '2000-01-01 00:00:00+00'),
-                             least(s.b, :to) - interval '1 microsecond', interval '15 minutes') AS t
+               sum(extract(epoch FROM least(s.b, t + s.step, :to) - greatest(s.a, t, :from))) AS occupied,
+               bool_or(s.a >= greatest(t, :from) AND s.a < t + s.step) AS started
+        FROM generate_series(date_bin(s.step, greatest(s.a, :from), s.origin),
+                             least(s.b, :to) - interval '1 microsecond', s.step) AS t
         GROUP BY 1) x
     WHERE s.b > s.a
 )

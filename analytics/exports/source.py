@@ -36,6 +36,9 @@ class HourGrid:
     dates: np.ndarray[Any, Any]
     hours: np.ndarray[Any, Any]
     seconds: np.ndarray[Any, Any]
+    #: minutes past a UTC hour at which local hours start (30 in India), or None when that changes within the
+    #: period (a zone whose DST moves it by half an hour): the SQL then cuts sessions at quarter hours instead
+    hour_phase: int | None
 
     def __len__(self) -> int:
         return len(self.local_hours)
@@ -74,17 +77,21 @@ def hour_grid(tz: str, start: datetime, end: datetime) -> HourGrid:
     one does not appear."""
     zone = ZoneInfo(tz)
     buckets: dict[datetime, float] = {}
+    phases: set[int] = set()
     t = _floor_slot(start)
     while t < end:
         overlap = (min(t + SLOT, end) - max(t, start)).total_seconds()
-        local = t.astimezone(zone).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+        local = t.astimezone(zone)
+        phases.add(-int((local.utcoffset() or timedelta(0)).total_seconds() // 60) % 60)
+        local = local.replace(tzinfo=None, minute=0, second=0, microsecond=0)
         buckets[local] = buckets.get(local, 0.0) + overlap
         t += SLOT
     hours = tuple(sorted(buckets))
     return HourGrid(local_hours=hours, index={h: i for i, h in enumerate(hours)},
                     dates=np.array([h.date() for h in hours], dtype="datetime64[D]"),
                     hours=np.array([h.hour for h in hours], dtype=np.int8),
-                    seconds=np.array([buckets[h] for h in hours], dtype=np.float64))
+                    seconds=np.array([buckets[h] for h in hours], dtype=np.float64),
+                    hour_phase=phases.pop() if len(phases) == 1 else None)
 
 
 def empty_hours(place: Place, grid: HourGrid) -> PlaceHours:
@@ -115,7 +122,13 @@ async def place_hours_from_sessions(conn: AsyncConnection, *, places: Sequence[P
     bounded share of the sessions at a time and returns only the hours that had one."""
     days = (end - start).total_seconds() / 86_400
     for run in chunks(places, days=days):
-        rows = iter((await conn.execute(q.PLACE_HOURS, {**lot_arrays(run), "from": start, "to": end, "now": now})).all())
+        arrays = lot_arrays(run)
+        # each lot's cut: whole local hours where its zone's offset keeps its minutes, else quarter hours
+        grids = {p.rank: hour_grid(p.timezone, start, end) for p in run}
+        phases = [grids[rank].hour_phase for rank in arrays["ranks"]]
+        params = {**arrays, "steps": [15 if ph is None else 60 for ph in phases],
+                  "phases": [0 if ph is None else ph for ph in phases], "from": start, "to": end, "now": now}
+        rows = iter((await conn.execute(q.PLACE_HOURS, params)).all())
         row = next(rows, None)
         for place in run:
             grid = hour_grid(place.timezone, start, end)

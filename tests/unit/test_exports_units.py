@@ -40,6 +40,12 @@ def test_hour_grid_merges_the_repeated_hour_and_skips_the_missing_one() -> None:
     india = hour_grid("Asia/Kolkata", datetime(2026, 1, 1, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 2, 0, tzinfo=UTC))
     assert list(zip(india.hours.tolist(), india.seconds.tolist(), strict=True)) == [(5, 1800.0), (6, 3600.0),
                                                                                    (7, 1800.0)]
+    # where local hours start, in minutes past a UTC hour (None: it changes within the period)
+    assert autumn.hour_phase == 0 and india.hour_phase == 30
+    assert hour_grid("America/St_Johns", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)).hour_phase == 30
+    # Lord Howe Island moves by half an hour when its DST ends (2026-04-05 02:00 +11 -> 01:30 +10:30)
+    assert hour_grid("Australia/Lord_Howe", datetime(2026, 4, 4, tzinfo=UTC),
+                     datetime(2026, 4, 5, tzinfo=UTC)).hour_phase is None
 
 
 _GRID = hour_grid("America/Los_Angeles", datetime(2026, 1, 6, 18, tzinfo=UTC), datetime(2026, 1, 6, 19, tzinfo=UTC))
