@@ -22,7 +22,7 @@ lint:
 	$(BIN)/ruff check .
 
 typecheck:
-	$(BIN)/mypy api core cli geo booking pricing controllers
+	$(BIN)/mypy api core cli geo booking pricing controllers analytics
 
 bench: setup      ## benchmarks with same-run baselines (not part of make test)
 	$(BIN)/python -m loadtests.run_all
@@ -45,6 +45,9 @@ loadtest: setup   ## Locust journeys (driver, partner, sensors, operator) headle
 bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
 	$(BIN)/python -m loadtests.bench_sensors
 	$(BIN)/python -m loadtests.bench_edge
+
+bench-exports: setup  ## planner exports: rows/s and the writer's peak RSS, CSV and GeoParquet, 1,000 lots x 90 days
+	$(BIN)/python -m loadtests.bench_exports
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \

@@ -15,6 +15,7 @@ from api.routers import (
     auth,
     destinations,
     displays,
+    exports,
     gates,
     health,
     lots,
@@ -103,4 +104,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(exports.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, controllers, db, demo, lots, network, processes
+from cli import accounts, booking, controllers, db, demo, exports, lots, network, processes
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -18,6 +18,7 @@ app.add_typer(network.app, name="network", help="Pedestrian network for walking 
 processes.register(app)
 booking.register(app)
 controllers.register(app)
+app.add_typer(exports.app, name="exports", help="Occupancy and session exports for planners.")
 
 
 def main() -> None:

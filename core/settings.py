@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     idempotency_key_ttl_hours: int = Field(24, ge=1, le=720)
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    #: where planner export files are written (created on first use), how long a finished file is kept, how long a
+    #: download link works, and after how long without progress a running export may be claimed again
+    export_dir: str = "var/exports"
+    export_retention_hours: int = Field(168, ge=1, le=24 * 366)
+    export_link_ttl_seconds: int = Field(3600, ge=30, le=7 * 86_400)
+    export_stale_seconds: int = Field(900, ge=30, le=86_400)
+    #: the lowest privacy threshold a planner may ask for (operators exporting their own lots may go down to 1)
+    export_min_sessions_floor: int = Field(10, ge=1, le=100_000)
 
     @field_validator("secret_key")
     @classmethod
