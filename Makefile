@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -22,7 +22,7 @@ lint:
 	$(BIN)/ruff check .
 
 typecheck:
-	$(BIN)/mypy api core cli geo booking pricing controllers
+	$(BIN)/mypy api core cli geo booking pricing controllers analytics
 
 bench: setup      ## benchmarks with same-run baselines (not part of make test)
 	$(BIN)/python -m loadtests.run_all
@@ -42,9 +42,15 @@ bench-live: setup     ## 200 SSE clients on one lot: gate event to every client,
 profile-gates: setup  ## CPU ms per gate decision by kind, in process (bench_gates' mix), and a cProfile top list
 	$(BIN)/python -m loadtests.profile_gates
 
+loadtest: setup   ## Locust journeys (driver, partner, sensors, operator) headless for 60 s beside /healthz
+	$(BIN)/python -m loadtests.loadtest
+
 bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
 	$(BIN)/python -m loadtests.bench_sensors
 	$(BIN)/python -m loadtests.bench_edge
+
+bench-exports: setup  ## planner exports: rows/s and the writer's peak RSS, CSV and GeoParquet, 1,000 lots x 90 days
+	$(BIN)/python -m loadtests.bench_exports
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \

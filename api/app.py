@@ -14,7 +14,9 @@ from api.problems import install_problem_handlers
 from api.routers import (
     auth,
     dashboard,
+    destinations,
     displays,
+    exports,
     gates,
     health,
     lots,
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(sensors.router, prefix=API_PREFIX)
     app.include_router(lots.router, prefix=API_PREFIX)
     app.include_router(zones.router, prefix=API_PREFIX)
+    app.include_router(destinations.router, prefix=API_PREFIX)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(open_data.router)
@@ -105,6 +108,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(exports.router)
     app.include_router(dashboard.router, prefix=API_PREFIX)
     install_pages(app)
     return app

@@ -10,7 +10,8 @@ from cli.common import settings_or_exit
 from core.celery_app import create_celery
 
 # Task modules and periodic jobs; each domain package owns its tasks module.
-TASK_MODULES: list[str] = ["booking.tasks", "core.tasks", "controllers.tasks", "controllers.tasks_sensors"]
+TASK_MODULES: list[str] = ["booking.tasks", "core.tasks", "controllers.tasks", "controllers.tasks_sensors",
+                           "analytics.exports.tasks"]
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-holds": {"task": "booking.expire_holds", "schedule": 15.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
@@ -23,6 +24,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mark-stale-sensors": {"task": "controllers.mark_stale_sensors", "schedule": 30.0},
     "occupancy-snapshots": {"task": "controllers.occupancy_snapshots", "schedule": 300.0},
     "prune-sensor-event-ids": {"task": "controllers.prune_sensor_event_ids", "schedule": 3_600.0},
+    "expire-idempotency-keys": {"task": "booking.expire_idempotency_keys", "schedule": 600.0},
+    "purge-exports": {"task": "analytics.exports.purge", "schedule": 3_600.0},
 }
 
 

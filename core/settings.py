@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = Field("pg", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     redis_timeout_ms: int = Field(250, ge=10, le=10_000)
+    # true: redis_url names any node of a Redis Cluster; every lot's keys share the hash tag {lot:<id>}
+    redis_cluster: bool = False
     broker_url: str = "redis://127.0.0.1:6379/1"
     celery_queue: str = Field("parkgrid", pattern=r"^[A-Za-z0-9_.-]+$")
     secret_key: SecretStr
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     public_base_url: str = "http://127.0.0.1:8000"
+    #: how long an Idempotency-Key claimed by a request that has not answered stays locked; after it, the same
+    #: client's retry takes the key over (a request that died in between its recovery points; docs/adr/0015)
+    idempotency_lock_timeout_seconds: int = Field(30, ge=1, le=3_600)
+    #: Idempotency-Keys older than this are swept (booking.sweepers.expire_idempotency_keys) and may be reused
+    idempotency_key_ttl_hours: int = Field(24, ge=1, le=720)
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
     #: operators' dashboard (docs/features/dashboard.md): a gate with no event for this long is "silent"
@@ -63,6 +70,14 @@ class Settings(BaseSettings):
     live_stream_maxlen: int = Field(1000, ge=10, le=100_000)
     live_token_ttl_seconds: int = Field(120, ge=10, le=3600)
     live_alert_interval_seconds: int = Field(30, ge=1, le=3600)
+    #: where planner export files are written (created on first use), how long a finished file is kept, how long a
+    #: download link works, and after how long without progress a running export may be claimed again
+    export_dir: str = "var/exports"
+    export_retention_hours: int = Field(168, ge=1, le=24 * 366)
+    export_link_ttl_seconds: int = Field(3600, ge=30, le=7 * 86_400)
+    export_stale_seconds: int = Field(900, ge=30, le=86_400)
+    #: the lowest privacy threshold a planner may ask for (operators exporting their own lots may go down to 1)
+    export_min_sessions_floor: int = Field(10, ge=1, le=100_000)
 
     @field_validator("secret_key")
     @classmethod
