@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from core.keys import Keys
@@ -195,10 +196,14 @@ class LiveHub:
     """Fans a lot's stream out to this process's viewers: one blocking XREAD per lot with viewers."""
 
     def __init__(self, *, redis_url: str, prefix: str, publisher: LivePublisher, block_ms: int = 5000,
-                 queue_size: int = 1000, every: float = 30.0) -> None:
+                 queue_size: int = 1000, every: float = 30.0, cluster: bool = False) -> None:
         # Blocking reads need a socket timeout longer than the block; the shared client gives up after 250 ms.
-        self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 5,
-                                             socket_connect_timeout=5, decode_responses=False)
+        # A lot's stream is one key, so on a Redis Cluster the cluster client sends its XREAD to that key's node.
+        timeout = block_ms / 1000 + 5
+        self.redis: aioredis.Redis = cast(aioredis.Redis, RedisCluster.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=5, decode_responses=False)) if cluster else \
+            aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=5,
+                                    decode_responses=False)
         self.keys = Keys(prefix)
         self.block_ms = block_ms
         self.queue_size = queue_size
@@ -349,6 +354,7 @@ def live_hub(ctx: Any) -> LiveHub:
     if found is None:
         s = ctx.settings
         found = ctx.extras["live_hub"] = LiveHub(redis_url=s.redis_url, prefix=s.redis_prefix,
-                                                 publisher=live_publisher(ctx), every=s.live_alert_interval_seconds)
+                                                 publisher=live_publisher(ctx), every=s.live_alert_interval_seconds,
+                                                 cluster=s.redis_cluster)
         _closers(ctx).append(found.aclose)
     return found  # type: ignore[no-any-return]

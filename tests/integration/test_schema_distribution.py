@@ -25,7 +25,7 @@ DISTRIBUTED = {
     "lots", "levels", "zones", "spots", "gates", "devices", "reservations", "parking_sessions", "rate_cards",
     "monthly_passes", "payments", "plate_debts", "sensors", "controller_events", "sensor_events",
     "sensor_events_default", "occupancy_snapshots", "lot_spot_counts", "sensor_event_ids", "mqtt_gate_inbox",
-    "lot_walk_nodes", "destination_walks",
+    "lot_walk_nodes", "destination_walks", "dashboard_alert_acks", "redis_repairs",
 }
 #: small, read everywhere, written rarely: replicated to every node
 REFERENCE = {"organisations", "users", "partners", "refresh_tokens", "vehicles", "payment_events", "exports",
