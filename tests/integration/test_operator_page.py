@@ -125,6 +125,9 @@ async def test_sign_in_open_a_lot_watch_a_gate_entry_change_the_free_count_and_d
         await expect(page.locator(f'tr[data-gate="{gl.entry}"]')).to_contain_text("open")
         after = (await http.get(f"/api/v1/lots/{gl.lot_id}/dashboard", headers=op.headers)).json()
         assert after["occupancy"]["total"]["free"] == free - 1
+        silent_exit = page.locator(f'li[data-alert="gate_silent:{gl.exit}"]')
+        await silent_exit.get_by_role("button", name="Acknowledge").click()
+        await expect(silent_exit).to_contain_text(f"ack {op.email}")
         shot = screenshot_path(tmp_path)
         shot.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(shot), full_page=True)
