@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    #: open data feeds: how often a worker asks PostgreSQL whether its feed snapshot is out of date
+    open_data_poll_ms: int = Field(1000, ge=0, le=60_000)
+    #: open data feeds: at most one snapshot rebuild per worker this often, however busy the city
+    open_data_min_rebuild_seconds: float = Field(5.0, ge=0.0, le=25.0)
+    #: open data feeds: rebuild at least this often (opening hours turning, counts going stale)
+    open_data_max_age_seconds: int = Field(60, ge=1, le=3600)
+    #: open data feeds: a sensor count older than this is stale and published as unknown
+    open_data_stale_after_seconds: int = Field(600, ge=10, le=86_400)
+    #: open data feeds: Cache-Control max-age
+    open_data_cache_seconds: int = Field(15, ge=0, le=3600)
+    #: DATEX II publicationCreator (ISO 3166-1 alpha-2 country, national identifier) and language
+    open_data_country: str = Field("XX", pattern=r"^[A-Za-z]{2}$")
+    open_data_publisher: str = Field("ParkGrid", min_length=1, max_length=100)
+    open_data_lang: str = Field("en", pattern=r"^[a-z]{2}$")
 
     @field_validator("secret_key")
     @classmethod
