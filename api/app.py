@@ -18,6 +18,7 @@ from api.routers import (
     health,
     lots,
     me,
+    ogc,
     open_data,
     passes,
     payments,
@@ -101,4 +102,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(ogc.router)
     return app
