@@ -24,6 +24,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "occupancy-snapshots": {"task": "controllers.occupancy_snapshots", "schedule": 300.0},
     "prune-sensor-event-ids": {"task": "controllers.prune_sensor_event_ids", "schedule": 3_600.0},
 }
+# open data: partners' webhooks (geo/webhooks.py)
+TASK_MODULES.append("geo.tasks")
+BEAT_SCHEDULE["partner-webhooks"] = {"task": "geo.partner_webhooks", "schedule": 10.0}
 
 
 def celery_app() -> Any:

@@ -96,3 +96,73 @@ WHERE lot_id = :lot_id AND id IN (
     SELECT id FROM spots WHERE lot_id = :lot_id AND type = :type AND status = 'out_of_service'
     ORDER BY idx LIMIT :n)
 """)
+
+# --- partner webhooks ----------------------------------------------------------------------------------
+
+# Alert states: read all without a lock; the lots whose state differs are then locked (in id order), so a second
+# worker looking at once waits and reads the state the first one wrote; the upsert changes only what differs.
+ALERT_STATES = "SELECT lot_id, state FROM lot_alert_states"
+
+LOCK_ALERT_STATES = """
+SELECT lot_id, state FROM lot_alert_states WHERE lot_id = ANY($1::uuid[]) ORDER BY lot_id FOR UPDATE
+"""
+
+UPSERT_ALERT_STATES = """
+INSERT INTO lot_alert_states (lot_id, state, changed_at)
+SELECT lot_id, state, $3 FROM unnest($1::uuid[], $2::text[]) AS s(lot_id, state) ORDER BY lot_id
+ON CONFLICT (lot_id) DO UPDATE SET state = EXCLUDED.state, changed_at = EXCLUDED.changed_at
+WHERE lot_alert_states.state <> EXCLUDED.state
+RETURNING lot_id, state
+"""
+
+ACTIVE_WEBHOOKS = """
+SELECT w.id, w.events FROM partner_webhooks w JOIN partners p ON p.id = w.partner_id
+WHERE w.disabled_at IS NULL AND p.revoked_at IS NULL
+"""
+
+INSERT_DELIVERIES = """
+INSERT INTO webhook_deliveries (id, webhook_id, event, payload, next_attempt_at, created_at)
+SELECT d.id, d.webhook_id, d.event, d.payload::jsonb, $5, $5
+FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS d(id, webhook_id, event, payload)
+"""
+
+# Claim due deliveries ($1 now, $2 lease end, $3 how many): moved past the lease so a crashed sender's claim
+# comes due again, and skipped by other senders meanwhile.
+CLAIM_DELIVERIES = """
+UPDATE webhook_deliveries d SET next_attempt_at = $2, attempts = d.attempts + 1
+FROM partner_webhooks w
+WHERE d.webhook_id = w.id AND d.id IN (
+    SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+    ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING d.id, d.event, d.payload::text AS payload, d.attempts, d.created_at, w.url, w.secret, w.previous_secret,
+          w.previous_secret_until
+"""
+
+DELIVERED = "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $2, last_error = NULL WHERE id = $1"
+
+RETRY_LATER = """
+UPDATE webhook_deliveries SET next_attempt_at = $2, last_error = $3,
+       status = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END
+WHERE id = $1
+"""
+
+INSERT_WEBHOOK = text("""
+INSERT INTO partner_webhooks (partner_id, url, secret, events, created_at)
+SELECT id, :url, :secret, CAST(:events AS text[]), :now FROM partners WHERE id = :partner_id AND revoked_at IS NULL
+RETURNING id
+""")
+
+ROTATE_WEBHOOK_SECRET = text("""
+UPDATE partner_webhooks SET previous_secret = secret, previous_secret_until = :until, secret = :secret
+WHERE id = :webhook_id AND disabled_at IS NULL
+RETURNING id
+""")
+
+LIST_WEBHOOKS = text("""
+SELECT w.id, w.partner_id, w.url, w.events, w.created_at, w.disabled_at,
+       count(d.id) FILTER (WHERE d.status = 'pending') AS pending,
+       count(d.id) FILTER (WHERE d.status = 'failed') AS failed
+FROM partner_webhooks w LEFT JOIN webhook_deliveries d ON d.webhook_id = w.id
+WHERE CAST(:partner_id AS uuid) IS NULL OR w.partner_id = CAST(:partner_id AS uuid)
+GROUP BY w.id ORDER BY w.created_at
+""")
