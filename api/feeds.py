@@ -30,15 +30,26 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
-def _etag(snap: Snapshot, variant: str) -> str:
+def etag_of(snap: Snapshot, variant: str) -> str:
+    """The weak ETag of one body: the snapshot's digest and a short hash of the format and parameters."""
     return f'W/"{snap.digest}-{hashlib.blake2b(variant.encode(), digest_size=6).hexdigest()}"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison (RFC 9110) of an If-None-Match list with our ETag."""
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def cache_headers(snap: Snapshot, etag: str, max_age: int) -> dict[str, str]:
+    return {"ETag": etag, "Last-Modified": format_datetime(snap.changed_at, usegmt=True),
+            "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding, X-API-Key"}
 
 
 def _not_modified(request: Request, etag: str, snap: Snapshot) -> bool:
     inm = request.headers.get("if-none-match")
     if inm is not None:
-        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
-        return "*" in tags or etag.removeprefix("W/") in tags
+        return etag_matches(inm, etag)
     ims = request.headers.get("if-modified-since")
     if ims:
         try:
@@ -55,9 +66,8 @@ def feed_response(request: Request, *, snap: Snapshot, variant: str, media_type:
 
     `variant` names the format and every parameter the body depends on; with `cache`, the serialised and
     compressed body is kept on the snapshot for the next request with the same variant."""
-    etag = _etag(snap, variant)
-    headers = {"ETag": etag, "Last-Modified": format_datetime(snap.changed_at, usegmt=True),
-               "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding, X-API-Key"}
+    etag = etag_of(snap, variant)
+    headers = cache_headers(snap, etag, max_age)
     if _not_modified(request, etag, snap):
         return Response(status_code=304, headers=headers)
     gz = _accepts_gzip(request)

@@ -14,10 +14,11 @@ its opening hours publishes None with a status (`unknown` / `closed`) and the re
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,9 +34,9 @@ from geo.feed_hours import is_open_at
 SOURCE_SENSOR, SOURCE_GATE, SOURCE_NONE = "sensor", "gate", "none"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FeedLot:
-    """One lot as every feed publishes it."""
+    """One lot as every feed publishes it (read-only once built; not frozen: a frozen init costs ~1 us per field)."""
 
     id: uuid.UUID
     name: str
@@ -63,15 +64,7 @@ class FeedLot:
     bookable: bool
     lot_updated_at: datetime
     changed_at: datetime  # when what this lot publishes last changed (modified_since, per-item lastUpdate)
-
-    def content_key(self) -> bytes:
-        """What a partner sees of the lot, but the time it changed (a gate-counted lot's as_of is that time)."""
-        as_of = None if self.source == SOURCE_GATE else self.as_of
-        return orjson.dumps([str(self.id), self.name, self.address, self.lat, self.lng, self.kind, self.amenities,
-                             self.opening_hours, self.height_limit_cm, self.fee, self.osm_ref, self.park_ride,
-                             self.outline, self.capacity, self.capacity_by_type, self.available,
-                             self.available_by_type, self.status, self.status_reason, self.source, as_of,
-                             self.stale, self.bookable, self.lot_updated_at])
+    key: bytes = b""  # what a partner sees of the lot but its change time (a gate count's as_of is that time)
 
 
 @dataclass
@@ -116,13 +109,15 @@ def _sensor_type_count(row: asyncpg.Record, *, now: datetime, stale_after: timed
 
 
 def lot_record(row: asyncpg.Record, *, now: datetime, busy: dict[str, int] | None,
-               sensors: dict[str, asyncpg.Record] | None, stale_after: timedelta) -> FeedLot:
-    """One lot's published record (changed_at = now; `carry_over` keeps an older one when nothing changed)."""
-    in_service = dict(zip(ALL_SPOT_TYPES, row["spots_in_service"], strict=True))
-    capacity_by_type = {t: int(n) for t, n in in_service.items() if n > 0}
-    capacity = sum(capacity_by_type.values()) if int(row["capacity"]) > 0 else None
-    osm_ref = row["external_ref"].removeprefix("osm:") if (row["external_ref"] or "").startswith("osm:") else None
-    source = SOURCE_SENSOR if sensors else SOURCE_GATE if row["has_entry_gate"] else SOURCE_NONE
+               sensors: dict[str, asyncpg.Record] | None, stale_after: timedelta,
+               previous: FeedLot | None = None) -> FeedLot:
+    """One lot's published record; it keeps the previous record's change time when nothing it shows changed."""
+    capacity_by_type = {t: n for t, n in zip(ALL_SPOT_TYPES, row["spots_in_service"], strict=True) if n > 0}
+    capacity = sum(capacity_by_type.values()) if row["capacity"] > 0 else None
+    ref = row["external_ref"]
+    osm_ref = ref[4:] if ref is not None and ref.startswith("osm:") else None
+    has_gate = row["has_entry_gate"]
+    source = SOURCE_SENSOR if sensors else SOURCE_GATE if has_gate else SOURCE_NONE
     available: int | None = None
     by_type: dict[str, int | None] = dict.fromkeys(capacity_by_type)
     as_of: datetime | None = None
@@ -139,33 +134,39 @@ def lot_record(row: asyncpg.Record, *, now: datetime, busy: dict[str, int] | Non
         status, reason = "closed", "no spot in service"
     elif sensors:
         as_of = max((r["as_of"] for r in sensors.values() if r["as_of"] is not None), default=None)
-        counts = {t: (_sensor_type_count(sensors[t], now=now, stale_after=stale_after) if t in sensors else None)
-                  for t in capacity_by_type}
-        by_type = counts
-        missing = sorted(t for t, n in counts.items() if n is None)
+        by_type = {t: (_sensor_type_count(sensors[t], now=now, stale_after=stale_after) if t in sensors else None)
+                   for t in capacity_by_type}
+        missing = sorted(t for t, n in by_type.items() if n is None)
         if missing:
             stale = True
             reason = f"sensor data stale or missing for {', '.join(missing)}"
         else:
-            available = sum(n for n in counts.values() if n is not None)
-    elif row["has_entry_gate"]:
+            available = sum(n for n in by_type.values() if n is not None)
+    elif has_gate:
         taken = busy or {}
-        by_type = {t: max(0, min(n, n - taken.get(t, 0))) for t, n in capacity_by_type.items()}
+        by_type = {t: max(0, n - taken.get(t, 0)) for t, n in capacity_by_type.items()}
         available = sum(n for n in by_type.values() if n is not None)
-        as_of = now
     else:
         reason = "no live count: the lot has neither bay sensors nor an entry gate"
     if available is not None:
         status = "full" if available == 0 else "open"
     bookable = capacity is not None and capacity > 0 and row["status"] == "open"
-    outline = orjson.loads(row["outline"]) if row["outline"] else None
+    outline_text = row["outline"]
+    amenities = tuple(row["amenities"])
+    key = orjson.dumps([str(row["id"]), row["name"], row["address"], row["lat"], row["lng"], row["kind"], amenities,
+                        row["opening_hours"], row["height_limit_cm"], row["fee"], osm_ref, row["park_ride"],
+                        outline_text, capacity, capacity_by_type, available, by_type, status, reason, source,
+                        None if source == SOURCE_GATE else as_of, stale, bookable, row["updated_at"]])
+    changed_at = now
+    if previous is not None and previous.key == key:
+        changed_at = previous.changed_at
+    if source == SOURCE_GATE and available is not None:
+        as_of = changed_at  # the count has held since it was first published
     return FeedLot(
-        id=row["id"], name=row["name"], address=row["address"], lat=float(row["lat"]), lng=float(row["lng"]),
-        timezone=row["timezone"], kind=row["kind"], amenities=tuple(row["amenities"]),
-        opening_hours=row["opening_hours"], height_limit_cm=row["height_limit_cm"], fee=row["fee"], osm_ref=osm_ref,
-        park_ride=row["park_ride"], outline=outline, capacity=capacity, capacity_by_type=capacity_by_type,
-        available=available, available_by_type=by_type, status=status, status_reason=reason, source=source,
-        as_of=as_of, stale=stale, bookable=bookable, lot_updated_at=row["updated_at"], changed_at=now)
+        row["id"], row["name"], row["address"], float(row["lat"]), float(row["lng"]), row["timezone"], row["kind"],
+        amenities, row["opening_hours"], row["height_limit_cm"], row["fee"], osm_ref, row["park_ride"],
+        orjson.loads(outline_text) if outline_text else None, capacity, capacity_by_type, available, by_type, status,
+        reason, source, as_of, stale, bookable, row["updated_at"], changed_at, key)
 
 
 def _open_now(row: asyncpg.Record, now: datetime) -> bool:
@@ -173,14 +174,6 @@ def _open_now(row: asyncpg.Record, now: datetime) -> bool:
         return is_open_at(row["opening_hours"], timezone=row["timezone"], at=now)
     except ValueError:
         return True  # an unparseable value is never stored (geo.schemas); if one is, it does not close the lot
-
-
-def carry_over(lot: FeedLot, previous: FeedLot | None) -> FeedLot:
-    """The lot with the change time (and a gate count's as_of) of the previous snapshot when nothing changed."""
-    if previous is not None and previous.content_key() == lot.content_key():
-        return replace(lot, changed_at=previous.changed_at,
-                       as_of=previous.as_of if lot.source == SOURCE_GATE else lot.as_of)
-    return lot
 
 
 async def build_snapshot(pg: asyncpg.Pool | asyncpg.Connection, *, now: datetime, previous: Snapshot | None,
@@ -198,14 +191,22 @@ async def build_snapshot(pg: asyncpg.Pool | asyncpg.Connection, *, now: datetime
             sensors.setdefault(r["lot_id"], {})[r["spot_type"]] = r
     lots = []
     expires_at = now + max_age
-    for row in rows:
-        lot = lot_record(row, now=now, busy=busy.get(row["id"]), sensors=sensors.get(row["id"]),
-                         stale_after=stale_after)
-        lot = carry_over(lot, previous.get(lot.id) if previous is not None else None)
-        if lot.source == SOURCE_SENSOR and lot.available is not None and lot.as_of is not None:
-            expires_at = min(expires_at, lot.as_of + stale_after + timedelta(seconds=1))
-        lots.append(lot)
-    digest = hashlib.blake2b(b"".join(lot.content_key() for lot in lots), digest_size=16).hexdigest()
+    # ~10 objects per lot, none of them cyclic: the cyclic collector would only walk the heap again and again
+    # while they are made
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for row in rows:
+            lot = lot_record(row, now=now, busy=busy.get(row["id"]), sensors=sensors.get(row["id"]),
+                             stale_after=stale_after,
+                             previous=previous.get(row["id"]) if previous is not None else None)
+            if lot.source == SOURCE_SENSOR and lot.available is not None and lot.as_of is not None:
+                expires_at = min(expires_at, lot.as_of + stale_after + timedelta(seconds=1))
+            lots.append(lot)
+    finally:
+        if collecting:
+            gc.enable()
+    digest = hashlib.blake2b(b"".join(lot.key for lot in lots), digest_size=16).hexdigest()
     changed_at = previous.changed_at if previous is not None and previous.digest == digest else now
     return Snapshot(lots=lots, digest=digest, changed_at=changed_at.replace(microsecond=0), built_at=now,
                     change_number=number, expires_at=expires_at,

@@ -19,11 +19,14 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from sqlalchemy import text
 
+from core.accounts import create_partner
 from core.clock import ManualClock
 from core.context import AppContext
+from core.settings import Settings
 from geo.feed_snapshot import feed_snapshots
 from tests.api.test_gates_world import event, gate_lot, post_event
 from tests.factories import device_key_for
+from tests.integration.test_ratelimit import _assert_429, _limited, serve
 from tests.open_data_world import City, build_city, get_json
 
 DATEX_DIR = Path(__file__).resolve().parent.parent / "data" / "datex2_ppl"
@@ -276,3 +279,23 @@ async def test_parkapi_v3_items_pass_the_parkapi_sources_models(client: httpx.As
     # the models can fail: an unknown field, and a lot outside Europe (what a non-European deployment must know)
     broken = {"items": [dict(gate, surprise=1), dict(gate, lat=37.78, lon=-122.42)]}
     assert parkapi_sources_validate(broken)["valid"] == 0
+
+
+async def test_conditional_polls_ahead_of_routing_are_charged_to_the_quota(settings: Settings, clock: ManualClock) -> None:
+    """A 304 answered ahead of routing (api.routers.open_data.shortcuts) still counts against the partner's quota,
+    and a key it has not seen in this worker goes through the route (which looks it up)."""
+    async with serve(_limited(settings), clock) as (ctx, http):
+        city = await build_city(ctx, quota="3/minute")
+        first = await http.get("/api/v1/open/datex2", headers=city.headers)
+        assert first.status_code == 200
+        poll = {**city.headers, "If-None-Match": first.headers["etag"]}
+        assert [(await http.get("/api/v1/open/datex2", headers=poll)).status_code for _ in range(2)] == [304, 304]
+        _assert_429(await http.get("/api/v1/open/datex2", headers=poll), 60)
+        async with ctx.engine.begin() as conn:
+            _, other = await create_partner(conn=conn, name="Never seen", quota="5/minute")
+        unseen = await http.get("/api/v1/open/datex2", headers={"X-API-Key": other,
+                                                                 "If-None-Match": first.headers["etag"]})
+        assert unseen.status_code == 304  # through the route: the key looked up, then the same ETag
+        bad = await http.get("/api/v1/open/datex2", headers={"X-API-Key": "pgp_nope",
+                                                              "If-None-Match": first.headers["etag"]})
+        assert bad.status_code == 401
