@@ -8,12 +8,24 @@ ignored and the weekday rules apply on holidays too (the feeds' docs say so).
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from geo.hours import DAYS, HoursRule, parse_opening_hours
 
 
-def _day_spans(rules: list[HoursRule], day: str) -> tuple[tuple[int, int], ...]:
+@lru_cache(maxsize=4096)
+def _rules(opening_hours: str) -> tuple[HoursRule, ...]:
+    """Parsed once per distinct value: a snapshot rebuild asks for every lot's hours."""
+    return tuple(parse_opening_hours(opening_hours))
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _day_spans(rules: tuple[HoursRule, ...], day: str) -> tuple[tuple[int, int], ...]:
     spans: tuple[tuple[int, int], ...] = ()
     for rule in rules:
         if day in rule.days:
@@ -23,8 +35,8 @@ def _day_spans(rules: list[HoursRule], day: str) -> tuple[tuple[int, int], ...]:
 
 def is_open_at(opening_hours: str, *, timezone: str, at: datetime) -> bool:
     """True when `opening_hours` says open at `at` (tz-aware) in the lot's time zone; ValueError if unparseable."""
-    rules = parse_opening_hours(opening_hours)
-    local = at.astimezone(ZoneInfo(timezone))
+    rules = _rules(opening_hours)
+    local = at.astimezone(_zone(timezone))
     minute = local.hour * 60 + local.minute
     today = DAYS[local.weekday()]
     yesterday = DAYS[(local.weekday() - 1) % 7]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from core.errors import ServiceUnavailable
 from geo import open_queries as q
 from geo.availability import ALL_SPOT_TYPES, widen_to_slots
 from geo.feed_hours import is_open_at
 
 SOURCE_SENSOR, SOURCE_GATE, SOURCE_NONE = "sensor", "gate", "none"
+DB_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -280,16 +284,24 @@ class FeedSnapshots:
             if now - snap.built_at < self.min_rebuild:
                 self._checked_at = None  # look again as soon as a rebuild is allowed
                 return snap
-            pool = await self._pool()
-            number = _change_number(await pool.fetchrow(q.CHANGE_NUMBER))
-            due = (number != snap.change_number or now >= snap.expires_at
-                   or (self._recheck_at is not None and now >= self._recheck_at))
-            if due:
-                self._recheck_at = None
-                await self._rebuild(now)
-                if number != snap.change_number:
-                    # a writer advances the number before it commits: read once more a moment later
-                    self._recheck_at = now + max(self.min_rebuild, timedelta(seconds=2))
+            try:
+                pool = await self._pool()
+                number = _change_number(await pool.fetchrow(q.CHANGE_NUMBER))
+                due = (number != snap.change_number or now >= snap.expires_at
+                       or (self._recheck_at is not None and now >= self._recheck_at))
+                if due:
+                    self._recheck_at = None
+                    await self._rebuild(now)
+                    if number != snap.change_number:
+                        # a writer advances the number before it commits: read once more a moment later
+                        self._recheck_at = now + max(self.min_rebuild, timedelta(seconds=2))
+            except DB_UNAVAILABLE as exc:
+                # PostgreSQL away: the snapshot in memory is served while it is younger than the maximum age
+                # (its counts stay as they were counted; sensor counts still go stale by their as_of); past that,
+                # no number is better than an old one
+                if now - snap.built_at >= self.max_age:
+                    raise ServiceUnavailable("open data is unavailable: the database cannot be read") from exc
+                log.warning("open data snapshot not refreshed: %s", exc)
             assert self.snapshot is not None
             return self.snapshot
 

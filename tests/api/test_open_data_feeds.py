@@ -299,3 +299,15 @@ async def test_conditional_polls_ahead_of_routing_are_charged_to_the_quota(setti
         bad = await http.get("/api/v1/open/datex2", headers={"X-API-Key": "pgp_nope",
                                                               "If-None-Match": first.headers["etag"]})
         assert bad.status_code == 401
+
+
+async def test_database_away_serves_the_snapshot_in_memory_then_503(client: httpx.AsyncClient, ctx: AppContext,
+                                                                    city: City, clock: ManualClock) -> None:
+    before = await get_json(client, FEEDS[0], city)
+    pool = await ctx.pg()
+    await pool.close()  # the snapshot's pool is gone: every read of it fails (keys are looked up elsewhere)
+    clock.advance(seconds=ctx.settings.open_data_min_rebuild_seconds + 1)
+    assert await get_json(client, FEEDS[0], city) == before
+    clock.advance(seconds=ctx.settings.open_data_max_age_seconds)
+    gone = await client.get(FEEDS[0], headers=city.headers)
+    assert gone.status_code == 503 and gone.headers["content-type"] == "application/problem+json"
