@@ -5,7 +5,9 @@ the same run, the CPU of one snapshot rebuild, and the lag from a walk-in (what 
     python -m loadtests.bench_open_data --lots 5000 --duration 5 --rounds 1 --lag-samples 5
 
 Targets (issue 16): conditional polls answered 304 at >= 50 % of /healthz; full gzip GeoJSON feed >= 50
-responses/s; rebuild CPU per 20,000 lots printed; p99 lag from a gate event to the feed <= 30 s.
+responses/s; rebuild CPU per 20,000 lots printed; p99 lag from a gate event to the feed <= 30 s; viewport (bbox)
+search over ~1 km boxes at >= 0.8x point search (1 km) in the same run, and OGC items per second over the same
+boxes (`--no-search` leaves these phases out).
 
 The partner's quota is enforced as in production (rate limits on, a quota too large to be reached), so each
 poll pays its key lookup and quota check. The lag is measured with the real clock: a walk-in row inserted for a
@@ -32,6 +34,7 @@ from core.accounts import create_partner
 from core.context import build_context
 from geo.feed_formats import geojson_collection
 from geo.feed_snapshot import build_snapshot
+from loadtests.bench_search import query_points, search_path
 from loadtests.common import HEADER, Call, Result, drive, free_port, start_server, stop_server
 from loadtests.fastclient import Connection
 from loadtests.search_city import BENCH_SECRET, bench_settings, ensure_city
@@ -78,12 +81,13 @@ async def rebuild_cost(dsn: str, repeats: int) -> dict[str, float]:
         await pool.close()
 
 
-def worker(port: int, path: str, headers: dict[str, str], expect: int) -> Any:
+def worker(port: int, path: str | list[str], headers: dict[str, str], expect: int) -> Any:
+    """Closed-loop calls of one path, or of a random path of a list (written before the run)."""
     async def make(i: int) -> Call:
         conn = Connection("127.0.0.1", port)
 
         async def call(rng: random.Random) -> bool:
-            status, _ = await conn.get(path, headers=headers)
+            status, _ = await conn.get(path if isinstance(path, str) else rng.choice(path), headers=headers)
             return status == expect
 
         return call
@@ -156,11 +160,25 @@ async def run(args: argparse.Namespace, url: str) -> None:
                                                                                  "Accept-Encoding": "gzip"})
         with urllib.request.urlopen(req, timeout=30) as res:
             etag = res.headers["ETag"]
-        phases = {
+        phases: dict[str, tuple[Any, dict[str, str], int]] = {
             "/healthz": ("/healthz", {}, 200),
             "open/lots 304 (If-None-Match)": (FEED, {"X-API-Key": key, "If-None-Match": etag}, 304),
             "open/lots full gzip": (FEED, {"X-API-Key": key, "Accept-Encoding": "gzip"}, 200),
         }
+        if args.search:
+            points = query_points(args.lots, args.seed)
+            # ~1 km boxes around the same points as the 1 km point searches
+            boxes = [f"{lng - 0.0057:.6f},{lat - 0.0045:.6f},{lng + 0.0057:.6f},{lat + 0.0045:.6f}" for lat, lng in points]
+            point_paths = [search_path(lat, lng, 1000, "index") for lat, lng in points]
+            box_paths = [f"/api/v1/lots/search?bbox={b}&vehicle_type=regular&limit=20&prefilter=index" for b in boxes]
+            sql_box_paths = [p.replace("prefilter=index", "prefilter=st_dwithin") for p in box_paths]
+            ogc_paths = [f"/ogc/collections/lots/items?bbox={b}&limit=20" for b in boxes]
+            phases.update({
+                "search point 1 km (index)": (point_paths, {}, 200),
+                "search bbox ~1 km (index)": (box_paths, {}, 200),
+                "search bbox ~1 km (SQL)": (sql_box_paths, {}, 200),
+                "OGC items bbox ~1 km": (ogc_paths, {"X-API-Key": key}, 200),
+            })
         totals = {name: Result(name) for name in phases}
         for r in range(args.rounds):
             print(f"round {r + 1}\n{HEADER}", flush=True)
@@ -179,6 +197,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
             print(t.line())
         print(f"304 polls / healthz = {totals['open/lots 304 (If-None-Match)'].rps / base:.2f} (target >= 0.50); "
               f"full gzip feed {totals['open/lots full gzip'].rps:.0f} responses/s (target >= 50)")
+        if args.search:
+            point = totals["search point 1 km (index)"].rps
+            print(f"bbox search (index) / point search = {totals['search bbox ~1 km (index)'].rps / point:.2f} "
+                  f"(target >= 0.8); bbox SQL / point = {totals['search bbox ~1 km (SQL)'].rps / point:.2f}; "
+                  f"point search / healthz = {point / base:.2f}; OGC items "
+                  f"{totals['OGC items bbox ~1 km'].rps:.0f} req/s")
         if args.lag_samples:
             lags = await feed_lag(port, dsn, key, args.lag_samples)
             finite = sorted(lags)
@@ -199,6 +223,7 @@ def main() -> None:
     ap.add_argument("--feed-concurrency", type=int, default=8)
     ap.add_argument("--rebuilds", type=int, default=5)
     ap.add_argument("--lag-samples", type=int, default=20)
+    ap.add_argument("--no-search", dest="search", action="store_false", help="leave out the search and OGC phases")
     args = ap.parse_args()
     url = ensure_city(dbname=f"parkgrid_bench_open_data_{args.lots}", lots=args.lots, seed=args.seed)
     asyncio.run(run(args, url))

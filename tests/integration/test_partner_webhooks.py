@@ -217,3 +217,44 @@ def test_cli_subscribes_rotates_and_lists(settings: Settings, tmp_path: Path) ->
                           "ftp://x", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
                          check=False)
     assert bad.returncode == 1 and "url" in bad.stderr
+
+
+async def test_beat_schedules_the_webhooks_and_a_real_worker_delivers(ctx: AppContext, settings: Settings,
+                                                                       receiver: Receiver,
+                                                                       real_time: ManualClock) -> None:
+    from cli.processes import BEAT_SCHEDULE, TASK_MODULES
+    from core.celery_app import create_celery
+    from geo.tasks import WEBHOOKS_TASK
+
+    assert "geo.tasks" in TASK_MODULES
+    assert [e["schedule"] for e in BEAT_SCHEDULE.values() if e["task"] == WEBHOOKS_TASK] == [10.0]
+    city = await build_city(ctx)
+    _, secret = await _subscribe(ctx, city, receiver.url)
+    await _tick(ctx)  # states recorded
+    await _sql(ctx, "UPDATE lots SET status = 'closed' WHERE id = :l", l=city.gate)
+    env = {**os.environ, "PARKGRID_DATABASE_URL": settings.database_url,
+           "PARKGRID_SECRET_KEY": settings.secret_key.get_secret_value(), "PARKGRID_REDIS_URL": settings.redis_url,
+           "PARKGRID_REDIS_PREFIX": settings.redis_prefix, "PARKGRID_BROKER_URL": settings.broker_url,
+           "PARKGRID_CELERY_QUEUE": settings.celery_queue, "PARKGRID_LOG_LEVEL": "warning"}
+    worker = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--concurrency", "1", "--loglevel", "warning"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    celery = create_celery(settings)
+    try:
+        celery.send_task(WEBHOOKS_TASK, queue=settings.celery_queue)
+        for _ in range(300):
+            if receiver.requests:
+                break
+            assert worker.poll() is None, worker.stderr.read().decode()[-2000:] if worker.stderr else ""
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the worker sent nothing within 30 s")
+        h, body = receiver.requests[0]
+        assert Webhook(secret).verify(body, h)["type"] == "lot.closed"
+    finally:
+        celery.close()
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
