@@ -46,12 +46,14 @@ def _dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-async def partner_key(dbname: str) -> str:
+async def partner_keys(dbname: str, n: int) -> list[str]:
+    """One key per benchmark client: each has its own quota window, as real partners do (the `limits` moving window
+    keeps an entry per hit, so one key shared by every client would make each check dearer than a partner's)."""
     ctx = build_context(bench_settings(dbname))
     try:
         async with ctx.engine.begin() as conn:
-            _, key = await create_partner(conn=conn, name=f"bench-{uuid.uuid4().hex[:6]}", quota="100000000/minute")
-        return key
+            return [(await create_partner(conn=conn, name=f"bench-{uuid.uuid4().hex[:6]}",
+                                          quota="1000000/minute"))[1] for _ in range(n)]
     finally:
         await ctx.aclose()
 
@@ -81,13 +83,15 @@ async def rebuild_cost(dsn: str, repeats: int) -> dict[str, float]:
         await pool.close()
 
 
-def worker(port: int, path: str | list[str], headers: dict[str, str], expect: int) -> Any:
-    """Closed-loop calls of one path, or of a random path of a list (written before the run)."""
+def worker(port: int, path: str | list[str], headers: dict[str, str], expect: int, keys: list[str]) -> Any:
+    """Closed-loop calls of one path, or of a random path of a list (written before the run); client i sends
+    partner key i where the headers carry one."""
     async def make(i: int) -> Call:
         conn = Connection("127.0.0.1", port)
+        mine = {**headers, "X-API-Key": keys[i]} if "X-API-Key" in headers else headers
 
         async def call(rng: random.Random) -> bool:
-            status, _ = await conn.get(path if isinstance(path, str) else rng.choice(path), headers=headers)
+            status, _ = await conn.get(path if isinstance(path, str) else rng.choice(path), headers=mine)
             return status == expect
 
         return call
@@ -150,7 +154,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
           f"{cost['cpu'] * 1000:.0f} ms CPU in the worker (median of {args.rebuilds}); GeoJSON render + gzip "
           f"{cost['render_cpu'] * 1000:.0f} ms CPU once per snapshot; body {cost['raw_bytes'] / 1e6:.1f} MB, "
           f"gzip {cost['gzip_bytes'] / 1e6:.2f} MB", flush=True)
-    key = await partner_key(dbname)
+    keys = await partner_keys(dbname, max(args.concurrency, args.feed_concurrency))
+    key = keys[0]
     port = free_port()
     proc = start_server(url, port, 2, {"PARKGRID_SECRET_KEY": BENCH_SECRET, "PARKGRID_RATE_LIMITS": "on",
                                        "PARKGRID_REDIS_PREFIX": f"bench-od-{uuid.uuid4().hex[:6]}"})
@@ -185,7 +190,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
             for name, (path, headers, expect) in phases.items():
                 conc = args.feed_concurrency if "full" in name else args.concurrency
                 res = await drive(name, concurrency=conc, duration=args.duration, warmup=1.0,
-                                  make_worker=worker(port, path, headers, expect))
+                                  make_worker=worker(port, path, headers, expect, keys))
                 print(res.line(), flush=True)
                 t = totals[name]
                 t.latencies += res.latencies

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from geojson_pydantic import FeatureCollection
@@ -304,8 +305,14 @@ async def test_conditional_polls_ahead_of_routing_are_charged_to_the_quota(setti
 async def test_database_away_serves_the_snapshot_in_memory_then_503(client: httpx.AsyncClient, ctx: AppContext,
                                                                     city: City, clock: ManualClock) -> None:
     before = await get_json(client, FEEDS[0], city)
-    pool = await ctx.pg()
-    await pool.close()  # the snapshot's pool is gone: every read of it fails (keys are looked up elsewhere)
+    dsn = ctx.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    gone_pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    await gone_pool.close()
+
+    async def unreachable() -> asyncpg.Pool:
+        return gone_pool
+
+    feed_snapshots(ctx)._pool = unreachable  # the snapshot's reads fail from now on (keys are still looked up)
     clock.advance(seconds=ctx.settings.open_data_min_rebuild_seconds + 1)
     assert await get_json(client, FEEDS[0], city) == before
     clock.advance(seconds=ctx.settings.open_data_max_age_seconds)
