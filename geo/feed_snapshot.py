@@ -270,7 +270,10 @@ class FeedSnapshots:
         if snap is None:
             async with self._lock:
                 if self.snapshot is None:
-                    await self._rebuild(now)
+                    try:
+                        await self._rebuild(now)
+                    except DB_UNAVAILABLE as exc:
+                        raise ServiceUnavailable("open data is unavailable: the database cannot be read") from exc
             assert self.snapshot is not None
             return self.snapshot
         if self._checked_at is not None and now - self._checked_at < self.poll:

@@ -79,6 +79,8 @@ UPDATE lots SET name = :name, address = :address,
 WHERE id = :lot_id
 """)
 
+SET_ACCESS = text("UPDATE lots SET access = :access, updated_at = :now WHERE id = :lot_id")
+
 FIRST_LEVEL = text("SELECT id, name, ordinal FROM levels WHERE lot_id = :lot_id ORDER BY ordinal LIMIT 1")
 
 # The last in-service spots of one type (highest numbers first), taken out of service when OSM lowers a capacity.

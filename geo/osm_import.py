@@ -47,6 +47,14 @@ class Skip(Exception):
     pass
 
 
+class NotPublic(Skip):
+    """A car park OSM marks private: skipped, and a lot imported from it earlier stops being published."""
+
+    def __init__(self, access: str) -> None:
+        super().__init__(f"access={access} (not public)")
+        self.access = access
+
+
 @dataclass
 class ImportReport:
     created: list[dict[str, Any]] = field(default_factory=list)
@@ -108,7 +116,7 @@ def plan_lot(item: OsmParking, *, timezone: str, warnings: list[str]) -> Planned
         raise Skip(f"amenity={tags.get('amenity')!r}, not parking")
     access = tags.get("access")
     if access in NOT_PUBLIC:
-        raise Skip(f"access={access} (not public)")
+        raise NotPublic(access)
     parking = tags.get("parking", "surface")
     if parking in PRIVATE_KINDS:
         raise Skip(f"parking={parking} (private garages, not a public car park)")
@@ -178,8 +186,10 @@ def plan_lot(item: OsmParking, *, timezone: str, warnings: list[str]) -> Planned
                       park_ride=_park_ride(tags.get("park_ride")))
 
 
-def plan(items: Sequence[Item], *, timezone: str, report: ImportReport) -> list[PlannedLot]:
-    """The lots the items become, in input order; skips and warnings go to the report."""
+def plan(items: Sequence[Item], *, timezone: str, report: ImportReport,
+         private: dict[str, str] | None = None) -> list[PlannedLot]:
+    """The lots the items become, in input order; skips and warnings go to the report, and the refs of car parks
+    now marked private (with their access) to `private`."""
     planned: list[PlannedLot] = []
     seen: set[str] = set()
     for item in items:
@@ -193,6 +203,8 @@ def plan(items: Sequence[Item], *, timezone: str, report: ImportReport) -> list[
                 raise Skip(f"duplicate of an earlier feature ({p.ref})")
         except Skip as exc:
             report.skipped.append({"index": item.index, "ref": item.ref, "reason": str(exc)})
+            if isinstance(exc, NotPublic) and private is not None:
+                private[f"osm:{item.ref}"] = exc.access
             continue
         seen.add(p.ref)
         report.warnings += [{"index": item.index, "ref": p.ref, "warning": w} for w in warnings]
@@ -262,9 +274,18 @@ async def import_osm(conn: AsyncConnection, *, items: Sequence[Item], organisati
     Run it in one transaction: every check happens before the first write, and a failure part way writes nothing.
     """
     report = ImportReport()
-    planned = plan(items, timezone=timezone, report=report)
+    private: dict[str, str] = {}
+    planned = plan(items, timezone=timezone, report=report, private=private)
     existing = {r.external_ref: r for r in await conn.execute(oq.OSM_LOTS_BY_REF,
-                                                                {"refs": [p.ref for p in planned]})}
+                                                                {"refs": [p.ref for p in planned] + list(private)})}
+    for ref, access in private.items():  # imported when public, private now: no longer published
+        row = existing.get(ref)
+        if row is None or row.access == access:
+            continue
+        if not dry_run:
+            await conn.execute(oq.SET_ACCESS, {"lot_id": row.id, "access": access, "now": now})
+        report.updated.append({"ref": ref, "id": str(row.id), "name": row.name,
+                               "changes": {"access": {"from": row.access, "to": access}}})
     for done, p in enumerate(planned, start=1):
         row = existing.get(p.ref)
         if row is None:

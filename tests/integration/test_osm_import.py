@@ -33,7 +33,7 @@ def _n(i: int, j: int) -> tuple[float, float]:
 
 
 def write_pbf(path: Path, *, garage_capacity: str = "120", garage_name: str = "Parkhaus Hauptbahnhof",
-              extra: bool = False) -> None:
+              extra: bool = False, laim_access: str | None = None) -> None:
     """Nodes, ways and multipolygons covering every case the importer tells apart."""
     coords = {
         1: _n(0, 0), 2: _n(2, 0), 3: _n(2, 2), 4: _n(0, 2),  # the garage: a square way
@@ -56,6 +56,8 @@ def write_pbf(path: Path, *, garage_capacity: str = "120", garage_name: str = "P
         106: ({"amenity": "parking", "capacity": "20", "access": "customers", "opening_hours": "Mo-Sa 08:00-20:00",
                "maxheight": "2.0"}, _n(36, 0)),
     }
+    if laim_access:
+        parking_nodes[100][0]["access"] = laim_access
     if extra:
         parking_nodes[107] = ({"amenity": "parking", "capacity": "8", "name": "Neu"}, _n(37, 0))
     for nid, (tags, loc) in parking_nodes.items():
@@ -170,6 +172,11 @@ async def test_reimport_updates_by_osm_id_and_reports_what_changed(ctx: AppConte
     back = await _import(ctx, read_osm(first), org)  # capacity back up: spots return to service
     assert back.updated[0]["changes"]["spots.regular"] == {"from": 96, "to": 116}
     assert (await _lots(ctx))["osm:way/200"].spots_in_service == [0, 0, 116, 0, 0, 4]
+    gated = tmp_path / "c.osm.pbf"
+    write_pbf(gated, laim_access="private")  # the P+R became private: skipped, and no longer published
+    closed = await _import(ctx, read_osm(gated), org)
+    assert [u["changes"] for u in closed.updated] == [{"access": {"from": None, "to": "private"}}]
+    assert (await _lots(ctx))["osm:node/100"].access == "private"
 
 
 def test_truncated_and_non_osm_files_are_clear_errors(tmp_path: Path) -> None:
