@@ -148,9 +148,10 @@ async def items(request: Request, ctx: CtxDep, partner: LimitedPartner) -> Respo
                          media_type=GEOJSON, max_age=ctx.settings.open_data_cache_seconds, cache=False, build=build)
 
 
-@router.get("/collections/lots/items/{feature_id}", summary="One car park (GeoJSON Feature)",
+@router.get("/collections/lots/items/{lot_id}", summary="One car park (GeoJSON Feature)",
             responses={200: {"content": {GEOJSON: {}}}, 404: {"description": "no such car park"}})
-async def item(request: Request, ctx: CtxDep, partner: LimitedPartner, feature_id: str) -> Response:
+async def item(request: Request, ctx: CtxDep, partner: LimitedPartner, lot_id: str) -> Response:
+    feature_id = lot_id  # OGC's featureId: the lot id
     snap = await feed_snapshots(ctx).current(now=ctx.clock.now())
     try:
         lot = snap.get(uuid.UUID(feature_id))
