@@ -21,6 +21,7 @@ from api.routers import (
     health,
     lots,
     me,
+    ogc,
     open_data,
     passes,
     payments,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.state.registry = registry
     # plain searches are answered ahead of routing (api.routers.search.shortcut)
     shortcuts: dict[str, Shortcut] = {API_PREFIX + "/lots/search": search.shortcut()}
+    shortcuts.update(open_data.shortcuts())  # conditional feed polls (304)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes,
                        shortcuts=shortcuts)
     install_problem_handlers(app)
@@ -109,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
     app.include_router(exports.router)
+    app.include_router(ogc.router)
     app.include_router(dashboard.router, prefix=API_PREFIX)
     install_pages(app)
     return app

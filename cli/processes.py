@@ -27,6 +27,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-idempotency-keys": {"task": "booking.expire_idempotency_keys", "schedule": 600.0},
     "purge-exports": {"task": "analytics.exports.purge", "schedule": 3_600.0},
 }
+# open data: partners' webhooks (geo/webhooks.py)
+TASK_MODULES.append("geo.tasks")
+BEAT_SCHEDULE["partner-webhooks"] = {"task": "geo.partner_webhooks", "schedule": 10.0}
 
 
 def celery_app() -> Any:

@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     export_stale_seconds: int = Field(900, ge=30, le=86_400)
     #: the lowest privacy threshold a planner may ask for (operators exporting their own lots may go down to 1)
     export_min_sessions_floor: int = Field(10, ge=1, le=100_000)
+    #: open data feeds: how often a worker asks PostgreSQL whether its feed snapshot is out of date
+    open_data_poll_ms: int = Field(1000, ge=0, le=60_000)
+    #: open data feeds: at most one snapshot rebuild per worker this often, however busy the city
+    open_data_min_rebuild_seconds: float = Field(5.0, ge=0.0, le=25.0)
+    #: open data feeds: rebuild at least this often (opening hours turning, counts going stale)
+    open_data_max_age_seconds: int = Field(60, ge=1, le=3600)
+    #: open data feeds: a sensor count older than this is stale and published as unknown
+    open_data_stale_after_seconds: int = Field(600, ge=10, le=86_400)
+    #: open data feeds: Cache-Control max-age
+    open_data_cache_seconds: int = Field(15, ge=0, le=3600)
+    #: DATEX II publicationCreator (ISO 3166-1 alpha-2 country, national identifier) and language
+    open_data_country: str = Field("XX", pattern=r"^[A-Za-z]{2}$")
+    open_data_publisher: str = Field("ParkGrid", min_length=1, max_length=100)
+    open_data_lang: str = Field("en", pattern=r"^[a-z]{2}$")
 
     @field_validator("secret_key")
     @classmethod

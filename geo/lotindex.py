@@ -40,6 +40,7 @@ from geo.availability import ALL_SPOT_TYPES, usable_mask
 from geo.distance import EARTH_RADIUS_M
 from geo.h3cells import cell, ring_cells
 from geo.schemas import AMENITIES
+from geo.window import BBox
 
 log = get_logger("parkgrid.geo")
 #: what a failed version poll may raise: the snapshot in memory is served meanwhile
@@ -129,6 +130,8 @@ class LotSnapshot:
     _rings: dict[tuple[str, float], tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]] = field(
         default_factory=dict, compare=False, repr=False)
     _ring_positions: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
+    lat_arr: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
+    lng_arr: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
 
     @classmethod
     def build(cls, version: int | None, rows: list[asyncpg.Record], cards: dict[uuid.UUID, Card]) -> LotSnapshot:
@@ -156,7 +159,8 @@ class LotSnapshot:
             capacity_list={vt: counts.tolist() for vt, counts in capacity.items()},
             id_hi=np.array([r["id"].int >> 64 for r in rows], dtype=np.uint64),
             id_lo=np.array([r["id"].int & _LOW_64 for r in rows], dtype=np.uint64),
-            lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)])
+            lot_json=[lot_ref_json(r["id"], r["name"], lat, lng) for r, lat, lng in zip(rows, lats, lngs, strict=True)],
+            lat_arr=np.array(lats, dtype=np.float64), lng_arr=np.array(lngs, dtype=np.float64))
 
     def _in_ring(self, origin: str, cover_m: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
         """Positions and unit vectors of the lots whose r10 cell is in the ring covering `cover_m` around `origin`
@@ -228,6 +232,37 @@ class LotSnapshot:
             if cover >= radius_m or (len(page) >= need and distances[need - 1] <= cover - EPS_M):
                 return self._hits(page, distances, key.take(order).tolist(), self.capacity_list[vehicle_type])
             cover = min(radius_m, cover * 2)
+
+    def in_bbox(self, *, bbox: BBox, lat: float, lng: float, vehicle_type: str | None, amenities: int,
+                horizon_days: int, after: tuple[float, uuid.UUID], need: int) -> list[Hit]:
+        """The first `need` eligible lots inside `bbox` (edges included, as the SQL bbox search), ordered by
+        (distance from lat/lng, id) after `after`: the SQL bbox search's answer, from memory."""
+        if not self.ids:
+            return []
+        (w1, e1), (w2, e2) = bbox.lng_ranges()
+        lats, lngs = self.lat_arr, self.lng_arr
+        inside = (lats >= bbox.south) & (lats <= bbox.north) & (((lngs >= w1) & (lngs <= e1)) | ((lngs >= w2)
+                                                                                                  & (lngs <= e2)))
+        inside &= self.capacity[vehicle_type] > 0
+        if horizon_days > self.min_horizon:
+            inside &= self.horizon >= horizon_days
+        if amenities:
+            inside &= (self.amenities & amenities) == amenities
+        idx = inside.nonzero()[0]
+        phi, lam = math.radians(lat), math.radians(lng)
+        q_column = np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)]).reshape(3, 1)
+        apart = self.xyz.take(idx, axis=1) - q_column
+        distance = np.arcsin(np.minimum(np.sqrt(np.add.reduce(apart * apart, axis=0)) * 0.5, 1.0)) * _TWO_R
+        key = distance.round(TIE_DECIMALS)
+        hi, lo = self.id_hi.take(idx), self.id_lo.take(idx)
+        if after[0] >= 0:
+            after_int = after[1].int
+            after_hi, after_lo = after_int >> 64, after_int & _LOW_64
+            keep = (key > after[0]) | ((key == after[0]) & ((hi > after_hi) | ((hi == after_hi) & (lo > after_lo))))
+            idx, distance, key, hi, lo = idx[keep], distance[keep], key[keep], hi[keep], lo[keep]
+        order = np.lexsort((lo, hi, key))[:need]
+        return self._hits(idx.take(order).tolist(), distance.take(order).tolist(), key.take(order).tolist(),
+                          self.capacity_list[vehicle_type])
 
     def _hits(self, positions: list[int], distances: list[float], keys: list[float],
               capacity: list[int]) -> list[Hit]:

@@ -168,17 +168,25 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
     Keyset pagination on (distance_m, lot id): a page never repeats or skips a lot that existed when the
     first page was read, whatever is added in between. `sort=price` orders like `distance` until quotes
     exist; `max_price` only drops lots whose quote is known to exceed it (unquoted lots stay). The `index`
-    prefilter searches `snapshot`; the others (and every bbox search) run SQL on `conn`.
+    prefilter searches `snapshot` (by radius or bbox); the others run SQL on `conn`.
     """
     _check(query, max_radius_m=max_radius_m)
     fingerprint = query.fingerprint(window)
     after_d, after_id = FIRST_PAGE
     if query.cursor is not None:
         after_d, after_id = decode_cursor(query.cursor, sort=query.sort, fingerprint=fingerprint)
-    if query.bbox is None and query.prefilter == "index":
+    if query.bbox is not None and query.prefilter == "index":
+        assert snapshot is not None
+        lat, lng = (query.lat, query.lng) if query.lat is not None and query.lng is not None else query.bbox.centre()
+        statement = "index_bbox"
+        rows: Sequence[Any] = snapshot.in_bbox(
+            bbox=query.bbox, lat=lat, lng=lng, vehicle_type=query.vehicle_type,
+            amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=(after_d, after_id),
+            need=query.limit + 1)
+    elif query.prefilter == "index":
         assert snapshot is not None and query.lat is not None and query.lng is not None and query.radius_m
         lat, lng, statement = query.lat, query.lng, "index"
-        rows: Sequence[Any] = snapshot.nearest(
+        rows = snapshot.nearest(
             lat=lat, lng=lng, radius_m=float(query.radius_m), vehicle_type=query.vehicle_type,
             amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=(after_d, after_id),
             need=query.limit + 1)

@@ -81,6 +81,28 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- ParkAPI v3 validator: parkapi-sources needs Python >= 3.12; the open data tests run it in its own venv ----
+PARKAPI_VENV=var/py312-parkapi
+if [ ! -x "$PARKAPI_VENV/bin/python" ] || ! "$PARKAPI_VENV/bin/python" -c "import parkapi_sources" 2>/dev/null; then
+  PY312=""
+  for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3 "$(command -v python3.13 || true)" \
+              "$(command -v python3.12 || true)"; do
+    if [ -n "$cand" ] && [ -x "$cand" ] \
+        && "$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
+      PY312=$cand
+      break
+    fi
+  done
+  if [ -n "$PY312" ]; then
+    say "creating $PARKAPI_VENV (parkapi-sources, for the ParkAPI v3 feed test)"
+    mkdir -p var
+    "$PY312" -m venv "$PARKAPI_VENV"
+    "$PARKAPI_VENV/bin/pip" install -q 'parkapi-sources>=0.40,<1' 2>&1 | grep -v -E "^(WARNING|  |\s*$)" || true
+  else
+    say "no Python >= 3.12 found: the ParkAPI v3 validation test will fail until one is installed"
+  fi
+fi
+
 # --- Secret key for local runs (never committed) --------------------------------------------
 mkdir -p var
 [ -s var/secret_key ] || .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(48))" > var/secret_key

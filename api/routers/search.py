@@ -122,7 +122,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
     window = window_from(request, starts_at, ends_at, now)
     pool, prices = await ctx.pg(), quote_service(ctx)
 
-    if box is None and prefilter == "index":
+    if prefilter == "index":  # a radius or a bbox, from the in-process lot index
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
             return await busy_cache(ctx).counts(pool, lots=rows, now=now, **span)
 

@@ -10,14 +10,14 @@
 - redis_repairs: one row per lot whose Redis slot state the reconciler had to repair (an alert).
 
 Revision ID: 0015_operators_dashboard
-Revises: 0014_planner_exports
+Revises: 0012_open_data
 Create Date: 2026-12-04 18:00:00
 """
 
 from alembic import op
 
 revision = "0015_operators_dashboard"
-down_revision = "0014_planner_exports"
+down_revision = "0012_open_data"
 branch_labels = None
 depends_on = None
 

@@ -45,6 +45,7 @@ ID_SOURCES: dict[str, str] = {
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/lots/{lot_id}"): "discovery: lot details are public",
     ("GET", "/api/v1/lots/{lot_id}/availability"): "discovery: a count and a quote, never which spots",
+    ("GET", "/ogc/collections/lots/items/{lot_id}"): "open data: every published lot is public to partners",
 }
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")

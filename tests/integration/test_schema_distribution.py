@@ -25,12 +25,13 @@ DISTRIBUTED = {
     "lots", "levels", "zones", "spots", "gates", "devices", "reservations", "parking_sessions", "rate_cards",
     "monthly_passes", "payments", "plate_debts", "sensors", "controller_events", "sensor_events",
     "sensor_events_default", "occupancy_snapshots", "lot_spot_counts", "sensor_event_ids", "mqtt_gate_inbox",
-    "lot_walk_nodes", "destination_walks", "dashboard_alert_acks", "redis_repairs",
+    "lot_walk_nodes", "destination_walks", "lot_alert_states", "dashboard_alert_acks", "redis_repairs",
 }
-#: small, read everywhere, written rarely: replicated to every node
+#: not lot-scoped: reference tables (small, read everywhere, replicated to every node), or tables of another
+#: owner (a user, a partner) that Citus would distribute by that owner's id
 REFERENCE = {"organisations", "users", "partners", "refresh_tokens", "vehicles", "payment_events", "exports",
              "idempotency_keys", "outbox", "lot_index_version", "walk_areas", "walk_nodes", "walk_edges",
-             "destinations", "alembic_version", "spatial_ref_sys"}
+             "destinations", "alembic_version", "spatial_ref_sys", "partner_webhooks", "webhook_deliveries"}
 #: keys of distributed tables that do not include lot_id today, each with its plan in ADR 0024
 KNOWN_GLOBAL_KEYS = {
     ("lots", "lots_external_ref_key"): "OSM ids are unique across lots: a reference table external_ref -> lot_id",
