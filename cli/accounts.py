@@ -16,9 +16,11 @@ from core.accounts import (
     ensure_organisation,
     revoke_device,
     revoke_partner,
+    revoke_user,
 )
 from core.context import AppContext
 from core.errors import DomainError
+from core.keyring import announce_revocation
 
 users = typer.Typer(no_args_is_help=True)
 devices = typer.Typer(no_args_is_help=True)
@@ -70,6 +72,18 @@ def create_admin(email: str = typer.Option(...), password: str = typer.Option(..
     _create_user("admin", email, password, None, json)
 
 
+@users.command("revoke")
+def user_revoke(email: str = typer.Option(...), json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a user at once: sign-in refused, access and refresh tokens refused from the next request on."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            user_id = await revoke_user(conn=conn, email=email, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
+        return {"id": str(user_id), "email": email, "revoked": True}
+
+    _run(job, as_json=json)
+
+
 @devices.command("create")
 def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device controls"),
                   name: str = typer.Option("controller"), json: bool = typer.Option(False, "--json")) -> None:
@@ -89,6 +103,7 @@ def device_revoke(device: uuid.UUID = typer.Option(..., "--device", help="the de
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             lot_id = await revoke_device(conn=conn, device_id=device, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
         return {"device_id": str(device), "lot_id": str(lot_id), "revoked": True}
 
     _run(job, as_json=json)
@@ -113,6 +128,7 @@ def partner_revoke(partner: uuid.UUID = typer.Option(..., "--partner", help="the
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             await revoke_partner(conn=conn, partner_id=partner, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
         return {"partner_id": str(partner), "revoked": True}
 
     _run(job, as_json=json)

@@ -19,10 +19,10 @@ from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.context import AppContext
 from core.security import mask_plate
+from core.vocabulary import VehicleType
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
 
-VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
