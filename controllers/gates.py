@@ -131,8 +131,6 @@ class GateDeps:
     #: bounds concurrent decisions: each holds a raw connection for its ledger transaction while the booking
     #: calls inside it take other connections, so gate_deps keeps it below the raw pool's size
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
-    #: only a race test's negative control turns this off (check-then-insert instead of insert-or-return)
-    atomic_ledger: bool = True
     rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
     #: the clock the gate cache ages by (the process's: ctx.clock)
     clock: Clock = field(default_factory=SystemClock)
@@ -171,8 +169,6 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.U
     """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
     gate = await _gate(deps, gate_id, now)
     async with deps.slots:
-        if not deps.atomic_ledger:
-            return await _decide_unguarded(deps=deps, device_id=device_id, gate=gate, event=event, now=now)
         # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
         async with (await deps.pg()).acquire() as ledger, ledger.transaction():
             inserted = await ledger.fetchval(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
@@ -184,22 +180,6 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.U
         await run.committed()
     log.info("gate_decision", lot_id=str(gate.lot_id), gate_id=str(gate_id), event_id=event.event_id,
              decision=decision.decision, cds=cds, decided_locally=event.decided_locally)
-    return GateOutcome(decision, duplicate=False)
-
-
-async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate: Gate, event: GateEvent,
-                            now: datetime) -> GateOutcome:
-    """Check-then-act (the race the ledger prevents); exists only as the negative control of the race test."""
-    pool = await deps.pg()
-    stored = await pool.fetchval(q.LEDGER_DECISION, gate.lot_id, event.event_id)
-    if stored is not None:
-        return GateOutcome(Decision.from_json(orjson.loads(stored)), duplicate=True)
-    async with pool.acquire() as conn, conn.transaction():
-        run = _run(deps, conn, gate, event, now)
-        decision, cds = await _decide(run)
-        await conn.execute(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
-        await conn.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
-    await run.committed()
     return GateOutcome(decision, duplicate=False)
 
 

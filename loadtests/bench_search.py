@@ -174,8 +174,8 @@ def main() -> int:
     proc = start_search_server(database_url(dbname), port, args.workers)
     try:
         # written once, not per request: the client shares the cores, and /healthz's path is a constant
-        paths = [search_path(lat, lng, args.radius) for lat, lng in points]
-        pick: Callable[[random.Random], str] = lambda rng: rng.choice(paths)  # noqa: E731
+        search_paths = [search_path(lat, lng, args.radius) for lat, lng in points]
+        pick: Callable[[random.Random], str] = lambda rng: rng.choice(search_paths)  # noqa: E731
         phases = [("GET /healthz", lambda rng: "/healthz"), ("GET search prefilter=index", pick)]
         merged = {name: Result(name) for name, _ in phases}
         cpu = {name: [0.0, 0.0] for name, _ in phases}  # server workers', this client's CPU seconds after warm-up
