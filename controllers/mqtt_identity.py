@@ -78,9 +78,8 @@ def device_commands(*, device_id: uuid.UUID | str, lot_id: uuid.UUID | str, pass
          "priority": 0, "allow": True},
         {"command": "createClient", "username": str(device_id), "password": password,
          "textname": f"device of lot {lot_id}", "roles": [{"rolename": role}]},
-        # granting again (a new key for the same device) replaces the password; the client stays in its lot's role
+        # granting again (a new key for the same device) replaces the password; a device stays in its one lot's role
         {"command": "setClientPassword", "username": str(device_id), "password": password},
-        {"command": "addClientRole", "username": str(device_id), "rolename": role},
     ]
 
 

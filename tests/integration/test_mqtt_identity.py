@@ -151,11 +151,11 @@ async def test_negative_control_the_anonymous_broker_lets_both_through(ctx: AppC
         await wait_for_ledger(ctx, w["a"]["lot"])
 
 
-def test_parkgrid_devices_create_and_revoke_manage_the_mqtt_client(settings: Settings, ctx: AppContext,
-                                                                   broker: mqtt_identity.BrokerConfig) -> None:
+async def test_parkgrid_devices_create_and_revoke_manage_the_mqtt_client(settings: Settings, ctx: AppContext,
+                                                                         broker: mqtt_identity.BrokerConfig) -> None:
     """The CLI as an operator runs it: `devices create` prints MQTT credentials that work on the lot's topics only;
     `devices revoke` deletes the client."""
-    lot = asyncio.run(_one_lot(ctx))
+    lot = await _one_lot(ctx)
     env = {**os.environ, "PARKGRID_DATABASE_URL": settings.database_url, "PARKGRID_REDIS_URL": settings.redis_url,
            "PARKGRID_REDIS_PREFIX": settings.redis_prefix, "PARKGRID_SECRET_KEY": TEST_SECRET,
            "PARKGRID_MQTT_ADMIN_URL": broker.admin_url, "PARKGRID_LOG_LEVEL": "warning"}
@@ -168,11 +168,10 @@ def test_parkgrid_devices_create_and_revoke_manage_the_mqtt_client(settings: Set
     created = cli("devices", "create", "--lot", str(lot))
     assert created["mqtt"] == {"username": created["device_id"], "topics": f"parkgrid/lots/{lot}/#"}
     own = f"parkgrid/lots/{lot}/sensors/L0-001"
-    asyncio.run(publish_as(broker.port, username=created["device_id"], password=created["key"],
-                           messages=[(own, b"{}")]))
+    await publish_as(broker.port, username=created["device_id"], password=created["key"], messages=[(own, b"{}")])
     cli("devices", "revoke", "--device", created["device_id"])
     with pytest.raises(aiomqtt.MqttCodeError, match="Not authorized"):
-        asyncio.run(publish_as(broker.port, username=created["device_id"], password=created["key"], messages=[]))
+        await publish_as(broker.port, username=created["device_id"], password=created["key"], messages=[])
 
 
 async def _one_lot(ctx: AppContext) -> uuid.UUID:
