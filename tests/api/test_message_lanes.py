@@ -81,7 +81,7 @@ def routed_lane(query_string: bytes) -> Any:
     return None if errors else values["params"]
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(queries)
 def test_search_lanes_give_one_verdict(generated: tuple[list[tuple[str, str]], list[bool]]) -> None:
     query_string = _query_string(*generated)
@@ -174,7 +174,7 @@ async def test_gate_events_get_one_verdict_over_http_and_mqtt(client: httpx.Asyn
                         gate_decider=decide_mqtt)
     topic = f"parkgrid/lots/{gl.lot_id}/gates/{gl.entry}/events"
     verdicts = {"accepted": 0, "refused": 0}
-    for overrides, removed, encoding in _collect(gate_bodies, 250):
+    for overrides, removed, encoding in _collect(gate_bodies, 200):
         body = {k: v for k, v in {**good_gate, **overrides}.items() if k not in removed}
         try:
             payload = _encode(body, encoding)
