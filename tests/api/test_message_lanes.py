@@ -5,7 +5,8 @@ fields) fed to every lane of a message get the same verdict.
   extraction and validation of the route's query model (fastapi.dependencies.utils.request_params_to_args, what
   the routed lane runs);
 - gate events: POST /api/v1/gates/{gate_id}/events (FastAPI's body decoding and validation) against the MQTT
-  consumer (controllers.mqtt_ingest.Ingestor.handle on the gate topic), both on a real lot;
+  consumer (controllers.mqtt_ingest.Ingestor.handle on the gate topic) and the edge agent's own app (in front of
+  this cloud), all on a real lot;
 - sensor events: items of POST /api/v1/lots/{lot_id}/sensor-events against single MQTT sensor messages.
 
 The async lanes cannot run inside Hypothesis' own loop, so a Hypothesis run collects its generated inputs first and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -29,11 +31,14 @@ from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
 from api.edge_app import GateEventIn as EdgeGateEventIn
+from api.edge_app import create_edge_app
 from api.routers import gates as gates_router
 from api.routers import search as search_router
 from api.routers.gates import GateEventIn as HttpGateEventIn
 from api.routers.search_query import plain_search_query
 from controllers import gates as gates_domain
+from controllers.edge.agent import EdgeAgent, EdgeConfig
+from controllers.edge.store import EdgeStore
 from controllers.gates import Decision, GateEvent, GateOutcome, gate_event
 from controllers.messages import GateEventIn
 from controllers.mqtt_ingest import Ingestor
@@ -153,8 +158,9 @@ def test_every_gate_lane_uses_the_one_model() -> None:
     assert HttpGateEventIn is GateEventIn and EdgeGateEventIn is GateEventIn
 
 
-async def test_gate_events_get_one_verdict_over_http_and_mqtt(client: httpx.AsyncClient, ctx: AppContext,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_gate_events_get_one_verdict_over_http_mqtt_and_the_edge(client: httpx.AsyncClient, ctx: AppContext,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
     gl = await gate_lot(ctx)
     over_http: list[GateEvent] = []
     over_mqtt: list[GateEvent] = []
@@ -173,6 +179,21 @@ async def test_gate_events_get_one_verdict_over_http_and_mqtt(client: httpx.Asyn
     ingestor = Ingestor(engine=ctx.engine, pg=await ctx.pg(), counters=counters_for(ctx), clock=ctx.clock,
                         gate_decider=decide_mqtt)
     topic = f"parkgrid/lots/{gl.lot_id}/gates/{gl.entry}/events"
+    # the edge agent's lane: its own app in front of this cloud (the agent forwards what its model accepted)
+    store = await EdgeStore.open(tmp_path / "edge.sqlite3")
+    agent = EdgeAgent(config=EdgeConfig(lot_id=str(gl.lot_id), device_key=gl.key, cloud_url="http://test"),
+                      store=store, clock=ctx.clock,
+                      http=httpx.AsyncClient(transport=client._transport, base_url="http://test", headers=gl.headers))
+    edge_app = create_edge_app(agent, run_background=False)
+    async with edge_app.router.lifespan_context(edge_app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=edge_app), base_url="http://edge") as edge:
+        verdicts = await _gate_lanes(client, edge, ingestor, gl, topic, over_http, over_mqtt)
+    await store.close()
+    assert min(verdicts.values()) > 15, verdicts  # both verdicts were exercised
+
+
+async def _gate_lanes(client: httpx.AsyncClient, edge: httpx.AsyncClient, ingestor: Ingestor, gl: Any, topic: str,
+                      over_http: list[GateEvent], over_mqtt: list[GateEvent]) -> dict[str, int]:
     verdicts = {"accepted": 0, "refused": 0}
     for overrides, removed, encoding in _collect(gate_bodies, 200):
         body = {k: v for k, v in {**good_gate, **overrides}.items() if k not in removed}
@@ -189,8 +210,11 @@ async def test_gate_events_get_one_verdict_over_http_and_mqtt(client: httpx.Asyn
         assert http_ok == mqtt_ok, (payload, res.status_code, res.text)
         if http_ok:
             assert over_http[-1] == over_mqtt[-1], payload
+        at_edge = await edge.post(f"/api/v1/gates/{gl.entry}/events", content=payload,
+                                  headers={**gl.headers, "content-type": "application/json"})
+        assert (at_edge.status_code == 200) == http_ok, (payload, at_edge.status_code, at_edge.text)
         verdicts["accepted" if http_ok else "refused"] += 1
-    assert min(verdicts.values()) > 15, verdicts  # both verdicts were exercised
+    return verdicts
 
 
 # --- sensor events: HTTP batch items and MQTT messages -----------------------------------------------------------
