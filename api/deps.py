@@ -5,18 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.context import AppContext
 from core.errors import Forbidden, Unauthorized
+from core.keyring import Device, keyring
 from core.security import decode_access_token, hash_api_key
-from core.ttlcache import TtlCache
 
 
 async def get_ctx(request: Request) -> AppContext:
@@ -66,11 +65,18 @@ def _principal(ctx: AppContext, creds: HTTPAuthorizationCredentials | None) -> P
     return Principal(user_id=claims.user_id, role=claims.role, organisation_id=claims.organisation_id)
 
 
+async def _active(ctx: AppContext, principal: Principal) -> Principal:
+    """The principal, unless the user was revoked (`parkgrid users revoke`) after the token was signed."""
+    if not await keyring(ctx).user_active(principal.user_id):
+        raise Unauthorized("this account has been revoked")
+    return principal
+
+
 async def current_user(
     ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller named by a valid access token (401 otherwise)."""
-    return _principal(ctx, creds)
+    """The caller named by a valid access token of a user not revoked since (401 otherwise)."""
+    return await _active(ctx, _principal(ctx, creds))
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
@@ -89,7 +95,7 @@ class SignedIn:
 async def signed_in(request: Request,
                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> SignedIn:
     ctx: AppContext = request.app.state.ctx
-    return SignedIn(ctx, _principal(ctx, creds), ctx.clock.now())
+    return SignedIn(ctx, await _active(ctx, _principal(ctx, creds)), ctx.clock.now())
 
 
 SignedInDep = Annotated[SignedIn, Depends(signed_in)]
@@ -110,42 +116,16 @@ OperatorUser = Annotated[Principal, Depends(require_roles("operator", "admin"))]
 PlannerUser = Annotated[Principal, Depends(require_roles("planner", "admin"))]
 
 
-@dataclass(frozen=True)
-class Device:
-    device_id: uuid.UUID
-    lot_id: uuid.UUID
-
-
-#: how long a process keeps using a device key it has looked up, so also how long a revoked key may still be
-#: accepted by a process that used it just before (docs/adr/0010-gate-decisions-cached-and-on-asyncpg.md)
-DEVICE_KEY_TTL = timedelta(seconds=10)
-
-
-def _device_keys(ctx: AppContext) -> TtlCache[str, Device]:
-    cache = ctx.extras.get("device_keys")
-    if not isinstance(cache, TtlCache):
-        cache = ctx.extras["device_keys"] = TtlCache(DEVICE_KEY_TTL)
-    return cache
-
-
 async def current_device(
     ctx: CtxDep, x_device_key: Annotated[str | None, Header(alias="X-Device-Key", max_length=200)] = None
 ) -> Device:
-    """A lot controller identified by its X-Device-Key (stored hashed; revoked keys refused within
-    DEVICE_KEY_TTL: a key found is remembered that long; a key not found is looked up every time)."""
+    """A lot controller identified by its X-Device-Key (stored hashed). A revoked key is refused from the next
+    request on, on every worker (core.keyring: remembered keys are forgotten when a revocation is announced)."""
     if not x_device_key:
         raise Unauthorized("missing X-Device-Key")
-    key_hash, now, keys = hash_api_key(x_device_key), ctx.clock.now(), _device_keys(ctx)
-    device = keys.get(key_hash, now)
+    device = await keyring(ctx).device(hash_api_key(x_device_key))
     if device is None:
-        async with ctx.engine.connect() as conn:
-            row = (await conn.execute(
-                text("SELECT id, lot_id FROM devices WHERE key_hash = :h AND revoked_at IS NULL"), {"h": key_hash},
-            )).first()
-        if row is None:
-            raise Unauthorized("unknown or revoked device key")
-        device = Device(device_id=row.id, lot_id=row.lot_id)
-        keys.put(key_hash, device, now)
+        raise Unauthorized("unknown or revoked device key")
     return device
 
 

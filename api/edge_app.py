@@ -7,23 +7,13 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from controllers.edge.agent import EdgeAgent
-
-
-class GateEventIn(BaseModel):
-    event_id: str = Field(min_length=1, max_length=100)
-    sequence: int = Field(ge=0)
-    occurred_at: datetime
-    plate: str | None = Field(None, max_length=40)
-    plate_confidence: float | None = Field(None, ge=0, le=1)
-    qr_token: str | None = Field(None, max_length=2000)
+from controllers.messages import GateEventIn  # the cloud route's model: one verdict per event
 
 
 def _problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -65,6 +55,6 @@ def create_edge_app(agent: EdgeAgent, *, run_background: bool = True) -> FastAPI
             return _problem(401, "Unauthorized", "unknown device key")
         if not agent.knows_gate(str(gate_id)):
             return _problem(404, "Not found", f"gate {gate_id} not found")
-        return await agent.handle_gate_event(gate_id=str(gate_id), body=body.model_dump(mode="json", exclude_none=True))
+        return await agent.handle_gate_event(gate_id=str(gate_id), body=body.model_dump(mode="json", exclude_unset=True))
 
     return app

@@ -44,21 +44,12 @@ from core.errors import (
 )
 from core.money import Money
 from core.security import normalise_plate, plate_hash
+from core.vocabulary import Window
 
 #: spots tried per hold before giving up (Redis path: stale spots; PostgreSQL-only path: spots taken meanwhile)
 MAX_SPOT_ATTEMPTS = 6
 SPOT_GUARD = "reservations_no_double_booking"
 PLATE_GUARD = "reservations_one_car_one_reservation"
-
-
-@dataclass(frozen=True)
-class Window:
-    """A requested window and the whole 15-minute slots it occupies."""
-
-    starts_at: datetime
-    ends_at: datetime
-    slot_start: datetime
-    slot_end: datetime
 
 
 @dataclass(frozen=True)

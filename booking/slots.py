@@ -16,6 +16,11 @@ from typing import NamedTuple
 from core.clock import ensure_utc
 from core.errors import ValidationFailed
 
+# Spot types in type-index order (stored in Redis) and the one compatibility rule live in core.vocabulary.
+from core.vocabulary import SPOT_TYPES, TYPE_INDEX, VEHICLE_TYPES, compatible_types, widen_to_slots
+
+__all__ = ["SPOT_TYPES", "TYPE_INDEX", "VEHICLE_TYPES", "compatible_types"]
+
 SLOT_SECONDS = 15 * 60
 SLOTS_PER_DAY = 96
 BYTES_PER_SPOT_DAY = SLOTS_PER_DAY // 8  # 12: each spot's day is byte-aligned in the bitmap
@@ -23,14 +28,7 @@ DEFAULT_MAX_SPAN = timedelta(days=7)
 MAX_SPOTS_PER_LOT = (1 << 24) - 1  # candidate entries pack the spot index in 24 bits
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
-# Spot types, in type-index order: the index is stored in Redis, so only append.
-SPOT_TYPES: tuple[str, ...] = ("motorcycle", "compact", "regular", "large", "ev", "handicap")
-TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(SPOT_TYPES)}
-VEHICLE_TYPES = SPOT_TYPES
 STRATEGIES = ("nearest_entrance", "spread_levels", "best_fit")
-
-# Physical sizes, smallest first: a vehicle fits its own size and every larger one.
-_SIZES = ("motorcycle", "compact", "regular", "large")
 
 
 class SlotRange(NamedTuple):
@@ -88,7 +86,7 @@ def widen(
         raise ValidationFailed("ends_at must be after starts_at", loc=("body", "ends_at"))
     if ends_at - starts_at > max_span:
         raise ValidationFailed(f"window longer than {max_span}", loc=("body", "ends_at"))
-    return abs_slot_to_datetime(abs_slot_floor(starts_at)), abs_slot_to_datetime(abs_slot_ceil(ends_at))
+    return widen_to_slots(starts_at, ends_at)
 
 
 def abs_ranges(first: int, last: int) -> list[tuple[int, int, int]]:
@@ -113,25 +111,6 @@ def slot_ranges(start: datetime, end: datetime) -> list[SlotRange]:
 def day_expire_at(day: date, margin: timedelta) -> int:
     """Unix time at which a day's keys may go: end of the day plus a margin."""
     return (abs_day(day) + 1) * 86_400 + int(margin.total_seconds())
-
-
-def compatible_types(vehicle_type: str, *, ev_overflow: bool = False) -> tuple[str, ...]:
-    """Spot types a vehicle may use, most preferred first (smallest fitting size first)."""
-    if vehicle_type not in TYPE_INDEX:
-        raise ValidationFailed(f"unknown vehicle type {vehicle_type!r}", loc=("body", "vehicle_type"))
-    if vehicle_type == "ev":
-        # An EV is a regular-sized car that prefers a charger.
-        return ("ev", "regular", "large")
-    if vehicle_type == "handicap":
-        # A permit holder (regular-sized car) prefers an accessible spot, else any that fits.
-        sizes: tuple[str, ...] = ("handicap", "regular", "large")
-    else:
-        sizes = _SIZES[_SIZES.index(vehicle_type):]
-    # EV spots are regular-sized; others may use them only when the lot allows overflow,
-    # and then last, so chargers stay free for EVs as long as possible.
-    if ev_overflow and vehicle_type != "large":
-        sizes = (*sizes, "ev")
-    return sizes
 
 
 def candidate_order(

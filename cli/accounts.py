@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import typer
 
 from cli.common import emit, run_with_context
+from controllers import mqtt_identity
 from core.accounts import (
     create_device,
     create_partner,
@@ -16,9 +17,11 @@ from core.accounts import (
     ensure_organisation,
     revoke_device,
     revoke_partner,
+    revoke_user,
 )
 from core.context import AppContext
 from core.errors import DomainError
+from core.keyring import announce_revocation
 
 users = typer.Typer(no_args_is_help=True)
 devices = typer.Typer(no_args_is_help=True)
@@ -70,6 +73,18 @@ def create_admin(email: str = typer.Option(...), password: str = typer.Option(..
     _create_user("admin", email, password, None, json)
 
 
+@users.command("revoke")
+def user_revoke(email: str = typer.Option(...), json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a user at once: sign-in refused, access and refresh tokens refused from the next request on."""
+    async def job(ctx: AppContext) -> dict[str, object]:
+        async with ctx.engine.begin() as conn:
+            user_id = await revoke_user(conn=conn, email=email, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
+        return {"id": str(user_id), "email": email, "revoked": True}
+
+    _run(job, as_json=json)
+
+
 @devices.command("create")
 def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device controls"),
                   name: str = typer.Option("controller"), json: bool = typer.Option(False, "--json")) -> None:
@@ -77,7 +92,13 @@ def device_create(lot: uuid.UUID = typer.Option(..., help="the lot this device c
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             device_id, key = await create_device(conn=conn, lot_id=lot, name=name)
-        return {"device_id": str(device_id), "lot_id": str(lot), "key": key}
+        out: dict[str, object] = {"device_id": str(device_id), "lot_id": str(lot), "key": key}
+        admin = ctx.settings.mqtt_admin_url
+        if admin is not None:  # its MQTT client: username = device id, password = key, its lot's topics only
+            await mqtt_identity.grant_device(admin_url=admin.get_secret_value(), device_id=device_id, lot_id=lot,
+                                             password=key)
+            out["mqtt"] = {"username": str(device_id), "topics": mqtt_identity.lot_topics(lot)}
+        return out
 
     _run(job, as_json=json)
 
@@ -89,6 +110,10 @@ def device_revoke(device: uuid.UUID = typer.Option(..., "--device", help="the de
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             lot_id = await revoke_device(conn=conn, device_id=device, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
+        admin = ctx.settings.mqtt_admin_url
+        if admin is not None:  # the broker disconnects it and refuses its credentials
+            await mqtt_identity.revoke_device(admin_url=admin.get_secret_value(), device_id=device)
         return {"device_id": str(device), "lot_id": str(lot_id), "revoked": True}
 
     _run(job, as_json=json)
@@ -113,6 +138,7 @@ def partner_revoke(partner: uuid.UUID = typer.Option(..., "--partner", help="the
     async def job(ctx: AppContext) -> dict[str, object]:
         async with ctx.engine.begin() as conn:
             await revoke_partner(conn=conn, partner_id=partner, now=ctx.clock.now())
+        await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)  # after the commit
         return {"partner_id": str(partner), "revoked": True}
 
     _run(job, as_json=json)

@@ -8,12 +8,12 @@ import signal
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from cli.common import settings_or_exit
 from controllers.gates import decide_mqtt, gate_deps
+from controllers.messages import GateEventIn
 
 edge = typer.Typer(no_args_is_help=True, help="The edge agent beside a lot's gates.")
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
                 loop.add_signal_handler(sig, stop.set)
             gates = gate_deps(ctx)
 
-            async def decide_gate(lot_id: uuid.UUID, gate_id: uuid.UUID, body: dict[str, Any], now: datetime) -> None:
+            async def decide_gate(lot_id: uuid.UUID, gate_id: uuid.UUID, body: GateEventIn, now: datetime) -> None:
                 await decide_mqtt(deps=gates, lot_id=lot_id, gate_id=gate_id, body=body, now=now)
 
             ingestor = Ingestor(engine=ctx.engine, pg=await ctx.pg(), counters=counters_for(ctx), clock=ctx.clock,

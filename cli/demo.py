@@ -61,12 +61,13 @@ def demo(lots: int = typer.Option(200, min=1, max=200_000), seed: int = typer.Op
                                                   key=_demo_key(secret, "pgp", "partner"))
             first_lot = await conn.scalar(text("SELECT id FROM lots WHERE organisation_id = :o ORDER BY name LIMIT 1"),
                                           {"o": DEMO_ORG_ID})
-            device_key = None
+            device_key, device_id = None, None
             if first_lot:
-                _, device_key = await create_device(conn=conn, lot_id=first_lot, name="Demo gate controller",
+                device_id, device_key = await create_device(conn=conn, lot_id=first_lot, name="Demo gate controller",
                                                     key=_demo_key(secret, "pgd", f"device:{first_lot}"))
         return {"lots_created": totals["lots"], "spots_created": totals["spots"],
                 "seconds": round(time.perf_counter() - started, 2), "users": creds,
-                "partner_api_key": partner_key, "device": {"lot_id": str(first_lot), "key": device_key}}
+                "partner_api_key": partner_key, "device": {"lot_id": str(first_lot), "key": device_key,
+                                                            "device_id": str(device_id) if device_id else None}}
 
     emit(run_with_context(job), as_json=json)

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controllers import sensor_queries as q
 from controllers.occupancy import GroupCount, OccupancyCounters
 from core.errors import NotFound
-from geo.availability import available_by_level, widen_to_slots
+from core.vocabulary import widen_to_slots
+from geo.availability import available_by_level
 
 STALE_AFTER = timedelta(minutes=10)  # the default sensor heartbeat
 

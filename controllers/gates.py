@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking import service
@@ -42,13 +43,15 @@ from controllers import queries_gates as q
 from controllers import walkins
 from controllers.fees import session_fee
 from controllers.live import LivePublisher, live_publisher
+from controllers.messages import GateEventIn
+from core.clock import Clock, SystemClock
 from core.context import AppContext
 from core.db import raw_pool_size
 from core.errors import Conflict, NotFound, SoldOut, ValidationFailed
 from core.logging import get_logger
 from core.money import Money
 from core.security import mask_plate, normalise_plate, plate_hash
-from core.ttlcache import TtlCache
+from core.ttlcache import ttl_cache
 from pricing.rates import RateCard, parse_rate_card
 
 log = get_logger("parkgrid.gates")
@@ -129,24 +132,27 @@ class GateDeps:
     #: bounds concurrent decisions: each holds a raw connection for its ledger transaction while the booking
     #: calls inside it take other connections, so gate_deps keeps it below the raw pool's size
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
-    #: only a race test's negative control turns this off (check-then-insert instead of insert-or-return)
-    atomic_ledger: bool = True
     rate_cards: dict[uuid.UUID, tuple[Any, RateCard]] = field(default_factory=dict)
-    gates: TtlCache[uuid.UUID, Gate] = field(default_factory=lambda: TtlCache(GATE_TTL))
+    #: the clock the gate cache ages by (the process's: ctx.clock)
+    clock: Clock = field(default_factory=SystemClock)
+    gates: TTLCache[uuid.UUID, Gate] = field(init=False)
     #: where decisions are told to the operators' live stream (None: the edge agent's replay, some tests)
     live: LivePublisher | None = None
+
+    def __post_init__(self) -> None:
+        self.gates = ttl_cache(clock=self.clock, ttl=GATE_TTL)
 
 
 async def find_gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate | None:
     """The gate and its lot's settings (read at most once per GATE_TTL per process), or None if unknown."""
-    gate = deps.gates.get(gate_id, now)
+    gate = deps.gates.get(gate_id)
     if gate is None:
         row = await (await deps.pg()).fetchrow(q.GATE, gate_id)
         if row is None:
             return None
         gate = Gate(gate_id, row["lot_id"], row["direction"], row["timezone"], row["lot_status"],
                     row["early_arrival_minutes"], row["walk_in_horizon_minutes"])
-        deps.gates.put(gate_id, gate, now)
+        deps.gates[gate_id] = gate
     return gate
 
 
@@ -166,8 +172,6 @@ async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.U
     """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
     gate = await _gate(deps, gate_id, now)
     async with deps.slots:
-        if not deps.atomic_ledger:
-            return await _decide_unguarded(deps=deps, device_id=device_id, gate=gate, event=event, now=now)
         # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
         async with (await deps.pg()).acquire() as ledger, ledger.transaction():
             inserted = await ledger.fetchval(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
@@ -195,22 +199,6 @@ async def _tell_live(live: LivePublisher, gate: Gate, event: GateEvent, decision
         "fee": decision.fee.as_json() if decision.fee else None})
     if cds in ("enter_area", "exit_area"):
         live.changed(gate.lot_id)
-
-
-async def _decide_unguarded(*, deps: GateDeps, device_id: uuid.UUID | None, gate: Gate, event: GateEvent,
-                            now: datetime) -> GateOutcome:
-    """Check-then-act (the race the ledger prevents); exists only as the negative control of the race test."""
-    pool = await deps.pg()
-    stored = await pool.fetchval(q.LEDGER_DECISION, gate.lot_id, event.event_id)
-    if stored is not None:
-        return GateOutcome(Decision.from_json(orjson.loads(stored)), duplicate=True)
-    async with pool.acquire() as conn, conn.transaction():
-        run = _run(deps, conn, gate, event, now)
-        decision, cds = await _decide(run)
-        await conn.execute(q.LEDGER_INSERT, *_ledger_row(gate, device_id, event, now))
-        await conn.execute(q.LEDGER_SET_DECISION, gate.lot_id, event.event_id, _json(decision.as_json()), cds)
-    await run.committed()
-    return GateOutcome(decision, duplicate=False)
 
 
 def _ledger_row(gate: Gate, device_id: uuid.UUID | None, event: GateEvent, now: datetime) -> tuple[Any, ...]:
@@ -557,33 +545,25 @@ def gate_deps(ctx: AppContext) -> GateDeps:
         s = ctx.settings
         # One raw connection is always left for the booking calls inside decisions, should they use that pool.
         deps = GateDeps(booking=booking_deps(ctx), pg=ctx.pg, min_plate_confidence=s.gate_min_plate_confidence,
+                        clock=ctx.clock,
                         slots=asyncio.Semaphore(raw_pool_size(s) - 1), live=live_publisher(ctx))
         ctx.extras["gate_deps"] = deps
     return deps
 
 
-def gate_event_from_json(body: dict[str, Any]) -> GateEvent:
-    """A gate event from an MQTT message (same fields as the HTTP body); ValueError when malformed."""
-    try:
-        occurred = datetime.fromisoformat(str(body["occurred_at"]).replace("Z", "+00:00"))
-        if occurred.tzinfo is None:
-            raise ValueError("occurred_at needs an offset")
-        event_id = str(body["event_id"])
-        if not 1 <= len(event_id) <= 100:
-            raise ValueError("event_id must be 1-100 characters")
-        confidence = body.get("plate_confidence")
-        return GateEvent(event_id=event_id, sequence=int(body.get("sequence", 0)), occurred_at=occurred,
-                         direction=body.get("direction"), plate=body.get("plate"),
-                         plate_confidence=float(confidence) if confidence is not None else None,
-                         qr_token=body.get("qr_token"), vehicle_type=str(body.get("vehicle_type") or "regular"))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed gate event: {exc}") from None
+def gate_event(body: GateEventIn) -> GateEvent:
+    """The domain event of a validated gate message (every lane validates with controllers.messages.GateEventIn)."""
+    return GateEvent(event_id=body.event_id, sequence=body.sequence, occurred_at=body.occurred_at,
+                     direction=body.direction, plate=body.plate, plate_confidence=body.plate_confidence,
+                     qr_token=body.qr_token, vehicle_type=body.vehicle_type, payment_token=body.payment_token,
+                     decided_locally=body.decided_locally or body.replayed, local_decision=body.decision)
 
 
-async def decide_mqtt(*, deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, body: dict[str, Any],
+async def decide_mqtt(*, deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, body: GateEventIn,
                       now: datetime) -> GateOutcome:
-    """A gate event that arrived over MQTT (the broker authenticated the device): decided exactly like HTTP."""
-    event = gate_event_from_json(body)
+    """A gate event that arrived over MQTT, validated by the HTTP route's model: decided exactly like HTTP. The
+    broker let only this lot's devices (and the ingest consumer) publish on the lot's topics (docs/adr/0016)."""
+    event = gate_event(body)
     gate = await _gate(deps, gate_id, now)
     if gate.lot_id != lot_id:
         raise NotFound(f"gate {gate_id} is not in lot {lot_id}")

@@ -15,29 +15,31 @@ acknowledges in bulk (controllers.mqtt_buffered).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
 import asyncpg
-import orjson
+from cachetools import TTLCache
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controllers import sensor_queries as q
+from controllers.messages import GateEventIn, decode_json, first_error, parse_gate_event
 from controllers.mqtt_buffered import buffered
 from controllers.occupancy import OccupancyCounters
 from controllers.sensors import ingest_sensor_events
 from core.clock import Clock
 from core.errors import DomainError
+from core.ttlcache import ttl_cache
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,13 @@ def route(topic: str) -> Route | None:
 
 
 _UNROUTED: Any = object()
+#: how long the consumer trusts that a lot exists, and that it does not
+LOT_KNOWN_TTL = timedelta(minutes=5)
+LOT_UNKNOWN_TTL = timedelta(seconds=5)
 ROUTE_CACHE = 100_000
 
-#: decides one gate event: (lot_id, gate_id, body, now) -> None
-GateDecider = Callable[[uuid.UUID, uuid.UUID, dict[str, Any], datetime], Awaitable[Any]]
+#: decides one gate event: (lot_id, gate_id, the validated event, now) -> None
+GateDecider = Callable[[uuid.UUID, uuid.UUID, GateEventIn, datetime], Awaitable[Any]]
 
 
 class Ingestor:
@@ -85,16 +90,24 @@ class Ingestor:
         self.flush_every = flush_every
         self.max_batch = max_batch
         self.pending: dict[uuid.UUID, list[Any]] = defaultdict(list)
-        self.lots_known: dict[uuid.UUID, bool] = {}
+        # "this lot exists" and "no such lot", each for a while by the injected clock: a lot created after a
+        # message named it is found within LOT_UNKNOWN_TTL (issue 15: never "no such lot" for good)
+        self.lots_known: TTLCache[uuid.UUID, bool] = ttl_cache(clock=clock, ttl=LOT_KNOWN_TTL, maxsize=100_000)
+        self.lots_unknown: TTLCache[uuid.UUID, bool] = ttl_cache(clock=clock, ttl=LOT_UNKNOWN_TTL, maxsize=10_000)
         self._routes: dict[str, Route | None] = {}  # topics repeat (one per sensor): parsed once
-        self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "ignored": 0, "gate": 0, "dropped": 0}
+        self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "ignored": 0, "gate": 0, "dropped": 0,
+                      "malformed": 0}
         self._flushing = asyncio.Lock()  # one batch at a time: a sensor's readings are applied in arrival order
 
     async def _lot_exists(self, lot_id: uuid.UUID) -> bool:
-        if lot_id not in self.lots_known:
-            async with self.engine.connect() as conn:
-                self.lots_known[lot_id] = (await conn.execute(q.LOT_EXISTS, {"lot_id": lot_id})).first() is not None
-        return self.lots_known[lot_id]
+        if lot_id in self.lots_known:
+            return True
+        if lot_id in self.lots_unknown:
+            return False
+        async with self.engine.connect() as conn:
+            exists = (await conn.execute(q.LOT_EXISTS, {"lot_id": lot_id})).first() is not None
+        (self.lots_known if exists else self.lots_unknown)[lot_id] = True
+        return exists
 
     async def handle(self, topic: str, payload: bytes) -> None:
         r = self._routes.get(topic, _UNROUTED)
@@ -106,8 +119,8 @@ class Ingestor:
             self.stats["dropped"] += 1
             return
         try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            body = decode_json(payload)
+        except ValueError:
             body = None
         if r.kind == "sensor":
             if isinstance(body, dict):
@@ -120,18 +133,22 @@ class Ingestor:
 
     async def _gate(self, r: Route, body: Any) -> None:
         self.stats["gate"] += 1
-        if not isinstance(body, dict) or not isinstance(body.get("event_id"), str):
-            log.warning("malformed gate event on lot %s gate %s", r.lot_id, r.subject)
+        try:
+            event = parse_gate_event(body)  # the HTTP route's model: what HTTP answers 422 to is refused here
+        except ValidationError as exc:
+            self.stats["malformed"] += 1
+            log.warning("malformed gate event on lot %s gate %s: %s", r.lot_id, r.subject, first_error(exc))
             return
         if self.gate_decider is not None:
             try:
-                await self.gate_decider(r.lot_id, uuid.UUID(r.subject), body, self.clock.now())
+                await self.gate_decider(r.lot_id, uuid.UUID(r.subject), event, self.clock.now())
                 return
             except (ValueError, DomainError) as exc:  # recorded below: never lost, looked at by an operator
                 log.warning("gate event not decided: %s", exc)
         async with self.engine.begin() as conn:
-            await conn.execute(q.RECORD_MQTT_GATE_EVENT, {"lot_id": r.lot_id, "event_id": body["event_id"][:100],
-                                                          "gate_id": r.subject, "payload": json.dumps(body),
+            await conn.execute(q.RECORD_MQTT_GATE_EVENT, {"lot_id": r.lot_id, "event_id": event.event_id,
+                                                          "gate_id": r.subject,
+                                                          "payload": event.model_dump_json(exclude_unset=True),
                                                           "now": self.clock.now()})
 
     async def flush(self) -> None:

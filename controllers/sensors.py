@@ -10,14 +10,14 @@ Redis move after the commit, in one Lua call; PostgreSQL stays the truth they ar
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controllers import sensor_queries as q
@@ -31,8 +31,8 @@ from controllers.debounce import (
     apply_reading,
     cds_events,
 )
+from controllers.messages import SensorEventIn, first_error
 from controllers.occupancy import Delta, OccupancyCounters, contribution, group_of
-from core.clock import ensure_utc
 
 MAX_BATCH = 5000
 _STATES = ("occupied", "vacant")
@@ -50,38 +50,17 @@ class BatchResult:
                 "ignored": self.ignored}
 
 
-def _parse_time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return ensure_utc(value, field="occurred_at")
-    if not isinstance(value, str) or len(value) > 40:
-        raise ValueError("occurred_at must be an RFC 3339 timestamp")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is UTC else ensure_utc(parsed, field="occurred_at")  # UTC already: most events
-
-
 def parse_event(raw: Any, *, sensor_id: str | None = None) -> Reading:
-    """One event from JSON, or ValueError naming what is wrong (MQTT passes the topic's sensor id)."""
-    if not isinstance(raw, dict):
-        raise ValueError("event must be a JSON object")
-    event_id = raw.get("event_id")
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 100:
-        raise ValueError("event_id must be a string of 1-100 characters")
-    sid = raw.get("sensor_id", sensor_id)
-    if sensor_id is not None and sid != sensor_id:
-        raise ValueError("sensor_id differs from the topic's")
-    if not isinstance(sid, str) or not 1 <= len(sid) <= 100:
-        raise ValueError("sensor_id must be a string of 1-100 characters")
-    state = raw.get("state")
-    if state not in _STATES:
-        raise ValueError("state must be occupied or vacant")
-    conf = raw.get("confidence")
-    if isinstance(conf, bool) or not isinstance(conf, int | float) or not math.isfinite(conf) or not 0 <= conf <= 1:
-        raise ValueError("confidence must be a number between 0 and 1")
+    """One event through controllers.messages.SensorEventIn, the model of every lane (HTTP batch items, MQTT
+    messages), or ValueError naming the field (MQTT passes the topic's sensor id, which the body must match)."""
     try:
-        occurred_at = _parse_time(raw.get("occurred_at"))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc) or "occurred_at must be an RFC 3339 timestamp") from None
-    return Reading(event_id=event_id, sensor_id=sid, state=state, confidence=float(conf), occurred_at=occurred_at)
+        event = SensorEventIn.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(first_error(exc)) from None
+    if sensor_id is not None and event.sensor_id != sensor_id:
+        raise ValueError("sensor_id differs from the topic's")
+    return Reading(event_id=event.event_id, sensor_id=event.sensor_id, state=event.state,
+                   confidence=float(event.confidence), occurred_at=event.occurred_at_utc)
 
 
 def ledger_id(value: str) -> str:

@@ -27,9 +27,9 @@ from core.security import (
     verify_password,
 )
 from core.settings import Settings
+from core.vocabulary import VEHICLE_TYPES
 
 log = get_logger("parkgrid.accounts")
-VEHICLE_TYPES = ("motorcycle", "compact", "regular", "large", "ev", "handicap")
 
 ROLES = ("driver", "operator", "planner", "admin")
 
@@ -120,6 +120,18 @@ async def revoke_partner(*, conn: AsyncConnection, partner_id: uuid.UUID, now: d
         {"id": partner_id, "now": now})).first()
     if row is None:
         raise NotFound(f"partner {partner_id} not found")
+
+
+async def revoke_user(*, conn: AsyncConnection, email: str, now: datetime) -> uuid.UUID:
+    """Revoke a user: disabled (no sign-in, access tokens refused once announced: core.keyring) and every refresh
+    token revoked. Unknown emails are NotFound."""
+    row = (await conn.execute(text("UPDATE users SET disabled = true WHERE lower(email) = lower(:e) RETURNING id"),
+                              {"e": email})).first()
+    if row is None:
+        raise NotFound(f"user {email} not found")
+    await conn.execute(text("UPDATE refresh_tokens SET revoked_at = :now WHERE user_id = :id AND revoked_at IS NULL"),
+                       {"id": row.id, "now": now})
+    return row.id  # type: ignore[no-any-return]
 
 
 # --- sign-in and tokens -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ DRIFT = "dr"  # per lot: counter of clamped counter updates (a sign Redis drifte
 DYNAMIC = "dm"  # per lot: the dynamic price multiplier last shown (hysteresis state)
 SCRATCH = "tmp"  # per lot: scratch key used by rebuild, deleted by the same script
 EPOCH = "epoch"  # global: missing means Redis lost its state and must be rebuilt
+REVOCATIONS = "revocations"  # global: a counter bumped after each revocation commits (core.keyring)
 
 
 class Keys:
@@ -86,6 +87,9 @@ class Keys:
     def live_watch(self, lot_id: str) -> str:
         """Present (with a short expiry) while someone views the lot's live stream."""
         return f"{self.prefix}:livewatch:{{lot:{lot_id}}}"
+    def revocations(self) -> str:
+        """Global revocation version: every worker forgets the keys it remembers when it moves (core.keyring)."""
+        return f"{self.prefix}:{REVOCATIONS}"
 
     def epoch(self) -> str:
         """Global epoch marker; its absence means Redis restarted empty."""

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     quote_ttl_seconds: int = Field(600, ge=30, le=86_400)
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    #: the project broker's dynamic security admin (mqtt://parkgrid-admin:PASSWORD@127.0.0.1:1884, printed by
+    #: `parkgrid mqtt init`); when set, `parkgrid devices create/revoke` also create/delete the device's MQTT client
+    mqtt_admin_url: SecretStr | None = None
     rate_limits: Literal["on", "off"] = "on"
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "20/hour"

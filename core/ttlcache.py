@@ -1,31 +1,23 @@
-"""A small in-process cache whose entries expire a fixed time after they were stored, by the caller's clock."""
+"""In-process caches on the injected clock: cachetools' TTLCache with the clock as its timer, so tests move time
+instead of sleeping and every cache of a process ages by the same clock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
-K = TypeVar("K")
-V = TypeVar("V")
+from cachetools import TTLCache
+
+from core.clock import Clock
 
 
-class TtlCache(Generic[K, V]):
-    """Values remembered for `ttl` from the `now` they were put with (callers pass ctx.clock's time, so tests
-    move time instead of sleeping). Bounded: when full it starts over, so unbounded keys cost nothing."""
+def clock_timer(clock: Clock) -> Callable[[], float]:
+    """A cachetools timer reading the injected clock (seconds since the epoch)."""
+    return lambda: clock.now().timestamp()
 
-    def __init__(self, ttl: timedelta, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[K, tuple[datetime, V]] = {}
 
-    def get(self, key: K, now: datetime) -> V | None:
-        """The value stored within the last `ttl` (a clock moved backwards counts as expired), or None."""
-        hit = self._entries.get(key)
-        if hit is None or not hit[0] <= now < hit[0] + self.ttl:
-            return None
-        return hit[1]
-
-    def put(self, key: K, value: V, now: datetime) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = (now, value)
+def ttl_cache(*, clock: Clock, ttl: timedelta, maxsize: int = 10_000) -> TTLCache[Any, Any]:
+    """A bounded cache whose entries expire `ttl` after they were stored, by `clock` (least recently used entries
+    go first when it is full)."""
+    return TTLCache(maxsize=maxsize, ttl=ttl.total_seconds(), timer=clock_timer(clock))

@@ -12,56 +12,28 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol, cast
 
 import asyncpg
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.clock import Clock
 from core.context import AppContext
+from core.ttlcache import ttl_cache
+from core.vocabulary import SPOT_TYPES, usable_split
 from geo import queries
 
 SOURCE = "database"
 SLOT = timedelta(minutes=15)
-SIZES = ("motorcycle", "compact", "regular", "large")
-ALL_SPOT_TYPES = ("motorcycle", "compact", "regular", "large", "ev", "handicap")
-
-
-def compatible_spot_types(vehicle_type: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(always usable spot types, usable only where the lot has ev_overflow) for a vehicle type.
-
-    A smaller vehicle fits a larger spot (motorcycle < compact < regular < large); EVs (regular size)
-    also use ev spots; a handicap permit holder (regular size) also uses handicap spots; ev spots take
-    other regular-or-smaller vehicles only when the lot allows ev overflow. None means any spot.
-    """
-    if vehicle_type is None:
-        return ALL_SPOT_TYPES, ()
-    if vehicle_type == "ev":
-        return ("regular", "large", "ev"), ()
-    if vehicle_type == "handicap":
-        return ("regular", "large", "handicap"), ("ev",)
-    if vehicle_type not in SIZES:
-        raise ValueError(f"unknown vehicle type {vehicle_type!r}")
-    base = SIZES[SIZES.index(vehicle_type):]
-    return base, (("ev",) if vehicle_type != "large" else ())
+ALL_SPOT_TYPES = SPOT_TYPES
 
 
 def usable_mask(vehicle_type: str | None) -> tuple[list[int], int]:
     """(1/0 per spot type in ALL_SPOT_TYPES order, 1 if ev spots count where the lot allows overflow)."""
-    base, overflow = compatible_spot_types(vehicle_type)
+    base, overflow = usable_split(vehicle_type)
     return [1 if t in base else 0 for t in ALL_SPOT_TYPES], 1 if "ev" in overflow else 0
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def widen_to_slots(starts_at: datetime, ends_at: datetime) -> tuple[datetime, datetime]:
-    """The window widened to whole 15-minute UTC slots: start floored, end ceiled."""
-    start = starts_at.astimezone(UTC)
-    end = ends_at.astimezone(UTC)
-    floored = _EPOCH + SLOT * ((start - _EPOCH) // SLOT)
-    ceiled = _EPOCH + SLOT * -((_EPOCH - end) // SLOT)
-    return floored, ceiled
 
 
 class PageLot(Protocol):
@@ -87,7 +59,7 @@ async def fetch_counts(pg: asyncpg.Connection | asyncpg.Pool, *, lot_ids: Sequen
     """Free compatible spots per lot for [starts_at, ends_at): a count in [0, capacity], never which spots."""
     if not lot_ids:
         return {}
-    base, overflow = compatible_spot_types(vehicle_type)
+    base, overflow = usable_split(vehicle_type)
     rows = await pg.fetch(queries.AVAILABLE_COUNTS, list(lot_ids), list(base), list(overflow), starts_at, ends_at)
     counts = {row["lot_id"]: int(row["available"]) for row in rows}
     return {lot_id: counts.get(lot_id, 0) for lot_id in lot_ids}
@@ -117,16 +89,17 @@ class AvailabilityCache:
     reports as `freshness.as_of`: a cached count is never presented as newer than it is.
     """
 
-    def __init__(self, *, ttl: timedelta, size: int = 100_000) -> None:
+    def __init__(self, *, ttl: timedelta, clock: Clock, size: int = 100_000) -> None:
         self.ttl, self.size = ttl, size
-        self._items: OrderedDict[tuple[uuid.UUID, str | None, datetime, datetime], Counted] = OrderedDict()
+        self._items: TTLCache[tuple[uuid.UUID, str | None, datetime, datetime], Counted] = \
+            ttl_cache(clock=clock, ttl=ttl, maxsize=size)
 
     async def counts(self, pg: asyncpg.Pool, *, lot_ids: Sequence[uuid.UUID], vehicle_type: str | None,
                      starts_at: datetime, ends_at: datetime, now: datetime) -> dict[uuid.UUID, Counted]:
         out, missing = {}, []
         for lot_id in lot_ids:
             hit = self._items.get((lot_id, vehicle_type, starts_at, ends_at))
-            if hit is not None and now - hit.as_of < self.ttl:
+            if hit is not None:
                 out[lot_id] = hit
             else:
                 missing.append(lot_id)
@@ -135,11 +108,7 @@ class AvailabilityCache:
                                        ends_at=ends_at)
             for lot_id, n in fresh.items():
                 out[lot_id] = counted = Counted(n, SOURCE, now)
-                key = (lot_id, vehicle_type, starts_at, ends_at)
-                self._items[key] = counted
-                self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                self._items[(lot_id, vehicle_type, starts_at, ends_at)] = counted
         return out
 
 
@@ -243,7 +212,7 @@ def availability_cache(ctx: AppContext) -> AvailabilityCache:
     """The process's search availability cache (one per context)."""
     cache = ctx.extras.get("availability_cache")
     if cache is None:
-        cache = AvailabilityCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms))
+        cache = AvailabilityCache(ttl=timedelta(milliseconds=ctx.settings.search_count_ttl_ms), clock=ctx.clock)
         ctx.extras["availability_cache"] = cache
     return cast(AvailabilityCache, cache)
 

@@ -29,8 +29,9 @@ import numpy.typing as npt
 import orjson
 
 from core.errors import ServiceUnavailable
+from core.vocabulary import widen_to_slots
 from geo import open_queries as q
-from geo.availability import ALL_SPOT_TYPES, widen_to_slots
+from geo.availability import ALL_SPOT_TYPES
 from geo.feed_hours import is_open_at
 
 SOURCE_SENSOR, SOURCE_GATE, SOURCE_NONE = "sensor", "gate", "none"

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.vocabulary import SPOT_TYPES, SpotType, VehicleType
 from geo.hours import parse_opening_hours
 
-SPOT_TYPES = ("motorcycle", "compact", "regular", "large", "ev", "handicap")
-SpotType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
-VehicleType = SpotType
+__all__ = ["SPOT_TYPES", "SpotType", "VehicleType"]
+
 AMENITIES = ("covered", "ev_charging", "accessible", "cctv", "staffed", "bike_parking")
 Amenity = Literal["covered", "ev_charging", "accessible", "cctv", "staffed", "bike_parking"]
 LotKind = Literal["surface", "multi-storey", "underground", "street"]

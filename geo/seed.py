@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.vocabulary import SPOT_TYPES
 from geo.h3cells import cell
 
 CITY_CENTRE = (37.7793, -122.4193)  # San Francisco City Hall
@@ -30,10 +31,10 @@ DEFAULT_RATE_CARD: dict[str, object] = {
     "tax_percent": 8.5,
     "grace_minutes": 10,
     "rules": [
-        {"name": "day", "spot_types": ["motorcycle", "compact", "regular", "large", "ev", "handicap"],
+        {"name": "day", "spot_types": list(SPOT_TYPES),
          "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "07:00", "to": "19:00",
          "rate_per_hour": 400, "increment_minutes": 15, "daily_max": 3200},
-        {"name": "night", "spot_types": ["motorcycle", "compact", "regular", "large", "ev", "handicap"],
+        {"name": "night", "spot_types": list(SPOT_TYPES),
          "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "19:00", "to": "07:00",
          "rate_per_hour": 150, "increment_minutes": 30, "daily_max": 3200},
     ],

@@ -7,20 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.errors import ValidationFailed
-from geo.availability import widen_to_slots
+from core.vocabulary import Window, widen_to_slots
 
 DEFAULT_WINDOW = timedelta(hours=1)
 DEFAULT_HORIZON_DAYS = max(1, math.ceil(DEFAULT_WINDOW / timedelta(days=1)))  # what the default window needs
 MAX_HORIZON_DAYS = 365  # the largest booking horizon a lot may have
 
 
-@dataclass(frozen=True)
-class Window:
-    starts_at: datetime  # as asked (UTC)
-    ends_at: datetime
-    slot_start: datetime  # widened to whole 15-minute slots
-    slot_end: datetime
-    horizon_days: int  # the booking horizon a lot needs to accept this window
+__all__ = ["Window", "resolve_window"]
 
 
 def resolve_window(*, starts_at: datetime | None, ends_at: datetime | None, now: datetime,

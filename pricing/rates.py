@@ -22,10 +22,9 @@ from pydantic import (
 )
 
 from core.errors import ValidationFailed
+from core.vocabulary import SPOT_TYPES, SpotType
 
-SpotType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol"]
-SPOT_TYPES: tuple[str, ...] = ("motorcycle", "compact", "regular", "large", "ev", "handicap")
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MINUTES = 24 * 60
 

@@ -10,12 +10,24 @@ LOTS=${LOTS:-500}
 BIN=.venv/bin
 
 creds=$($BIN/parkgrid seed demo --lots "$LOTS" --seed 42 --if-empty --json)
+# the project's own broker (devices authenticate; docs/features/lanes-and-identity.md); the demo device gets its client
+mqtt=$($BIN/parkgrid mqtt broker --detach --json)
+export PARKGRID_MQTT_URL=$($BIN/python -c 'import json,sys; print(json.loads(sys.argv[1])["mqtt_url"])' "$mqtt")
+export PARKGRID_MQTT_ADMIN_URL=$($BIN/python -c 'import json,sys; print(json.loads(sys.argv[1])["mqtt_admin_url"])' "$mqtt")
+$BIN/python - "$creds" <<'PY'
+import asyncio, json, os, sys
+from controllers.mqtt_identity import grant_device
+d = json.loads(sys.argv[1])["device"]
+asyncio.run(grant_device(admin_url=os.environ["PARKGRID_MQTT_ADMIN_URL"], device_id=d["device_id"], lot_id=d["lot_id"],
+                         password=d["key"]))
+PY
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 $BIN/parkgrid serve --host "$HOST" --port "$PORT" --workers 2 & pids+=($!)
 $BIN/parkgrid worker --concurrency 1 --loglevel warning & pids+=($!)
 $BIN/parkgrid beat --loglevel warning & pids+=($!)
+$BIN/parkgrid ingest & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 
 $BIN/python - "$creds" "$HOST" "$PORT" <<'PY'
@@ -35,6 +47,8 @@ ParkGrid demo is running (Ctrl-C stops API, worker and beat).
   Planner       {c['users']['planner']['email']} / {c['users']['planner']['password']}
   Partner key   X-API-Key: {c['partner_api_key']}
   Device key    X-Device-Key: {c['device']['key']}  (lot {c['device']['lot_id']})
+  MQTT          broker on 127.0.0.1:1884 (var/mosquitto): username {c['device']['device_id']}, password = the device key,
+                topics parkgrid/lots/{c['device']['lot_id']}/# only; anonymous clients are refused
   New lots seeded this run: {c['lots_created']} ({c['spots_created']} spots)
 """)
 PY

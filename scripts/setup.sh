@@ -107,6 +107,10 @@ fi
 mkdir -p var
 [ -s var/secret_key ] || .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(48))" > var/secret_key
 
+# --- ParkGrid's own MQTT broker: each device its own credentials (docs/features/lanes-and-identity.md) -----
+# var/mosquitto holds its config, the dynamic security plugin's file and the admin/ingest credentials (idempotent)
+.venv/bin/python -m cli mqtt broker --detach --json > var/mosquitto-urls.json || die "MQTT broker failed to start"
+
 # --- Database ---------------------------------------------------------------------------
 if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'" | grep -q 1; then
   say "creating database $DB_NAME"

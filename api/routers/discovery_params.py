@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query, Request
 
 from core.errors import ValidationFailed
+from core.vocabulary import VehicleType
 from geo.schemas import AMENITIES
 from geo.window import Window, resolve_window
 
-VehicleTypeParam = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
+VehicleTypeParam = VehicleType
 StartsAt = Annotated[datetime | None, Query(description="RFC 3339 with offset; default now")]
 EndsAt = Annotated[datetime | None, Query(description="RFC 3339 with offset; default starts_at + 1 h")]
 

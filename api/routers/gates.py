@@ -7,32 +7,16 @@ from typing import Literal
 
 import orjson
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel
 
 from api.authz import GateDevice
 from api.deps import CtxDep, NowDep
 from api.schemas.common import MoneyOut
 from controllers import gates
+from controllers.messages import GateEventIn
 
 router = APIRouter(prefix="/gates", tags=["lot controllers"])
 
-VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
-
-
-class GateEventIn(BaseModel):
-    event_id: str = Field(min_length=1, max_length=100, description="unique per lot; a repeat returns the first decision")
-    sequence: int = Field(ge=0, description="the device's own sequence number (ordering survives clock skew)")
-    occurred_at: AwareDatetime
-    direction: Literal["entry", "exit"] | None = Field(None, description="defaults to the gate's direction")
-    plate: str | None = Field(None, max_length=32)
-    plate_confidence: float | None = Field(None, ge=0, le=1)
-    qr_token: str | None = Field(None, max_length=2000)
-    vehicle_type: VehicleType = Field("regular", description="what a walk-in is booked as")
-    payment_token: str | None = Field(None, max_length=200, description="a pay terminal's card token (exit)")
-    decided_locally: bool = Field(False, description="the edge agent already acted on this event: recorded as a fact")
-    replayed: bool = Field(False, description="synonym of decided_locally, for replays from the edge outbox")
-    decision: Literal["open", "deny", "pay", "attendant"] | None = Field(
-        None, description="what the edge agent decided, when decided_locally")
 
 
 class SpotOut(BaseModel):
@@ -53,11 +37,7 @@ class GateDecisionOut(BaseModel):
              summary="An entry or exit at a gate: open, deny, pay or attendant (a repeated event_id returns the first)")
 async def gate_event(gate_id: uuid.UUID, body: GateEventIn, device: GateDevice, ctx: CtxDep,
                      now: NowDep) -> Response:
-    event = gates.GateEvent(
-        event_id=body.event_id, sequence=body.sequence, occurred_at=body.occurred_at, direction=body.direction,
-        plate=body.plate, plate_confidence=body.plate_confidence, qr_token=body.qr_token,
-        vehicle_type=body.vehicle_type, payment_token=body.payment_token,
-        decided_locally=body.decided_locally or body.replayed, local_decision=body.decision)
+    event = gates.gate_event(body)
     outcome = await gates.decide(deps=gates.gate_deps(ctx), device_id=device.device_id, gate_id=gate_id, event=event,
                                  now=now)
     # Written straight out: the decision is plain JSON already (response_model documents it, unvalidated).

@@ -14,7 +14,6 @@ from api.schemas.discovery import Freshness, LotDetail, LotWindowAvailability, l
 from booking.availability import free_count
 from booking.reconcile import forget_lot
 from booking.runtime import breaker, slot_store
-from booking.service import Window as BookingWindow
 from booking.wiring import booking_deps
 from core.context import AppContext
 from core.errors import ValidationFailed
@@ -90,7 +89,7 @@ async def lot_availability(request: Request, lot_id: uuid.UUID, conn: ConnDep, c
         raise ValidationFailed(f"this lot takes bookings up to {lot.booking_horizon_days} days ahead",
                                loc=("query", "ends_at"))
     deps = booking_deps(ctx)
-    booking_window = BookingWindow(window.starts_at, window.ends_at, window.slot_start, window.slot_end)
+    booking_window = window
     count = await free_count(deps=deps, lot_id=lot_id, vehicle_type=vehicle_type, window=booking_window, now=now)
     try:
         priced = await deps.pricer(conn, lot_id, vehicle_type, booking_window, None, discount_code=discount_code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
@@ -13,10 +13,10 @@ from api.deps import ConnDep, CtxDep, CurrentUser, NowDep
 from api.ratelimit import WriteUser
 from core.accounts import Vehicle, add_vehicle, delete_vehicle, get_user, get_vehicle, list_vehicles
 from core.errors import Unauthorized
+from core.vocabulary import VehicleType
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 
-VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
 
 
 class MeOut(BaseModel):
@@ -28,7 +28,7 @@ class MeOut(BaseModel):
 
 class VehicleIn(BaseModel):
     plate: str = Field(min_length=1, max_length=20, description="normalised: upper case, no spaces or dashes")
-    vehicle_type: VehicleType = "regular"
+    vehicle_type: VehicleType = VehicleType.regular
     handicap_permit: bool = False
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
@@ -22,7 +23,7 @@ from core.clock import ensure_utc
 from core.context import AppContext
 from core.errors import TooManyRequests, ValidationFailed
 from core.security import hash_api_key
-from core.ttlcache import TtlCache
+from core.ttlcache import ttl_cache
 from geo import feed_formats as fmt
 from geo.feed_snapshot import FeedLot, Snapshot, feed_snapshots
 from geo.window import parse_bbox
@@ -62,15 +63,15 @@ def _select(snap: Snapshot, bbox: str | None, modified_since: datetime | None) -
 POLL_KEY_TTL = timedelta(seconds=10)
 
 
-def _poll_keys(ctx: AppContext) -> TtlCache[str, Partner]:
-    return ctx.shared("open_data_poll_keys", lambda: TtlCache(POLL_KEY_TTL))
+def _poll_keys(ctx: AppContext) -> TTLCache[str, Partner]:
+    return ctx.shared("open_data_poll_keys", lambda: ttl_cache(clock=ctx.clock, ttl=POLL_KEY_TTL))
 
 
 async def _snapshot(ctx: CtxDep, request: Request | None = None, partner: Partner | None = None
                     ) -> tuple[Snapshot, datetime]:
     now = ctx.clock.now()
     if request is not None and partner is not None:
-        _poll_keys(ctx).put(hash_api_key(request.headers.get("x-api-key", "")), partner, now)
+        _poll_keys(ctx)[hash_api_key(request.headers.get("x-api-key", ""))] = partner
     return await feed_snapshots(ctx).current(now=now), now
 
 
@@ -103,7 +104,7 @@ def _poll_shortcut(path: str, variant: str) -> Shortcut:
             return False
         ctx: AppContext = scope["app"].state.ctx
         now = ctx.clock.now()
-        partner = _poll_keys(ctx).get(hash_api_key(key), now)
+        partner = _poll_keys(ctx).get(hash_api_key(key))
         if partner is None:
             return False
         snap = await feed_snapshots(ctx).current(now=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from api.authz import OperatedLotId
 from api.deps import ConnDep, CtxDep, NowDep, OperatorUser
 from api.schemas.common import money
+from core.vocabulary import SpotType
 from pricing import passes
 
 router = APIRouter(prefix="/lots", tags=["passes"])
@@ -26,7 +27,7 @@ def _month(value: str) -> date:
 class PassIn(BaseModel):
     plate: str = Field(min_length=1, max_length=20)
     month: str = Field(pattern=MONTH, description="YYYY-MM, a calendar month in the lot's timezone")
-    spot_type: Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"] | None = None
+    spot_type: SpotType | None = None
     price: int | None = Field(None, ge=0, description="minor units; default: the card's monthly_pass_amount")
 
 

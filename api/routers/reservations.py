@@ -21,10 +21,10 @@ from booking.wiring import booking_deps
 from core.context import AppContext
 from core.errors import InvalidTransition
 from core.security import mask_plate
+from core.vocabulary import VehicleType
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
 
-VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 

@@ -13,8 +13,8 @@ from starlette.types import Receive, Scope, Send
 
 from api.middleware import Shortcut
 from api.problems import domain_problem
-from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
-from api.routers.search_query import plain_search_query
+from api.routers.discovery_params import parse_amenities, wants_geojson, window_from
+from api.routers.search_query import SearchParams, plain_search_query
 from api.routers.search_walk import walk_search
 from api.schemas.discovery import (
     GEOJSON_MEDIA_TYPE,
@@ -26,7 +26,7 @@ from api.schemas.discovery import (
 from core.errors import DomainError
 from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
-from geo.search import DEFAULT_PREFILTER, Prefilter, SearchQuery, Sort, search_lots
+from geo.search import DEFAULT_PREFILTER, Prefilter, SearchQuery, search_lots
 from geo.window import parse_bbox
 from pricing.service import booked_occupancy, quote_service
 
@@ -37,21 +37,22 @@ router = APIRouter(prefix="/lots", tags=["discovery"])
 
 
 def shortcut() -> Shortcut:
-    """Search ahead of routing (`api.middleware.RequestContextMiddleware`): a plain, valid query string
-    (`api.routers.search_query`) is answered without FastAPI's per-parameter validation, its routing and its
-    exception and exit-stack middleware (~20 us of a search's ~300 us). A domain error answers as the app's
+    """Search ahead of routing (`api.middleware.RequestContextMiddleware`): a query string the route's own model
+    accepts (`api.routers.search_query.SearchParams`, the same judge as FastAPI's lane) is answered without
+    FastAPI's routing, dependency solving and its exception and exit-stack middleware. A domain error answers as the app's
     handler would (problem+json naming the field); anything else propagates to the server error middleware,
-    which answers 500 as it does for every route. Other queries are left to the route below, FastAPI's own."""
+    which answers 500 as it does for every route. A query the model refuses goes to the route below, whose
+    422 names the field."""
     route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is search)
 
     async def answer(scope: Scope, receive: Receive, send: Send) -> bool:
-        values = plain_search_query(scope["query_string"]) if scope["method"] == "GET" else None
-        if values is None:
+        params = plain_search_query(scope["query_string"]) if scope["method"] == "GET" else None
+        if params is None:
             return False
         scope["route"] = route  # what routing would have set: the metrics' route label
         request = Request(scope, receive, send)
         try:
-            response = await run_search(request, **values)
+            response = await answer_search(request, params)
         except DomainError as exc:
             response = domain_problem(request, exc)
         await response(scope, receive, send)
@@ -73,56 +74,38 @@ def shortcut() -> Shortcut:
         "pedestrian network; items then carry `walk: {meters, minutes}`, or `walk: null` with `walk_reason`. "
         "`Accept: application/geo+json` returns an RFC 7946 FeatureCollection ([lng, lat])."),
 )
-async def search(
-    request: Request,
-    lat: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
-    lng: Annotated[float | None, Query(ge=-180, le=180, allow_inf_nan=False)] = None,
-    radius_m: Annotated[float | None, Query(allow_inf_nan=False, description="metres, > 0")] = None,
-    bbox: Annotated[str | None, Query(max_length=200, description="minLng,minLat,maxLng,maxLat")] = None,
-    starts_at: StartsAt = None, ends_at: EndsAt = None,
-    vehicle_type: VehicleTypeParam | None = None,
-    amenities: Annotated[list[str] | None, Query(max_length=20, description="e.g. covered,ev_charging")] = None,
-    max_price: Annotated[int | None, Query(ge=0, description="minor units; see description")] = None,
-    sort: Sort = "distance",
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
-    prefilter: Annotated[Prefilter,
-                         Query(description="index (in-process H3 ring, the default); the others are the SQL "
-                                           "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
-    destination_id: Annotated[uuid.UUID | None, Query(description="search around this destination "
-                                                                  "(GET /api/v1/destinations); implies sort=walk")] = None,
-    max_walk_m: Annotated[float | None, Query(ge=50, le=5000, allow_inf_nan=False,
-                                              description="walking searches: the longest walk, default 1500")] = None,
-) -> Any:
-    if sort == "walk" or destination_id is not None:
-        return await walk_search(request, run_search, destination_id=destination_id, lat=lat, lng=lng,
-                                 max_walk_m=max_walk_m, limit=limit, starts_at=starts_at, ends_at=ends_at,
-                                 vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
-                                 prefilter=prefilter)
-    return await run_search(request, lat=lat, lng=lng, radius_m=radius_m, bbox=bbox, starts_at=starts_at,
-                            ends_at=ends_at, vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
-                            sort=sort, limit=limit, cursor=cursor, prefilter=prefilter)
+async def search(request: Request, params: Annotated[SearchParams, Query()]) -> Any:
+    return await answer_search(request, params)
 
 
-async def run_search(request: Request, *, lat: float | None = None, lng: float | None = None,
-                     radius_m: float | None = None, bbox: str | None = None, starts_at: datetime | None = None,
-                     ends_at: datetime | None = None, vehicle_type: str | None = None,
-                     amenities: list[str] | None = None, max_price: int | None = None,
-                     sort: Sort = "distance", limit: int = 20, cursor: str | None = None,
-                     prefilter: Prefilter = DEFAULT_PREFILTER) -> Response:
-    """One search from validated parameters (FastAPI's, or the fast lane's: the same values either way)."""
+async def answer_search(request: Request, params: SearchParams) -> Response:
+    """A plain search, or a walking one (`sort=walk` or `destination_id`): the same on both lanes."""
+    if params.sort == "walk" or params.destination_id is not None:
+        return await walk_search(request, run_search, params)
+    return await run_search(request, params)
+
+
+#: the in-process index; the SQL baselines ("knn", "h3", "st_dwithin") are for tests (monkeypatch this) and
+#: loadtests/bench_search.py, which runs them on its own: they are not a public parameter (issue 15)
+PREFILTER: Prefilter = DEFAULT_PREFILTER
+
+
+async def run_search(request: Request, params: SearchParams) -> Response:
+    """One search from parameters the route's model accepted (on FastAPI's lane or the fast lane)."""
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()
-    box = parse_bbox(bbox) if bbox is not None else None
+    prefilter = PREFILTER
+    lat, lng, radius_m = params.lat, params.lng, params.radius_m
+    box = parse_bbox(params.bbox) if params.bbox is not None else None
     if box is None and radius_m is None and lat is not None and lng is not None:
         radius_m = min(DEFAULT_RADIUS_M, float(settings.max_search_radius_m))
-    query = SearchQuery(lat=lat, lng=lng, radius_m=radius_m, bbox=box, vehicle_type=vehicle_type,
-                        amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
-                        cursor=cursor, prefilter=prefilter)
-    window = window_from(request, starts_at, ends_at, now)
+    query = SearchQuery(lat=lat, lng=lng, radius_m=radius_m, bbox=box, vehicle_type=params.vehicle_type,
+                        amenities=parse_amenities(params.amenities), max_price=params.max_price, sort=params.sort,
+                        limit=params.limit, cursor=params.cursor, prefilter=prefilter)
+    window = window_from(request, params.starts_at, params.ends_at, now)
     pool, prices = await ctx.pg(), quote_service(ctx)
 
-    if prefilter == "index":  # a radius or a bbox, from the in-process lot index
+    if box is None and prefilter == "index":
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
             return await busy_cache(ctx).counts(pool, lots=rows, now=now, **span)
 

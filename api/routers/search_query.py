@@ -1,53 +1,53 @@
-"""A fast lane for the search route's query string: plain, well-formed queries are parsed here in a few
-microseconds instead of FastAPI's per-parameter pydantic validation (most of a search's API CPU otherwise), and
-answered ahead of routing (`api.routers.search.shortcut`).
+"""The search route's query string, judged by one model for both of its lanes.
 
-`plain_search_query` accepts only a strict subset of what the FastAPI signature in `api.routers.search` accepts,
-and yields exactly the values FastAPI would pass for it. Anything else (a value out of range, an unusual number or
-time format, a repeated parameter, an empty value) returns None, and the request takes FastAPI's own validation
-path: every bad input still gets FastAPI's 422 problem+json naming the field, and the OpenAPI document still
-comes from that signature.
+`SearchParams` is the route's query model (`api.routers.search`: `Annotated[SearchParams, Query()]`). The fast lane
+(`api.routers.search.shortcut`, ahead of routing) builds the same dict FastAPI builds from the query string (one
+value per field, the last when repeated; a list for `amenities`; unknown parameters ignored) and validates it with
+that model; whatever the model refuses is handed to FastAPI's lane, which refuses it again with its 422
+problem+json naming the field. So `radius_m=５００` is 422 on both lanes (pydantic reads ASCII numbers only), and
+tests/api/test_search_lanes.py checks, on generated query strings, that the fast lane accepts exactly what
+FastAPI's own extraction (`fastapi.dependencies.utils.request_params_to_args`) accepts, with the same values.
 """
 
 from __future__ import annotations
 
-import re
+import uuid
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import parse_qsl
 
-from api.routers.discovery_params import VehicleTypeParam
-from geo.search import Prefilter, Sort
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-_DECIMAL = re.compile(r"-?\d{1,9}(?:\.\d{1,17})?")
-_LIMIT = re.compile(r"[1-9]\d?|100")
-_NON_NEGATIVE_INT = re.compile(r"0|[1-9]\d{0,17}")
-# RFC 3339 with an offset, fields in range (a date like Feb 30 still fails in fromisoformat: FastAPI's lane then)
-_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
-                    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-# the values the route's Literal types admit (api.routers.search's signature)
-_VEHICLE_TYPES = frozenset(get_args(VehicleTypeParam))
-_SORTS = frozenset(get_args(Sort))
-_PREFILTERS = frozenset(get_args(Prefilter))
-_MAX_AMENITY_VALUES = 20  # Query(max_length=20) on the list
-_MAX_BBOX = 200
-_MAX_CURSOR = 500
+from core.vocabulary import VehicleType
+from geo.search import Sort
+
+__all__ = ["SearchParams", "plain_search_query", "query_pairs"]
 
 
-def _bounded(raw: str, low: float, high: float) -> float | None:
-    if not _DECIMAL.fullmatch(raw):
-        return None
-    value = float(raw)
-    return value if low <= value <= high else None
+class SearchParams(BaseModel):
+    """GET /api/v1/lots/search's query parameters."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lng: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+    radius_m: float | None = Field(None, allow_inf_nan=False, description="metres, > 0")
+    bbox: str | None = Field(None, max_length=200, description="minLng,minLat,maxLng,maxLat")
+    starts_at: datetime | None = Field(None, description="RFC 3339 with offset; default now")
+    ends_at: datetime | None = Field(None, description="RFC 3339 with offset; default starts_at + 1 h")
+    vehicle_type: VehicleType | None = None
+    amenities: list[str] | None = Field(None, max_length=20, description="e.g. covered,ev_charging")
+    max_price: int | None = Field(None, ge=0, description="minor units; see description")
+    sort: Sort = "distance"
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, min_length=1, max_length=500)
+    destination_id: uuid.UUID | None = Field(
+        None, description="search around this destination (GET /api/v1/destinations); implies sort=walk")
+    max_walk_m: float | None = Field(None, ge=50, le=5000, allow_inf_nan=False,
+                                     description="walking searches: the longest walk, default 1500")
 
 
-def _stamp(raw: str) -> datetime | None:
-    if not _STAMP.fullmatch(raw):
-        return None
-    try:
-        return datetime.fromisoformat(raw)
-    except ValueError:
-        return None
+_SCALARS = frozenset(SearchParams.model_fields) - {"amenities"}
 
 
 def query_pairs(text: str) -> list[tuple[str, str]]:
@@ -59,50 +59,25 @@ def query_pairs(text: str) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in (field.partition("=") for field in text.split("&") if field)]
 
 
-def plain_search_query(query_string: bytes) -> dict[str, Any] | None:
-    """The search endpoint's keyword arguments for a plain, valid query string; None to let FastAPI validate it."""
+def query_dict(query_string: bytes) -> dict[str, Any]:
+    """The dict FastAPI validates a query model with: each scalar field's last value, `amenities` as a list
+    (absent when not given), other names left out (the model ignores extras)."""
     values: dict[str, Any] = {}
     amenities: list[str] = []
     for key, raw in query_pairs(query_string.decode("latin-1")):
-        if not raw:
-            return None
         if key == "amenities":
             amenities.append(raw)
-            continue
-        if key in values:
-            return None  # a repeated parameter: FastAPI's lane decides which one counts
-        value: Any
-        if key == "lat":
-            value = _bounded(raw, -90.0, 90.0)
-        elif key == "lng":
-            value = _bounded(raw, -180.0, 180.0)
-        elif key == "radius_m":
-            value = float(raw) if _DECIMAL.fullmatch(raw) else None
-        elif key == "limit":
-            value = int(raw) if _LIMIT.fullmatch(raw) else None
-        elif key == "vehicle_type":
-            value = raw if raw in _VEHICLE_TYPES else None
-        elif key == "prefilter":
-            value = raw if raw in _PREFILTERS else None
-        elif key == "sort":
-            value = raw if raw in _SORTS and raw != "walk" else None  # walking searches take the routed lane
-        elif key in ("starts_at", "ends_at"):
-            value = _stamp(raw)
-        elif key == "max_price":
-            value = int(raw) if _NON_NEGATIVE_INT.fullmatch(raw) else None
-        elif key == "cursor":
-            value = raw if len(raw) <= _MAX_CURSOR else None
-        elif key == "bbox":
-            value = raw if len(raw) <= _MAX_BBOX else None
-        elif key in ("destination_id", "max_walk_m"):
-            return None  # walking searches take the routed lane
-        else:
-            continue  # FastAPI ignores parameters the route does not declare
-        if value is None:
-            return None
-        values[key] = value
+        elif key in _SCALARS:
+            values[key] = raw
     if amenities:
-        if len(amenities) > _MAX_AMENITY_VALUES:
-            return None
         values["amenities"] = amenities
     return values
+
+
+def plain_search_query(query_string: bytes) -> SearchParams | None:
+    """The search's parameters when the route's model accepts the query string; None to let FastAPI's lane answer
+    (its 422 problem+json names the field)."""
+    try:
+        return SearchParams.model_validate(query_dict(query_string))
+    except ValidationError:
+        return None

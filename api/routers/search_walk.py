@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 
+from api.routers.search_query import SearchParams
 from core.errors import ValidationFailed
 from geo.walk import DEFAULT_MAX_WALK_M, NO_NETWORK, WALK_SPEED_M_PER_MIN, get_destination, walking_times
 
@@ -18,11 +19,11 @@ WALK_PAGE = 100  # a walking search ranks up to this many lots nearest in a stra
 RunSearch = Callable[..., Awaitable[Response]]
 
 
-async def walk_search(request: Request, run: RunSearch, *, destination_id: uuid.UUID | None, lat: float | None,
-                      lng: float | None, max_walk_m: float | None, limit: int, **search: Any) -> Response:
+async def walk_search(request: Request, run: RunSearch, params: SearchParams) -> Response:
     """One walking search; `run` is the plain search, asked for the straight-line candidates."""
     ctx, settings = request.app.state.ctx, request.app.state.settings
     pool = await ctx.pg()
+    destination_id, lat, lng, limit = params.destination_id, params.lat, params.lng, params.limit
     destination = None
     if destination_id is not None:
         async with pool.acquire() as pg:
@@ -31,12 +32,11 @@ async def walk_search(request: Request, run: RunSearch, *, destination_id: uuid.
     elif lat is None or lng is None:
         raise ValidationFailed("a walking search needs destination_id, or lat and lng",
                                loc=("query", "destination_id"))
-    max_walk = float(max_walk_m or DEFAULT_MAX_WALK_M)
+    max_walk = float(params.max_walk_m or DEFAULT_MAX_WALK_M)
     radius = min(max_walk, float(settings.max_search_radius_m))
-    search.pop("cursor", None)
-    search.pop("radius_m", None)
-    search.pop("bbox", None)
-    response = await run(request, lat=lat, lng=lng, radius_m=radius, limit=WALK_PAGE, sort="distance", **search)
+    candidates = params.model_copy(update={"lat": lat, "lng": lng, "radius_m": radius, "bbox": None, "cursor": None,
+                                           "limit": WALK_PAGE, "sort": "distance", "destination_id": None})
+    response = await run(request, candidates)
     if response.status_code != 200:
         return response
     body = orjson.loads(response.body)

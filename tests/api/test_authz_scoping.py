@@ -15,10 +15,11 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.authz import GateDevice, LotDevice, OperatedLotId
-from api.deps import DEVICE_KEY_TTL, PlannerUser
+from api.deps import PlannerUser
 from core.accounts import create_device, create_partner, revoke_device
 from core.clock import ManualClock
 from core.context import AppContext
+from core.keyring import DEVICE_KEY_TTL, announce_revocation
 from core.settings import Settings
 from tests.factories import UserFactory, device_key_for, insert_lot
 
@@ -105,11 +106,12 @@ async def test_devices_are_scoped_to_their_lot_across_two_lots(
     assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=op)).status_code == 401
 
 
-async def test_a_revoked_device_key_is_refused_once_the_key_cache_expires(
+async def test_a_revoked_device_key_is_refused_on_the_next_request_once_announced(
     http: httpx.AsyncClient, ctx: AppContext, users: UserFactory, clock: ManualClock
 ) -> None:
-    """Device keys are cached for DEVICE_KEY_TTL (docs/adr/0008): that is how long a revoked key may still work
-    in a process that used it just before; a process that had not seen it refuses it at once."""
+    """A revocation announced after its commit (core.keyring, as `parkgrid devices revoke` does) is refused on the
+    next request. The negative control: one nobody announced works for as long as the process remembers the key
+    (DEVICE_KEY_TTL on the injected clock); a process that had not seen a key refuses it at once."""
     w = await _two_lots(ctx, users)
     hdr = {"X-Device-Key": str(w["key_a"])}
     device_id = uuid.UUID((await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).json()["device_id"])
@@ -118,16 +120,30 @@ async def test_a_revoked_device_key_is_refused_once_the_key_cache_expires(
         unseen_id, unseen_key = await create_device(conn=conn, lot_id=w["lot_a"])  # type: ignore[arg-type]
         await revoke_device(conn=conn, device_id=unseen_id, now=clock.now())
     clock.advance(DEVICE_KEY_TTL - timedelta(microseconds=1))
-    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 200
-    clock.advance(microseconds=1)
+    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 200  # unannounced
+    unseen = await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers={"X-Device-Key": unseen_key})
+    assert unseen.status_code == 401
+    await announce_revocation(redis=ctx.redis, prefix=ctx.settings.redis_prefix)
     res = await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)
     assert res.status_code == 401
     assert (await http.post(f"/probe/gates/{w['gate_a']}/events", headers=hdr)).status_code == 401
-    unseen = await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers={"X-Device-Key": unseen_key})
-    assert unseen.status_code == 401
     # the other lot's device is unaffected
     ok = await http.post(f"/probe/lots/{w['lot_b']}/sensor-events", headers={"X-Device-Key": str(w["key_b"])})
     assert ok.status_code == 200
+
+
+async def test_a_remembered_device_key_expires_on_the_injected_clock(
+    http: httpx.AsyncClient, ctx: AppContext, users: UserFactory, clock: ManualClock
+) -> None:
+    w = await _two_lots(ctx, users)
+    hdr = {"X-Device-Key": str(w["key_a"])}
+    device_id = uuid.UUID((await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).json()["device_id"])
+    async with ctx.engine.begin() as conn:
+        await revoke_device(conn=conn, device_id=device_id, now=clock.now())
+    clock.advance(DEVICE_KEY_TTL - timedelta(microseconds=1))
+    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 200
+    clock.advance(microseconds=1)
+    assert (await http.post(f"/probe/lots/{w['lot_a']}/sensor-events", headers=hdr)).status_code == 401
 
 
 async def test_open_data_needs_a_valid_partner_key(client: httpx.AsyncClient, ctx: AppContext,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
 from datetime import datetime
 
 import httpx
+import orjson
+import pytest
 
 from controllers import gates
+from controllers import queries_gates as gq
 from core.clock import ManualClock
 from core.context import AppContext
 from tests.api.test_gates_world import event, gate_lot, post_event, scalar
@@ -43,6 +45,26 @@ async def test_concurrent_copies_of_one_event_decide_once(client: httpx.AsyncCli
     assert await scalar(ctx, "SELECT count(*) FROM reservations WHERE kind = 'walk_in'") == 1
 
 
+async def _decide_unguarded(*, deps: gates.GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID,
+                            event: gates.GateEvent, now: datetime) -> gates.GateOutcome:
+    """Check-then-act (the race the ledger prevents): the negative control's own decide, patched in by the test
+    (the production code has no switch for it)."""
+    gate = await gates._gate(deps, gate_id, now)
+    async with deps.slots:  # as decide: a decision holds a raw connection while its booking calls take others
+        pool = await deps.pg()
+        stored = await pool.fetchval(gq.LEDGER_DECISION, gate.lot_id, event.event_id)
+        if stored is not None:
+            return gates.GateOutcome(gates.Decision.from_json(orjson.loads(stored)), duplicate=True)
+        async with pool.acquire() as conn, conn.transaction():
+            run = gates._run(deps, conn, gate, event, now)
+            decision, cds = await gates._decide(run)
+            await conn.execute(gq.LEDGER_INSERT, *gates._ledger_row(gate, device_id, event, now))
+            await conn.execute(gq.LEDGER_SET_DECISION, gate.lot_id, event.event_id, gates._json(decision.as_json()),
+                               cds)
+        await run.committed()
+    return gates.GateOutcome(decision, duplicate=False)
+
+
 async def _race(ctx: AppContext, deps: gates.GateDeps, gate_id: uuid.UUID, device_id: uuid.UUID, now: datetime) -> int:
     ev = gates.GateEvent(event_id="neg-control", sequence=1, occurred_at=now, plate="RACE2", plate_confidence=0.99)
     await asyncio.gather(*(gates.decide(deps=deps, device_id=device_id, gate_id=gate_id, event=ev, now=now)
@@ -50,12 +72,13 @@ async def _race(ctx: AppContext, deps: gates.GateDeps, gate_id: uuid.UUID, devic
     return int(await scalar(ctx, "SELECT count(*) FROM parking_sessions"))
 
 
-async def test_negative_control_without_the_ledger_guard_the_race_double_books(ctx: AppContext) -> None:
+async def test_negative_control_without_the_ledger_guard_the_race_double_books(
+        ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """Check-then-act instead of insert-or-return: concurrent copies each book a walk-in (so the test above can fail)."""
     gl = await gate_lot(ctx, spots={"regular": 10})
     device_id = await scalar(ctx, "SELECT id FROM devices WHERE lot_id = :l", l=gl.lot_id)
-    deps = replace(gates.gate_deps(ctx), atomic_ledger=False)
-    assert await _race(ctx, deps, gl.entry, device_id, ctx.clock.now()) > 1
+    monkeypatch.setattr(gates, "decide", _decide_unguarded)
+    assert await _race(ctx, gates.gate_deps(ctx), gl.entry, device_id, ctx.clock.now()) > 1
 
 
 async def test_guarded_domain_race_decides_once(ctx: AppContext) -> None:

@@ -124,7 +124,8 @@ async def test_micro_batch_keeps_order_and_survives_a_malformed_message(ctx: App
     ]:
         await ingestor.handle(topic, payload)
     await ingestor.flush()
-    assert ingestor.stats == {"accepted": 5, "duplicates": 1, "rejected": 1, "ignored": 0, "gate": 0, "dropped": 0}
+    assert ingestor.stats == {"accepted": 5, "duplicates": 1, "rejected": 1, "ignored": 0, "gate": 0, "dropped": 0,
+                             "malformed": 0}
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(text("SELECT id, state FROM sensors WHERE lot_id = :l ORDER BY id"), {"l": lot})).all()
         cds = (await conn.execute(text("SELECT payload->>'sensor_id', cds_event_type FROM controller_events"
