@@ -26,7 +26,7 @@ RESERVATION_COLUMNS = (
     " r.quote, r.created_at, r.confirmed_at, r.entered_at, r.exited_at, r.cancelled_at,"
     " s.id AS spot_id, s.idx AS spot_idx, s.label AS spot_label, lv.name AS level_name,"
     " p.provider AS payment_provider, p.intent_id, p.status AS payment_status, p.amount_captured,"
-    " p.amount_refunded")
+    " p.amount_refunded, p.amount_authorised")
 
 _SPOT_JOINS = (" JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id"
                " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
@@ -167,7 +167,10 @@ PAYMENT_TO_SETTLE = text(
     "SELECT p.id, p.lot_id, p.provider, p.intent_id, p.status, p.amount, p.amount_authorised, p.amount_captured,"
     " p.amount_refunded, p.currency, r.id AS reservation_id, r.status AS reservation_status, r.starts_at,"
     " r.cancelled_at, COALESCE(r.quote -> 'policy' ->> 'capture', 'at_exit') AS capture_policy,"
-    " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee"
+    " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee,"
+    # what a full capture takes (booking.amendments.capture_basis): price + change fees, at most the authorisation
+    " GREATEST(0, LEAST(p.amount_authorised, r.price_amount + (SELECT COALESCE(sum(c.fee), 0)"
+    "  FROM reservation_changes c WHERE c.reservation_id = r.id))) AS capture_basis"
     " FROM reservations r JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id"
     " AND p.purpose = 'reservation' WHERE r.id = :reservation_id FOR UPDATE")
 
@@ -243,3 +246,22 @@ CHANGE_WINDOW = text(
 
 CODE_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
 CODE_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")
+
+# --- Window changes and their money (booking.amendments) -------------------------------------------------------
+
+# A held reservation's intent, not yet authorised, follows its price.
+PAYMENT_AMOUNT = text(
+    "UPDATE payments SET amount = :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_authorised = 0 AND amount_captured = 0 RETURNING id")
+# An incremental authorisation recorded once: only from the authorisation it was computed from.
+PAYMENT_INCREMENTED = text(
+    "UPDATE payments SET amount = :amount, amount_authorised = :amount, status = 'requires_capture',"
+    " updated_at = :now WHERE lot_id = :lot_id AND id = :id AND amount_authorised = :previous"
+    " AND amount_captured = 0 AND :amount > :previous RETURNING id")
+INSERT_CHANGE = text(
+    "INSERT INTO reservation_changes (lot_id, reservation_id, created_at, previous_starts_at, previous_ends_at,"
+    " starts_at, ends_at, previous_price, price, fee, authorised_added, currency) VALUES (:lot_id, :reservation_id,"
+    " :now, :previous_starts_at, :previous_ends_at, :starts_at, :ends_at, :previous_price, :price, :fee,"
+    " :authorised_added, :currency) RETURNING id")
+# Fees kept for time removed by earlier changes: the amount to capture is the price plus these.
+CHANGE_FEES = text("SELECT COALESCE(sum(fee), 0) FROM reservation_changes WHERE reservation_id = :id")

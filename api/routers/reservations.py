@@ -15,6 +15,7 @@ from api.idempotency import run_idempotent
 from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
 from booking import service
 from booking.access import qr_token
+from booking.amendments import amend_window
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.context import AppContext
@@ -45,6 +46,30 @@ class ConfirmIn(BaseModel):
     payment_token: str = Field(min_length=1, max_length=200)
 
 
+def payment_state(status: str, authorised: int, captured: int, refunded: int) -> str:
+    """One word for where a payment's money is: pending, requires_action, authorised, captured, voided,
+    refunded or partially_refunded."""
+    if status == "canceled":
+        return "voided"
+    if status == "succeeded":
+        return "captured" if refunded == 0 else ("refunded" if refunded >= captured else "partially_refunded")
+    if status == "requires_capture" and authorised > 0:
+        return "authorised"
+    return "requires_action" if status == "requires_action" else "pending"
+
+
+def payment_json(row: Any) -> dict[str, Any]:
+    """A reservation's payment: amounts and their state. `voided` is the authorisation released without being
+    captured (a cancelled intent, or what a partial capture left); money returned = voided + refunded."""
+    authorised, captured = int(getattr(row, "amount_authorised", 0) or 0), int(row.amount_captured or 0)
+    refunded = int(row.amount_refunded or 0)
+    voided = authorised - captured if row.payment_status in ("canceled", "succeeded") else 0
+    return {"provider": row.payment_provider, "intent_id": row.intent_id, "status": row.payment_status,
+            "state": payment_state(row.payment_status, authorised, captured, refunded),
+            "authorised": money(authorised, row.currency), "captured": money(captured, row.currency),
+            "voided": money(voided, row.currency), "refunded": money(refunded, row.currency)}
+
+
 def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str, Any]:
     """The wire form of a reservation row (booking.queries.RESERVATION_COLUMNS)."""
     out: dict[str, Any] = {
@@ -56,9 +81,7 @@ def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str
         "slots": {"starts_at": row.slot_start, "ends_at": row.slot_end},
         "hold_expires_at": row.hold_expires_at if row.status == "held" else None,
         "price": money(row.price_amount, row.currency),
-        "payment": {"provider": row.payment_provider, "intent_id": row.intent_id, "status": row.payment_status,
-                    "captured": money(row.amount_captured or 0, row.currency),
-                    "refunded": money(row.amount_refunded or 0, row.currency)} if row.intent_id else None,
+        "payment": payment_json(row) if row.intent_id else None,
         "quote": row.quote, "created_at": row.created_at, "confirmed_at": row.confirmed_at,
         "cancelled_at": row.cancelled_at,
     }
@@ -138,9 +161,11 @@ async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChang
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        await service.change_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
+        change = await amend_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
                                     starts_at=body.starts_at, ends_at=body.ends_at, now=now)
-        return 200, await _current(ctx, reservation_id, user.user_id)
+        out = await _current(ctx, reservation_id, user.user_id)
+        out["change"] = change.as_json()
+        return 200, out
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:PATCH:/reservations/{reservation_id}",
                                 key=idempotency_key, body=body.model_dump(mode="json"), handler=handler)

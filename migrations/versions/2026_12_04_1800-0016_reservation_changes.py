@@ -1,0 +1,44 @@
+"""Reservation changes: a ledger of window changes and the money each one moved.
+
+A reservation's price is always the price of its current window (booking.amendments). Each change records the
+window before and after, the two prices, the fee the lot's policy keeps for removed time, and what the change
+did to the authorisation, so the amount to capture is price + fees and every answer can show where money is.
+
+Revision ID: 0016_reservation_changes
+Revises: 0009_sensor_write_path
+Create Date: 2026-12-04 18:00:00
+"""
+
+from alembic import op
+
+revision = "0016_reservation_changes"
+down_revision = "0009_sensor_write_path"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("""
+CREATE TABLE reservation_changes (
+    lot_id uuid NOT NULL,
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    reservation_id uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    previous_starts_at timestamptz NOT NULL,
+    previous_ends_at timestamptz NOT NULL,
+    starts_at timestamptz NOT NULL,
+    ends_at timestamptz NOT NULL,
+    previous_price bigint NOT NULL CHECK (previous_price >= 0),
+    price bigint NOT NULL CHECK (price >= 0),
+    fee bigint NOT NULL DEFAULT 0 CHECK (fee >= 0),
+    authorised_added bigint NOT NULL DEFAULT 0 CHECK (authorised_added >= 0),
+    currency char(3) NOT NULL,
+    PRIMARY KEY (lot_id, id)
+)
+""")
+    op.execute("""CREATE INDEX reservation_changes_reservation_idx ON reservation_changes (reservation_id, created_at);
+""")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE IF EXISTS reservation_changes")
