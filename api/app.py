@@ -21,6 +21,7 @@ from api.routers import (
     open_data,
     passes,
     payments,
+    payments_local,
     rates,
     reservations,
     search,
@@ -101,4 +102,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(payments_local.router)
     return app

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from core.errors import PaymentFailed
 from core.keys import Keys
 
 
@@ -33,6 +34,20 @@ class IntentResult:
 class RefundResult:
     refund_id: str
     amount: int
+
+
+class PaymentActionRequired(PaymentFailed):
+    """The card needs the customer (3-D Secure): the app finishes `next_action` with the client secret, then
+    confirms again. Answered as 402 with a `payment` member holding both."""
+
+    slug, title = "payment-requires-action", "Payment requires customer action"
+
+    @classmethod
+    def of(cls, result: IntentResult) -> PaymentActionRequired:
+        return cls("the card requires authentication (3-D Secure): complete payment.next_action with "
+                   "payment.client_secret, then confirm again",
+                   payment={"intent_id": result.intent_id, "status": result.status,
+                            "client_secret": result.client_secret, "next_action": result.next_action})
 
 
 class PaymentProvider(Protocol):

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from booking import lifecycle as lc
 from booking import queries as q
 from booking.holdwriter import HoldWriter
-from booking.payments import IntentResult, PaymentProvider
+from booking.payments import IntentResult, PaymentActionRequired, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
 from booking.slotstore import SlotStateMissing, SlotStore
@@ -593,6 +593,8 @@ async def confirm(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid
                 result = await deps.payments.authorize(intent_id=pay.intent_id, payment_method=payment_token,
                                                        amount=int(pay.amount),
                                                        idempotency_key=f"reservation:{row.id}:authorize:{payment_token}")
+                if result.status == "requires_action":  # 3-D Secure: the app acts, then confirms again
+                    raise PaymentActionRequired.of(result)
                 if result.status != "requires_capture":
                     await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": result.status,
                                                           "now": now})
