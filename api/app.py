@@ -25,6 +25,7 @@ from api.routers import (
     rates,
     reservations,
     search,
+    sensor_registry,
     sensors,
     sessions,
     zones,
@@ -103,4 +104,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
     app.include_router(payments_local.router)
+    app.include_router(sensor_registry.router, prefix=API_PREFIX)
     return app

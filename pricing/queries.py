@@ -23,6 +23,9 @@ UPSERT_CARD = text(
     " ON CONFLICT (lot_id) DO UPDATE SET currency = EXCLUDED.currency, body = EXCLUDED.body,"
     " version = rate_cards.version + 1, updated_at = EXCLUDED.updated_at RETURNING version, updated_at")
 
+# The spot types a lot has (a card must price each of them).
+LOT_SPOT_TYPES = text("SELECT DISTINCT type FROM spots WHERE lot_id = :lot_id ORDER BY type")
+
 # Booked occupancy of each lot for a window: in-service spots with an occupying reservation overlapping it.
 BOOKED_OCCUPANCY = text(
     "SELECT s.lot_id, count(*) AS total,"

@@ -1,8 +1,12 @@
-"""Reservation changes: a ledger of window changes and the money each one moved.
+"""Reservation changes (a ledger of window changes and the money each one moved) and sensor mappings.
 
 A reservation's price is always the price of its current window (booking.amendments). Each change records the
 window before and after, the two prices, the fee the lot's policy keeps for removed time, and what the change
 did to the authorisation, so the amount to capture is price + fees and every answer can show where money is.
+
+sensor_mappings names, per lot, the spot an operator assigned to a sensor id (PUT /lots/{id}/sensors/{sensor_id});
+a sensor's first event registers it to that spot, else to the spot whose label or id equals the sensor id, else the
+event is rejected as from an unknown sensor (controllers.sensors).
 
 Revision ID: 0016_reservation_changes
 Revises: 0009_sensor_write_path
@@ -40,5 +44,18 @@ CREATE TABLE reservation_changes (
 """)
 
 
+    op.execute("""
+CREATE TABLE sensor_mappings (
+    lot_id uuid NOT NULL REFERENCES lots(id) ON DELETE CASCADE,
+    sensor_id text NOT NULL CHECK (length(sensor_id) BETWEEN 1 AND 100),
+    spot_id uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (lot_id, sensor_id),
+    FOREIGN KEY (lot_id, spot_id) REFERENCES spots(lot_id, id) ON DELETE CASCADE
+)
+""")
+
+
 def downgrade() -> None:
+    op.execute("DROP TABLE IF EXISTS sensor_mappings")
     op.execute("DROP TABLE IF EXISTS reservation_changes")
