@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes,
                        shortcuts=shortcuts)
     install_problem_handlers(app)
+    install_openapi(app)
 
     # Every request walks the included routers in this order until one matches (tens of microseconds per
     # router passed), so the hot paths come first: search (drivers' most frequent request; a single route, so

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
 from api.idempotency import run_idempotent
 from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
+from api.schemas.reservations import CancelledOut, ChangedOut, ReservationOut, ReservationPage
 from booking import service
 from booking.access import qr_token
 from booking.amendments import amend_window
@@ -98,7 +99,8 @@ async def _current(ctx: AppContext, reservation_id: uuid.UUID, user_id: uuid.UUI
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
-@router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
+@router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)",
+             responses={201: {"model": ReservationOut}, 409: {"description": "sold-out or plate-conflict"}})
 async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
@@ -117,13 +119,18 @@ async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: I
                                 body=lambda: body.model_dump(mode="json"), handler=handler)
 
 
-@router.get("/reservations/{reservation_id}", summary="A reservation of the caller")
+@router.get("/reservations/{reservation_id}", summary="A reservation of the caller", response_model=None,
+            responses={200: {"model": ReservationOut}})
 async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep, user: CurrentUser) -> dict[str, Any]:
     row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
-@router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed")
+@router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed",
+             description="402 `payment-failed` when declined; 402 `payment-requires-action` when the card needs "
+                         "3-D Secure: its `payment` member carries `client_secret` and Stripe's `next_action`; "
+                         "finish it, then confirm again. 409 when the hold expired or the transition is impossible.",
+             responses={200: {"model": ReservationOut}})
 async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: SignedInDep,
                               idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
@@ -138,7 +145,8 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: 
                                 key=idempotency_key, body=body.model_dump(), handler=handler)
 
 
-@router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
+@router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation",
+             responses={200: {"model": CancelledOut}})
 async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
                              idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
@@ -154,7 +162,12 @@ async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
                                 key=idempotency_key, body={}, handler=handler)
 
 
-@router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window")
+@router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window",
+              description="The price becomes the new window's (the lot's rules now). A paid, uncaptured "
+                          "reservation's authorisation is raised for an extension (402 and nothing changes when "
+                          "refused); removed time is released except the fee the lot's cancellation policy keeps. "
+                          "409 sold-out when the spot is not free, or once the payment was captured.",
+              responses={200: {"model": ChangedOut}})
 async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, call: SignedInDep,
                                     idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
@@ -171,7 +184,8 @@ async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChang
                                 key=idempotency_key, body=body.model_dump(mode="json"), handler=handler)
 
 
-@router.get("/me/reservations", summary="The caller's reservations, newest first")
+@router.get("/me/reservations", summary="The caller's reservations, newest first", response_model=None,
+            responses={200: {"model": ReservationPage}})
 async def my_reservations(conn: ConnDep, ctx: CtxDep, user: CurrentUser,
                           status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
                           limit: Annotated[int, Query(ge=1, le=100)] = 20,
