@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.allow import install_allow_header
 from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
                        shortcuts=shortcuts)
     install_problem_handlers(app)
     install_openapi(app)
+    install_allow_header(app)
 
     # Every request walks the included routers in this order until one matches (tens of microseconds per
     # router passed), so the hot paths come first: search (drivers' most frequent request; a single route, so

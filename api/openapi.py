@@ -5,8 +5,8 @@ FastAPI's own document describes bodies and parameters; this adds what the app d
   is documented with the `Problem` schema, including the 422 FastAPI documents as `application/json`;
 - the error statuses an operation can answer are read off its dependencies: credentials (401), a role or a lot it
   must operate (403), path parameters (404), parameters or a body (422), a rate limit (429), an Idempotency-Key
-  (409 while the first request runs), a body (413 past PARKGRID_MAX_BODY_BYTES); statuses only the domain knows
-  are declared on the route (`responses=`) or in DOMAIN_ERRORS below;
+  (409 while the first request runs), a body (400 when it is not JSON, 413 past PARKGRID_MAX_BODY_BYTES);
+  statuses only the domain knows are declared on the route (`responses=`) or in DOMAIN_ERRORS below;
 - `X-Device-Key` and `X-API-Key` header parameters become the `DeviceKey` and `PartnerKey` security schemes
   (bearer tokens already are `HTTPBearer`);
 - JSON Schema `$defs` nested in a response schema (a pydantic model used as raw JSON Schema, e.g. GeoJSON) move
@@ -122,8 +122,8 @@ def error_statuses(route: Any) -> set[int]:
         found.add(429)
     if "idempotency-key" in headers:
         found.add(409)
-    if route.body_field is not None:
-        found |= {413, 422}
+    if route.body_field is not None:  # 400: a body that is not JSON; 413: past PARKGRID_MAX_BODY_BYTES
+        found |= {400, 413, 422}
     if route.dependant.query_params or route.dependant.path_params or route.dependant.header_params \
             or headers or route.body_field is not None:
         found.add(422)

@@ -7,11 +7,11 @@ from typing import Literal
 
 import orjson
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from api.authz import GateDevice
 from api.deps import CtxDep, NowDep
-from api.schemas.common import MoneyOut
+from api.schemas.common import MoneyOut, Rfc3339, StrictBody
 from controllers import gates
 
 router = APIRouter(prefix="/gates", tags=["lot controllers"])
@@ -19,10 +19,10 @@ router = APIRouter(prefix="/gates", tags=["lot controllers"])
 VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
 
 
-class GateEventIn(BaseModel):
+class GateEventIn(StrictBody):
     event_id: str = Field(min_length=1, max_length=100, description="unique per lot; a repeat returns the first decision")
     sequence: int = Field(ge=0, description="the device's own sequence number (ordering survives clock skew)")
-    occurred_at: AwareDatetime
+    occurred_at: Rfc3339
     direction: Literal["entry", "exit"] | None = Field(None, description="defaults to the gate's direction")
     plate: str | None = Field(None, max_length=32)
     plate_confidence: float | None = Field(None, ge=0, le=1)

@@ -15,7 +15,7 @@ from api.schemas.common import money
 from pricing import passes
 
 router = APIRouter(prefix="/lots", tags=["passes"])
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH = r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"  # year 0 is no date (a 500 before)
 
 
 def _month(value: str) -> date:

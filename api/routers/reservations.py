@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import Field
 
 from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
 from api.idempotency import run_idempotent
-from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
+from api.schemas.common import Rfc3339, StrictBody, WireUuid, decode_cursor, encode_cursor, money, parse_cursor_time
 from api.schemas.reservations import CancelledOut, ChangedOut, ReservationOut, ReservationPage
 from booking import service
 from booking.access import qr_token
@@ -25,25 +25,25 @@ from core.security import mask_plate
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
 
 VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
-class HoldIn(BaseModel):
-    lot_id: uuid.UUID
+class HoldIn(StrictBody):
+    lot_id: WireUuid
     vehicle_type: VehicleType
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Rfc3339
+    ends_at: Rfc3339
     plate: str = Field(min_length=1, max_length=20)
     quote_token: str | None = Field(None, max_length=2000)
     discount_code: str | None = Field(None, min_length=1, max_length=64)
 
 
-class WindowChangeIn(BaseModel):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+class WindowChangeIn(StrictBody):
+    starts_at: Rfc3339
+    ends_at: Rfc3339
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(StrictBody):
     payment_token: str = Field(min_length=1, max_length=200)
 
 

@@ -10,13 +10,14 @@ from pydantic import BaseModel, Field
 
 from api.authz import OperatedLotId
 from api.deps import ConnDep, NowDep
+from api.schemas.common import StrictBody, WireUuid
 from controllers.sensor_registry import map_sensor
 
 router = APIRouter(prefix="/lots/{lot_id}/sensors", tags=["lot controllers"])
 
 
-class SensorMappingIn(BaseModel):
-    spot_id: uuid.UUID | None = None
+class SensorMappingIn(StrictBody):
+    spot_id: WireUuid | None = None
     spot_label: str | None = Field(None, min_length=1, max_length=50)
 
 
