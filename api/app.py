@@ -20,6 +20,7 @@ from api.routers import (
     health,
     lots,
     me,
+    me_passes,
     open_data,
     passes,
     payments,
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(zones.router, prefix=API_PREFIX)
     app.include_router(auth.router)
     app.include_router(me.router)
+    app.include_router(me_passes.router)
     app.include_router(open_data.router)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(displays.router, prefix=API_PREFIX)

@@ -75,6 +75,7 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/lots/{lot_id}/open"): (409,),
     ("POST", "/api/v1/gates/{gate_id}/events"): (409,),
     ("PUT", "/api/v1/lots/{lot_id}/sensors/{sensor_id}"): (409,),
+    ("POST", "/api/v1/me/passes"): (402, 409),
 }
 
 _BEARER = {"current_user", "signed_in", "_principal"}

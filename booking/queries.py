@@ -265,3 +265,48 @@ INSERT_CHANGE = text(
     " :authorised_added, :currency) RETURNING id")
 # Fees kept for time removed by earlier changes: the amount to capture is the price plus these.
 CHANGE_FEES = text("SELECT COALESCE(sum(fee), 0) FROM reservation_changes WHERE reservation_id = :id")
+
+# --- Monthly passes drivers buy (booking.pass_subscriptions) ----------------------------------------------------
+
+LOT_FOR_PASS = text(
+    "SELECT l.timezone, rc.body AS card FROM lots l LEFT JOIN rate_cards rc ON rc.lot_id = l.id WHERE l.id = :lot_id")
+SUBSCRIPTION_COLUMNS = (
+    "id, lot_id, user_id, spot_type, price_amount, currency, status, cancel_at_period_end, current_month, notice,"
+    " created_at, updated_at")
+INSERT_SUBSCRIPTION = text(
+    "INSERT INTO pass_subscriptions (lot_id, user_id, plate_hash, spot_type, price_amount, currency, payment_method,"
+    " status, current_month, created_at, updated_at) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :price,"
+    f" :currency, :payment_method, 'active', :month, :now, :now) RETURNING {SUBSCRIPTION_COLUMNS}")
+# A month's pass is written unpaid and marked paid once its charge is captured (the gate honours only paid ones).
+INSERT_UNPAID_PASS = text(
+    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at,"
+    " subscription_id) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now, :sub)"
+    " ON CONFLICT (lot_id, plate_hash, month) DO NOTHING RETURNING id")
+MARK_PASS_PAID = text(
+    "UPDATE monthly_passes SET paid_at = :now WHERE lot_id = :lot_id AND id = :id AND paid_at IS NULL RETURNING paid_at")
+INSERT_PASS_PAYMENT = text(
+    "INSERT INTO payments (lot_id, provider, intent_id, purpose, status, amount, currency)"
+    " VALUES (:lot_id, :provider, :intent_id, 'pass', :status, :amount, :currency) ON CONFLICT (intent_id) DO NOTHING")
+PASS_PAYMENT_CAPTURED = text(
+    "UPDATE payments SET status = 'succeeded', amount_authorised = :amount, amount_captured = :amount,"
+    " updated_at = :now WHERE intent_id = :intent_id AND amount_captured = 0")
+# Active subscriptions whose paid month is behind the lot's current month; concurrent sweeps skip each other's.
+SUBSCRIPTIONS_DUE = text(
+    "SELECT s.id, s.lot_id, s.user_id, s.plate_hash, s.spot_type, s.price_amount, s.currency, s.payment_method,"
+    " s.cancel_at_period_end, s.current_month, l.timezone FROM pass_subscriptions s JOIN lots l ON l.id = s.lot_id"
+    " WHERE s.status = 'active' AND s.current_month"
+    "  < CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
+    " ORDER BY s.current_month, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED")
+SUBSCRIPTION_RENEWED = text(
+    "UPDATE pass_subscriptions SET current_month = :month, notice = NULL, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND current_month = :previous AND status = 'active'")
+SUBSCRIPTION_ENDS = text(
+    "UPDATE pass_subscriptions SET status = :status, notice = :notice, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND status = 'active'")
+SUBSCRIPTION_CANCEL_AT_END = text(
+    "UPDATE pass_subscriptions SET cancel_at_period_end = true, updated_at = :now"
+    f" WHERE id = :id AND user_id = :user_id AND status = 'active' RETURNING {SUBSCRIPTION_COLUMNS}")
+SUBSCRIPTION_OF_USER = text(f"SELECT {SUBSCRIPTION_COLUMNS} FROM pass_subscriptions WHERE id = :id AND user_id = :user_id")
+SUBSCRIPTIONS_OF_USER = text(
+    f"SELECT {SUBSCRIPTION_COLUMNS} FROM pass_subscriptions WHERE user_id = :user_id ORDER BY created_at DESC, id"
+    " LIMIT 200")

@@ -38,8 +38,9 @@ RESERVATION_POLICY = text("SELECT quote -> 'policy' AS policy FROM reservations 
 
 # Monthly passes: month is the first day of a calendar month in the lot's timezone.
 INSERT_PASS = text(
-    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at)"
-    " VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now)"
+    # an operator's sale is paid at the counter: recorded paid when sold
+    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at,"
+    " paid_at) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now, :now)"
     " ON CONFLICT (lot_id, plate_hash, month) DO NOTHING"
     " RETURNING id, lot_id, spot_type, month, price_amount, currency, status, created_at")
 
@@ -55,7 +56,8 @@ PASSES_OF_LOT = text(
 ACTIVE_PASS = text(
     "SELECT p.id, p.lot_id, p.user_id, p.spot_type, p.month, p.price_amount, p.currency FROM monthly_passes p"
     " JOIN lots l ON l.id = p.lot_id WHERE p.lot_id = :lot_id AND p.plate_hash = :plate_hash"
-    " AND p.status = 'active' AND p.month = CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
+    " AND p.status = 'active' AND p.paid_at IS NOT NULL"
+    " AND p.month = CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
     " AND (CAST(:spot_type AS text) IS NULL OR p.spot_type IS NULL OR p.spot_type = :spot_type)")
 
 CANCEL_PASS = text(

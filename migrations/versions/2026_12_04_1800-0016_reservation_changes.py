@@ -8,6 +8,10 @@ sensor_mappings names, per lot, the spot an operator assigned to a sensor id (PU
 a sensor's first event registers it to that spot, else to the spot whose label or id equals the sensor id, else the
 event is rejected as from an unknown sensor (controllers.sensors).
 
+pass_subscriptions are the monthly passes drivers buy (booking.pass_subscriptions): charged at purchase and at
+each renewal. A pass (monthly_passes row) is honoured at the gate only once paid: `paid_at` (operator sales, paid
+at the counter, are recorded paid when sold; existing rows are taken as paid when created).
+
 Revision ID: 0016_reservation_changes
 Revises: 0009_sensor_write_path
 Create Date: 2026-12-04 18:00:00
@@ -54,8 +58,33 @@ CREATE TABLE sensor_mappings (
     FOREIGN KEY (lot_id, spot_id) REFERENCES spots(lot_id, id) ON DELETE CASCADE
 )
 """)
+    op.execute("""
+CREATE TABLE pass_subscriptions (
+    lot_id uuid NOT NULL REFERENCES lots(id) ON DELETE CASCADE,
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    user_id uuid NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    plate_hash bytea NOT NULL,
+    spot_type text,
+    price_amount bigint NOT NULL CHECK (price_amount >= 0),
+    currency char(3) NOT NULL,
+    payment_method text NOT NULL,
+    status text NOT NULL CHECK (status IN ('active', 'cancelled', 'lapsed')),
+    cancel_at_period_end boolean NOT NULL DEFAULT false,
+    current_month date NOT NULL CHECK (extract(day FROM current_month) = 1),
+    notice text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (lot_id, id)
+)
+""")
+    op.execute("CREATE INDEX pass_subscriptions_user_idx ON pass_subscriptions (user_id)")
+    op.execute("CREATE INDEX pass_subscriptions_due_idx ON pass_subscriptions (current_month) WHERE status = 'active'")
+    op.execute("ALTER TABLE monthly_passes ADD COLUMN paid_at timestamptz, ADD COLUMN subscription_id uuid")
+    op.execute("UPDATE monthly_passes SET paid_at = created_at")
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE monthly_passes DROP COLUMN IF EXISTS paid_at, DROP COLUMN IF EXISTS subscription_id")
+    op.execute("DROP TABLE IF EXISTS pass_subscriptions")
     op.execute("DROP TABLE IF EXISTS sensor_mappings")
     op.execute("DROP TABLE IF EXISTS reservation_changes")
