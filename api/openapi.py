@@ -62,7 +62,7 @@ KEY_HEADERS = {
 
 #: statuses only the domain knows, by (method, path template); routes may also declare them with `responses=`
 DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
-    ("POST", "/api/v1/reservations"): (409, 503),
+    ("POST", "/api/v1/reservations"): (404, 409, 503),  # 404: the body names no lot
     ("PATCH", "/api/v1/reservations/{reservation_id}"): (402, 409, 503),
     ("POST", "/api/v1/reservations/{reservation_id}/confirm"): (402, 409),
     ("POST", "/api/v1/reservations/{reservation_id}/cancel"): (409,),
@@ -75,7 +75,7 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/lots/{lot_id}/open"): (409,),
     ("POST", "/api/v1/gates/{gate_id}/events"): (409,),
     ("PUT", "/api/v1/lots/{lot_id}/sensors/{sensor_id}"): (409,),
-    ("POST", "/api/v1/me/passes"): (402, 409),
+    ("POST", "/api/v1/me/passes"): (402, 404, 409),  # 404: the body names no lot
 }
 
 _BEARER = {"current_user", "signed_in", "_principal"}

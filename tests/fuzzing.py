@@ -65,7 +65,7 @@ async def build_fuzz_world(settings: Settings, clock: ManualClock) -> FuzzWorld:
             rules = card()["rules"]
             for rule in rules:
                 rule["spot_types"] = ["regular", "compact", "ev"]
-            await put_rate_card(conn, lot_id=lot, data=card(rules=rules), now=now)
+            await put_rate_card(conn, lot_id=lot, data=card(rules=rules, monthly_pass_amount=9000), now=now)
             _, device_key = await create_device(conn=conn, lot_id=lot)
             _, partner_key = await create_partner(conn=conn, name="fuzz partner")
             vehicle = await add_vehicle(conn=conn, secret=secret, user_id=driver.id, plate="FUZZ1",
@@ -80,6 +80,10 @@ async def build_fuzz_world(settings: Settings, clock: ManualClock) -> FuzzWorld:
         held = await service.hold_reservation(
             deps=booking_deps(ctx), user_id=driver.id, lot_id=lot, vehicle_type="regular",
             starts_at=now + timedelta(hours=2), ends_at=now + timedelta(hours=4), plate="FUZZ1", now=now)
+        from booking.pass_subscriptions import buy_pass
+
+        subscription = await buy_pass(deps=booking_deps(ctx), user_id=driver.id, lot_id=lot, plate="FUZZ2",
+                                      payment_token="pm_card_visa", spot_type=None, now=now)
         async with ctx.engine.connect() as conn:
             intent = await conn.scalar(text("SELECT intent_id FROM payments WHERE reservation_id = :r"),
                                        {"r": held.id})
@@ -92,7 +96,8 @@ async def build_fuzz_world(settings: Settings, clock: ManualClock) -> FuzzWorld:
                                    ttl_seconds=settings.access_token_ttl_seconds, now=now)
 
     ids = {"lot_id": lot, "gate_id": gate, "level_id": spot.level_id, "spot_id": spot.id, "vehicle_id": vehicle.id,
-           "reservation_id": held.id, "sensor_id": spot.label, "intent_id": intent}
+           "reservation_id": held.id, "sensor_id": spot.label, "intent_id": intent,
+           "subscription_id": subscription.id}
     return FuzzWorld(ids={k: str(v) for k, v in ids.items()}, operator_token=token(operator.id, "operator", org),
                      driver_token=token(driver.id, "driver", None), device_key=device_key, partner_key=partner_key)
 
@@ -131,10 +136,11 @@ def fuzz_config(world: FuzzWorld, *, max_examples: int, seed: int, phases: list[
              "[phases]", *(f"{p}.enabled = {'true' if p in phases else 'false'}"
                            for p in ("examples", "coverage", "fuzzing", "stateful")), "",
              "[checks]", "enabled = true",
-             # JSON Schema cannot say "a window in the future" or "a level of this lot": such a refusal is a 422
-             # naming the field, which this check must accept (every other check stays as Schemathesis defines it)
+             # JSON Schema cannot say "a window in the future" or "a level of this lot" (422 naming the field), nor
+             # which payment tokens a card network takes (402): this check accepts those refusals; every other
+             # check stays as Schemathesis defines it
              "positive_data_acceptance.expected-statuses = "
-             '["2xx", "3xx", "401", "403", "404", "409", "422", "429"]', "",
+             '["2xx", "3xx", "401", "402", "403", "404", "409", "422", "429"]', "",
              "[auth.openapi.HTTPBearer]", f"bearer = {_toml(world.operator_token)}", "",
              "[auth.openapi.DeviceKey]", f"api_key = {_toml(world.device_key)}", "",
              "[auth.openapi.PartnerKey]", f"api_key = {_toml(world.partner_key)}", "",
