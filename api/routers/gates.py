@@ -21,7 +21,7 @@ VehicleType = Literal["motorcycle", "compact", "regular", "large", "ev", "handic
 
 class GateEventIn(StrictBody):
     event_id: str = Field(min_length=1, max_length=100, description="unique per lot; a repeat returns the first decision")
-    sequence: int = Field(ge=0, description="the device's own sequence number (ordering survives clock skew)")
+    sequence: int = Field(ge=0, le=2**63 - 1, description="the device's own sequence number (ordering survives clock skew)")
     occurred_at: Rfc3339
     direction: Literal["entry", "exit"] | None = Field(None, description="defaults to the gate's direction")
     plate: str | None = Field(None, max_length=32)

@@ -27,7 +27,8 @@ class PassIn(BaseModel):
     plate: str = Field(min_length=1, max_length=20)
     month: str = Field(pattern=MONTH, description="YYYY-MM, a calendar month in the lot's timezone")
     spot_type: Literal["motorcycle", "compact", "regular", "large", "ev", "handicap"] | None = None
-    price: int | None = Field(None, ge=0, description="minor units; default: the card's monthly_pass_amount")
+    price: int | None = Field(None, ge=0, le=10**12,  # a bigint column: larger was a 500 (fuzzing, seed 21)
+                              description="minor units; default: the card's monthly_pass_amount")
 
 
 def pass_json(row: Any) -> dict[str, Any]:
