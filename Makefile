@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers clean-testdbs fuzz
+.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates profile-gates bench-controllers clean-testdbs fuzz
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -43,6 +43,9 @@ bench-gates: setup    ## gate decisions p50/p99 at a fixed rate beside /healthz
 
 profile-gates: setup  ## CPU ms per gate decision by kind, in process (bench_gates' mix), and a cProfile top list
 	$(BIN)/python -m loadtests.profile_gates
+
+loadtest: setup   ## Locust journeys (driver, partner, sensors, operator) headless for 60 s beside /healthz
+	$(BIN)/python -m loadtests.loadtest
 
 bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
 	$(BIN)/python -m loadtests.bench_sensors

@@ -15,6 +15,7 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
+    destinations,
     displays,
     gates,
     health,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(sensors.router, prefix=API_PREFIX)
     app.include_router(lots.router, prefix=API_PREFIX)
     app.include_router(zones.router, prefix=API_PREFIX)
+    app.include_router(destinations.router, prefix=API_PREFIX)
     app.include_router(auth.router)
     app.include_router(me.router)
     app.include_router(me_passes.router)

@@ -27,12 +27,18 @@ CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
 async def get_conn(ctx: CtxDep) -> AsyncIterator[AsyncConnection]:
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    """One transaction per request: committed when the handler returns, rolled back if it raises.
+
+    Used only through ConnDep, whose `scope="function"` makes FastAPI run this exit (the COMMIT) as soon as the
+    handler returns and before the response starts: a failed commit propagates to the problem handlers as a
+    500, and a 2xx is only ever sent for a committed write (docs/adr/0015-idempotency-with-its-effect.md). With
+    the default request scope the exit ran after the response was sent: a client could read its 201's object
+    before it existed, and a commit failing then left it holding a 201 for nothing."""
     async with ctx.engine.begin() as conn:
         yield conn
 
 
-ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 
 
 async def get_now(ctx: CtxDep) -> datetime:

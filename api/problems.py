@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import DomainError, TooManyRequests, ValidationFailed
+from core.errors import DomainError, KeyInProgress, TooManyRequests, ValidationFailed
 from core.logging import get_logger
 
 PROBLEM_BASE = "https://parkgrid.dev/problems/"
@@ -52,7 +52,7 @@ def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
     """A domain error as problem+json (the app's handler; also search's shortcut, ahead of routing)."""
     headers = None
     extra = dict(exc.extra)
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | KeyInProgress):
         headers = {"Retry-After": str(max(1, exc.retry_after))}
     if isinstance(exc, ValidationFailed):
         extra["errors"] = [{"loc": _loc(exc.loc), "msg": exc.detail}]

@@ -8,7 +8,8 @@ for it and go together in the next one (HOLD_WRITE_MANY): no timer, so a lone ho
 A batch only writes a hold under the single write's conditions and skips, rather than fails on, a hold that
 meets a conflict; the caller then writes the skipped hold alone (booking.service._write), which names the
 reason or succeeds. The exclusion constraints stay the last word either way. Each batch is its own
-transaction: a hold is answered only after the batch that wrote it committed.
+transaction: a hold is answered only after the batch that wrote it committed. Holds sent with an
+Idempotency-Key ride the same batches: the statement writes each one's key row with it (docs/adr/0015).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MAX_BATCH = 64
 #: batches being written at once per process (each on its own pooled connection)
 MAX_IN_FLIGHT = 2
 
-#: HOLD_WRITE's parameters, in order ($1..$25), as the batch's arrays
+#: HOLD_WRITE's parameters, in order ($1..$28), as the batch's arrays
 Params = Sequence[Any]
 
 

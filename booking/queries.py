@@ -43,12 +43,18 @@ RESERVATION_BY_ID = text(f"SELECT {RESERVATION_COLUMNS}{_FROM} WHERE r.id = :id"
 # the row as RESERVATION_BY_ID reads it. $24 and $25 are the row versions (xmin) of the lot and of its rate
 # card (NULL: none) that the hold was decided and priced from: if either row changed since, nothing is written.
 # No row back: the lot changed, is closed, or the driver has too many holds (HOLD_LOT tells which).
+# With an Idempotency-Key ($26 its scope, $17 the key, $27 the request's hash), the key's row is written by the
+# same statement, at recovery point 'hold_written', holding the answered row and the payment's client secret
+# ($28): the key is recorded if and only if the hold is (docs/adr/0015). A key already used fails the
+# statement on the key's primary key, and nothing is written.
 _HOLD_INSERT = (
     "INSERT INTO reservations (lot_id, id, kind, user_id, spot_id, vehicle_type, plate, plate_hash, starts_at,"
     " ends_at, period, status, hold_expires_at, price_amount, currency, quote, idempotency_key, created_at,"
     " updated_at)")
 # the written rows as RESERVATION_BY_ID reads them, from the CTEs r (reservations) and p (payments)
-_HOLD_ANSWER = f" SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id"
+_HOLD_ANSWER = f" a AS (SELECT {RESERVATION_COLUMNS} FROM r{_SPOT_JOINS} LEFT JOIN p ON p.reservation_id = r.id)"
+_KEY_INSERT = ("INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, recovery_point,"
+               " created_at)")
 HOLD_WRITE = (
     f"WITH r AS ({_HOLD_INSERT}"
     " SELECT $1, $2, $3, $4, s.id, $5, $6, $7, $8, $9, tstzrange($10, $11, '[)'), $12, $13, $14, $15, $16::jsonb,"
@@ -59,21 +65,26 @@ HOLD_WRITE = (
     "  AND u.status = 'held' AND u.hold_expires_at > $18) < $20) RETURNING *),"
     " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
     " SELECT r.lot_id, r.id, $21, $22, 'reservation', $23, r.price_amount, r.currency FROM r"
-    " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)" + _HOLD_ANSWER)
+    " WHERE $22::text IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)," + _HOLD_ANSWER + ","
+    f" k AS ({_KEY_INSERT} SELECT $26::text, $17, $27::text, 201,"
+    " jsonb_build_object('row', to_jsonb(a), 'client_secret', $28::text), 'hold_written', $18 FROM a"
+    " WHERE $26::text IS NOT NULL)"
+    " SELECT * FROM a")
 
 # HOLD_WRITE for many holds in one statement (booking.holdwriter): the same parameters, each an array with one
 # element per hold. A hold is written only under HOLD_WRITE's conditions; a driver's holds of one batch count
 # against their limit in order. Any conflict (a spot or a plate already taken, even by another hold of the
 # batch) skips that hold instead of failing the statement; the caller writes skipped holds one by one, which
-# names the reason. Answers the written rows as HOLD_WRITE does.
+# names the reason. A hold's key row is written with it, as by HOLD_WRITE; a key used twice (in the batch or
+# before) fails the whole statement, whose holds are then written alone. Answers the written rows as HOLD_WRITE.
 HOLD_WRITE_MANY = (
     "WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],"
     " $7::bytea[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[],"
     " $13::timestamptz[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::timestamptz[], $19::int[],"
-    " $20::int[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[]) AS t(lot_id, id, kind,"
-    " user_id, vehicle_type, plate, plate_hash, starts_at, ends_at, slot_start, slot_end, status, hold_expires_at,"
-    " price, currency, quote, idem, now, idx, max_unpaid, provider, intent_id, pay_status, lot_version,"
-    " card_row_version)),"
+    " $20::int[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[],"
+    " $28::text[]) AS t(lot_id, id, kind, user_id, vehicle_type, plate, plate_hash, starts_at, ends_at, slot_start,"
+    " slot_end, status, hold_expires_at, price, currency, quote, idem, now, idx, max_unpaid, provider, intent_id,"
+    " pay_status, lot_version, card_row_version, key_scope, request_hash, client_secret)),"
     " ranked AS (SELECT req.*, row_number() OVER (PARTITION BY req.user_id ORDER BY req.id) AS nth FROM req),"
     " ok AS (SELECT ranked.*, s.id AS spot_id FROM ranked JOIN spots s ON s.lot_id = ranked.lot_id"
     "  AND s.idx = ranked.idx"
@@ -87,8 +98,12 @@ HOLD_WRITE_MANY = (
     " quote::jsonb, idem, now, now FROM ok ORDER BY lot_id, idx ON CONFLICT DO NOTHING RETURNING *),"
     " p AS (INSERT INTO payments (lot_id, reservation_id, provider, intent_id, purpose, status, amount, currency)"
     " SELECT r.lot_id, r.id, ok.provider, ok.intent_id, 'reservation', ok.pay_status, r.price_amount, r.currency"
-    " FROM r JOIN ok ON ok.id = r.id WHERE ok.intent_id IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *)"
-    + _HOLD_ANSWER)
+    " FROM r JOIN ok ON ok.id = r.id WHERE ok.intent_id IS NOT NULL ON CONFLICT (intent_id) DO NOTHING RETURNING *),"
+    + _HOLD_ANSWER + ","
+    f" k AS ({_KEY_INSERT} SELECT ok.key_scope, ok.idem, ok.request_hash, 201,"
+    " jsonb_build_object('row', to_jsonb(a), 'client_secret', ok.client_secret), 'hold_written', ok.now"
+    " FROM a JOIN ok ON ok.id = a.id WHERE ok.key_scope IS NOT NULL)"
+    " SELECT * FROM a")
 
 # What a hold needs of its lot (remembered per process: booking.service.LotInfo) with the row versions its
 # write checks, and, when a HOLD_WRITE wrote nothing, why: the lot and (for a driver's hold, $2 not NULL)
@@ -246,6 +261,11 @@ CHANGE_WINDOW = text(
 
 CODE_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
 CODE_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")
+
+# Idempotency-Keys past their time (docs/adr/0015), oldest first, in bounded batches (created_at is indexed).
+EXPIRE_IDEMPOTENCY_KEYS = text(
+    "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
+    " WHERE created_at < :before ORDER BY created_at LIMIT :batch))")
 
 # --- Window changes and their money (booking.amendments) -------------------------------------------------------
 

@@ -183,12 +183,24 @@ class Held:
     client_secret: str | None
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """An Idempotency-Key to record with a hold, in the same statement (docs/adr/0015): `scope` is whose key and
+    for what route, `request_hash` the request's body digest. A key already recorded fails the hold's write."""
+
+    scope: str
+    request_hash: str
+
+
 async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                            starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                            quote_token: str | None = None, idempotency_key: str | None = None,
                            kind: str = "reservation", status: str = lc.HELD,
-                           discount_code: str | None = None) -> Held:
-    """`hold`, answering the new row too; a priced hold is created with its PaymentIntent."""
+                           discount_code: str | None = None, key_record: KeyRecord | None = None) -> Held:
+    """`hold`, answering the new row too; a priced hold is created with its PaymentIntent. With `key_record`
+    (and `idempotency_key`), the key's row is written by the hold's own statement."""
+    if key_record is not None and not idempotency_key:
+        raise ValueError("a key record needs its idempotency_key")
     if discount_code and deps.discount_lock:
         # A code's max_uses is counted from committed reservations: holds using one code in one lot take
         # turns (a session advisory lock on its own connection), so counting and inserting are not raced.
@@ -200,19 +212,19 @@ async def hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_
                 return await _hold_reservation(
                     deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at,
                     ends_at=ends_at, plate=plate, now=now, quote_token=quote_token, idempotency_key=idempotency_key,
-                    kind=kind, status=status, discount_code=discount_code)
+                    kind=kind, status=status, discount_code=discount_code, key_record=key_record)
             finally:
                 await locker.execute(q.CODE_UNLOCK, key)
     return await _hold_reservation(
         deps=deps, user_id=user_id, lot_id=lot_id, vehicle_type=vehicle_type, starts_at=starts_at, ends_at=ends_at,
         plate=plate, now=now, quote_token=quote_token, idempotency_key=idempotency_key, kind=kind, status=status,
-        discount_code=discount_code)
+        discount_code=discount_code, key_record=key_record)
 
 
 async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot_id: uuid.UUID, vehicle_type: str,
                             starts_at: datetime, ends_at: datetime, plate: str | None, now: datetime,
                             quote_token: str | None, idempotency_key: str | None, kind: str, status: str,
-                            discount_code: str | None) -> Held:
+                            discount_code: str | None, key_record: KeyRecord | None) -> Held:
     compatible_types(vehicle_type)  # validates the type (422 naming vehicle_type)
     normalised = normalise_plate(plate) if plate else None
     p_hash = plate_hash(deps.secret, normalised) if normalised else None
@@ -242,6 +254,8 @@ async def _hold_reservation(*, deps: BookingDeps, user_id: uuid.UUID | None, lot
             "price": priced.price.amount, "currency": priced.price.currency,
             "quote": orjson.dumps(priced.quote).decode() if priced.quote is not None else None, "idem": idempotency_key,
             "now": now, "lot_version": info.lot_version, "card_row_version": info.card_row_version,
+            "key_scope": key_record.scope if key_record else None,
+            "request_hash": key_record.request_hash if key_record else None,
         }
         payment = _Payment(deps, row)
         try:
@@ -356,20 +370,22 @@ class _Payment:
 
 
 def _params(deps: BookingDeps, row: dict[str, Any], idx: int,
-            payment: tuple[str | None, str | None, str | None]) -> tuple[Any, ...]:
-    """HOLD_WRITE's parameters ($1..$25) for the hold `row` on spot `idx`."""
+            payment: tuple[str | None, str | None, str | None], client_secret: str | None = None) -> tuple[Any, ...]:
+    """HOLD_WRITE's parameters ($1..$28) for the hold `row` on spot `idx`."""
     counted = row["user_id"] is not None and row["status"] == lc.HELD
     return (row["lot_id"], row["id"], row["kind"], row["user_id"], row["vehicle_type"], row["plate"],
             row["plate_hash"], row["starts_at"], row["ends_at"], row["slot_start"], row["slot_end"], row["status"],
             row["hold_expires_at"], row["price"], row["currency"], row["quote"], row["idem"], row["now"], idx,
-            deps.max_holds_per_user if counted else None, *payment, row["lot_version"], row["card_row_version"])
+            deps.max_holds_per_user if counted else None, *payment, row["lot_version"], row["card_row_version"],
+            row.get("key_scope"), row.get("request_hash"), client_secret)
 
 
 async def _write(con: asyncpg.Connection, deps: BookingDeps, row: dict[str, Any], idx: int,
                  payment: _Payment) -> asyncpg.Record:
     """HOLD_WRITE on spot `idx`; a refusal by the lot's status or the driver's unpaid holds raises its error."""
     counted = row["user_id"] is not None and row["status"] == lc.HELD
-    written = await con.fetchrow(q.HOLD_WRITE, *_params(deps, row, idx, await payment.columns()))
+    written = await con.fetchrow(q.HOLD_WRITE, *_params(deps, row, idx, await payment.columns(),
+                                                         payment.client_secret))
     if written is None:
         why = await con.fetchrow(q.HOLD_LOT, row["lot_id"], row["user_id"] if counted else None, row["now"])
         if why is None:
@@ -421,7 +437,8 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
             raise SoldOut()
         try:
             if deps.writer is not None:  # with the holds ready at the same moment (booking.holdwriter)
-                written = await deps.writer.write(_params(deps, row, idx, await payment.columns()))
+                written = await deps.writer.write(_params(deps, row, idx, await payment.columns(),
+                                                          payment.client_secret))
                 if written is not None:
                     return written
             async with (await deps.pg()).acquire() as con:  # alone: autocommit, the statement is its transaction

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from booking import slotbuild
 from booking.slots import (
@@ -303,16 +304,27 @@ class SlotStore:
         type_of = [TYPE_INDEX[s.type] for s in sorted(spots, key=lambda s: s.idx)]
         images = slotbuild.day_images(occupancy, type_of, [abs_day(d) for d in day_list])
         k = self.keys
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
-            for day in day_list:
-                image = images[abs_day(day)]
-                await self._rebuild(
-                    keys=[k.bitmap(lot_id, day), k.booked_counters(lot_id, day), k.scratch(lot_id)],
-                    args=[image.bitmap, image.counters, day_expire_at(day, self.day_key_margin)],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+
+        async def write() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+                for day in day_list:
+                    image = images[abs_day(day)]
+                    await self._rebuild(
+                        keys=[k.bitmap(lot_id, day), k.booked_counters(lot_id, day), k.scratch(lot_id)],
+                        args=[image.bitmap, image.counters, day_expire_at(day, self.day_key_margin)],
+                        client=pipe,
+                    )
+                return await pipe.execute()  # type: ignore[no-any-return]
+
+        try:
+            replies = await write()
+        except NoScriptError:
+            # A cluster's pipeline sends EVALSHA without loading the script first (a single Redis' pipeline
+            # loads it): the node that serves this lot (a fresh one, or a promoted replica) had not seen it.
+            # Load it on every master and write again; the rebuild sets exact images, so repeating it is safe.
+            await self.redis.script_load(self._rebuild.script)
+            replies = await write()
         stats = RepairStats()
         for bits_set, bits_cleared in replies[len(replies) - len(day_list):]:
             stats += RepairStats(int(bits_set), int(bits_cleared))

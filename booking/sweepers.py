@@ -50,3 +50,19 @@ async def release_early_departures(*, deps: BookingDeps, now: datetime, lookback
 async def settle_payments(*, deps: BookingDeps, now: datetime) -> int:
     """Bring every payment in line with its reservation's status (captures, fees, voids); see booking.settlement."""
     return await settle_due_payments(deps=deps, now=now)
+
+
+async def expire_idempotency_keys(*, deps: BookingDeps, now: datetime, ttl: timedelta = timedelta(hours=24),
+                                  batch: int = 10_000) -> int:
+    """Drop Idempotency-Keys created more than `ttl` ago (answered or not): the client may use them again.
+    Deletes in batches of `batch`, each its own transaction. Returns how many."""
+    total = 0
+    while True:
+        async with deps.engine.begin() as conn:
+            gone = (await conn.execute(q.EXPIRE_IDEMPOTENCY_KEYS, {"before": now - ttl, "batch": batch})).rowcount
+        total += gone
+        if gone < batch:
+            break
+    if total:
+        log.info("idempotency_keys_expired", count=total)
+    return total

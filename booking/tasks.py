@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from celery import shared_task
 
@@ -34,6 +35,16 @@ def mark_no_shows_task() -> int:
 def settle_payments_task() -> int:
     async def job(ctx: AppContext) -> int:
         return await sweepers.settle_payments(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)
+
+
+@shared_task(name="booking.expire_idempotency_keys", ignore_result=True)
+def expire_idempotency_keys_task() -> int:
+    async def job(ctx: AppContext) -> int:
+        s = ctx.settings  # a hold's key keeps its answer, plate included: never past the plates' retention
+        ttl = min(timedelta(hours=s.idempotency_key_ttl_hours), timedelta(days=s.plate_retention_days))
+        return await sweepers.expire_idempotency_keys(deps=booking_deps(ctx), now=ctx.clock.now(), ttl=ttl)
 
     return run_in_worker(job)
 

@@ -23,6 +23,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mark-stale-sensors": {"task": "controllers.mark_stale_sensors", "schedule": 30.0},
     "occupancy-snapshots": {"task": "controllers.occupancy_snapshots", "schedule": 300.0},
     "prune-sensor-event-ids": {"task": "controllers.prune_sensor_event_ids", "schedule": 3_600.0},
+    "expire-idempotency-keys": {"task": "booking.expire_idempotency_keys", "schedule": 600.0},
     "renew-passes": {"task": "passes.renew_due", "schedule": 3_600.0},
 }
 

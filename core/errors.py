@@ -61,6 +61,16 @@ class TooManyRequests(DomainError):
         self.retry_after = retry_after
 
 
+class KeyInProgress(Conflict):
+    """An Idempotency-Key held by a request still running (or one that died: its lock times out)."""
+
+    slug, title = "idempotency-key-in-progress", "Idempotency-Key in progress"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
 class ValidationFailed(DomainError):
     """Bad input found by domain logic; `field` names it as a loc path (e.g. ("body", "rules", 2))."""
 

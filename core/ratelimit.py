@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
@@ -46,11 +46,17 @@ class RateLimiter:
     def __init__(self, *, settings: Settings, redis: aioredis.Redis) -> None:
         self.enabled = settings.rate_limits == "on"
         self._settings = settings
-        self._storage = RedisStorage(
-            "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True,
-            key_prefix=f"{settings.redis_prefix}:rl",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # shares the app pool and its timeouts
-        )
+        self._storage: RedisStorage | RedisClusterStorage
+        if settings.redis_cluster:  # limits' own cluster client (its keys are one identity's, one slot each)
+            self._storage = RedisClusterStorage(
+                settings.redis_url.replace("redis://", "async+redis+cluster://", 1), implementation="redispy",
+                wrap_exceptions=True, key_prefix=f"{settings.redis_prefix}:rl")
+        else:
+            self._storage = RedisStorage(
+                "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True,
+                key_prefix=f"{settings.redis_prefix}:rl",
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # shares the app pool and its timeouts
+            )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._skip_until = 0.0
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = Field("pg", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     redis_timeout_ms: int = Field(250, ge=10, le=10_000)
+    # true: redis_url names any node of a Redis Cluster; every lot's keys share the hash tag {lot:<id>}
+    redis_cluster: bool = False
     broker_url: str = "redis://127.0.0.1:6379/1"
     celery_queue: str = Field("parkgrid", pattern=r"^[A-Za-z0-9_.-]+$")
     secret_key: SecretStr
@@ -54,6 +56,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     public_base_url: str = "http://127.0.0.1:8000"
+    #: how long an Idempotency-Key claimed by a request that has not answered stays locked; after it, the same
+    #: client's retry takes the key over (a request that died in between its recovery points; docs/adr/0015)
+    idempotency_lock_timeout_seconds: int = Field(30, ge=1, le=3_600)
+    #: Idempotency-Keys older than this are swept (booking.sweepers.expire_idempotency_keys) and may be reused
+    idempotency_key_ttl_hours: int = Field(24, ge=1, le=720)
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
 

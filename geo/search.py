@@ -30,7 +30,7 @@ from geo.window import BBox, Window
 __all__ = ["EARTH_RADIUS_M", "great_circle_m"]  # their home is geo.distance; tests and callers import them here
 
 Prefilter = Literal["index", "knn", "h3", "st_dwithin"]
-Sort = Literal["distance", "price"]
+Sort = Literal["distance", "price", "walk"]  # walk: api/routers/search_walk.py, before the page is built
 # index (the H3 ring over the in-process lot index) won the benchmark (docs/adr/0009-search-from-an-in-process-index.md);
 # knn (GiST index scan, docs/adr/0006-search-knn-and-lean-hold-path.md), st_dwithin (bitmap scan + sort of every
 # lot in the radius) and h3 (ring of cells + sort, in SQL) are kept as the measured baselines.

@@ -29,6 +29,9 @@ PG_VERSION=$(ls /etc/postgresql | sort -V | tail -n1)
 if [ ! -f "/usr/share/postgresql/$PG_VERSION/extension/postgis.control" ]; then
   apt_install "postgresql-$PG_VERSION-postgis-3"
 fi
+if [ ! -f "/usr/share/postgresql/$PG_VERSION/extension/pgrouting.control" ]; then
+  apt_install "postgresql-$PG_VERSION-pgrouting"   # walking times (docs/adr/0023-walking-network.md)
+fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   say "starting PostgreSQL $PG_VERSION"
   pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start || die "could not start PostgreSQL"

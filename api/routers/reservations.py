@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
-from api.idempotency import run_idempotent
+from api.idempotency import run_idempotent, run_keyed_hold
 from api.schemas.common import Rfc3339, StrictBody, WireUuid, decode_cursor, encode_cursor, money, parse_cursor_time
 from api.schemas.reservations import CancelledOut, ChangedOut, ReservationOut, ReservationPage
 from booking import service
@@ -20,6 +21,7 @@ from booking.amendments import amend_window
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.context import AppContext
+from core.errors import InvalidTransition
 from core.security import mask_plate
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
@@ -99,24 +101,51 @@ async def _current(ctx: AppContext, reservation_id: uuid.UUID, user_id: uuid.UUI
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
+def held_json(row: Any, *, secret: bytes, provider: str, client_secret: str | None) -> dict[str, Any]:
+    """A new hold's answer: the reservation with its payment's provider and client secret."""
+    out = reservation_json(row, secret=secret)
+    out["payment"] = {**(out["payment"] or {}), "provider": provider, "client_secret": client_secret}
+    return out
+
+
+_SNAPSHOT_IDS = ("id", "lot_id", "user_id", "spot_id")
+_SNAPSHOT_TIMES = ("starts_at", "ends_at", "slot_start", "slot_end", "hold_expires_at", "created_at", "confirmed_at",
+                   "entered_at", "exited_at", "cancelled_at")
+
+
+def snapshot_row(data: dict[str, Any]) -> SimpleNamespace:
+    """A hold's row as its key stored it (to_jsonb of HOLD_WRITE's answer), typed as the write answered it."""
+    row = dict(data)
+    for name in _SNAPSHOT_IDS:
+        if row.get(name) is not None:
+            row[name] = uuid.UUID(row[name])
+    for name in _SNAPSHOT_TIMES:
+        if row.get(name) is not None:
+            row[name] = datetime.fromisoformat(row[name]).astimezone(UTC)
+    return SimpleNamespace(**row)
+
+
 @router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)",
              responses={201: {"model": ReservationOut}, 409: {"description": "sold-out or plate-conflict"}})
 async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
+    secret, provider = ctx.settings.secret_bytes, deps.payments.name
 
-    async def handler() -> tuple[int, dict[str, Any]]:
+    async def handler(key_record: service.KeyRecord | None) -> tuple[int, dict[str, Any]]:
         held = await service.hold_reservation(
             deps=deps, user_id=user.user_id, lot_id=body.lot_id, vehicle_type=body.vehicle_type,
             starts_at=body.starts_at, ends_at=body.ends_at, plate=body.plate, now=now,
-            quote_token=body.quote_token, idempotency_key=idempotency_key, discount_code=body.discount_code)
-        out = reservation_json(held.row, secret=ctx.settings.secret_bytes)
-        out["payment"] = {**(out["payment"] or {}), "provider": deps.payments.name,
-                          "client_secret": held.client_secret}
-        return 201, out
+            quote_token=body.quote_token, idempotency_key=idempotency_key, discount_code=body.discount_code,
+            key_record=key_record)
+        return 201, held_json(held.row, secret=secret, provider=provider, client_secret=held.client_secret)
 
-    return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations", key=idempotency_key,
-                                body=lambda: body.model_dump(mode="json"), handler=handler)
+    def render(stored: dict[str, Any]) -> dict[str, Any]:
+        return held_json(snapshot_row(stored["row"]), secret=secret, provider=provider,
+                         client_secret=stored["client_secret"])
+
+    return await run_keyed_hold(ctx, scope=f"{user.user_id}:POST:/reservations", key=idempotency_key,
+                                body=lambda: body.model_dump(mode="json"), handler=handler, render=render)
 
 
 @router.get("/reservations/{reservation_id}", summary="A reservation of the caller", response_model=None,
@@ -141,8 +170,18 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: 
                               payment_token=body.payment_token, now=now)
         return 200, await _current(ctx, reservation_id, user.user_id)
 
+    async def recover() -> tuple[int, dict[str, Any]]:
+        """The key's first request died: it may have confirmed before it did (then this is its answer)."""
+        try:
+            return await handler()
+        except InvalidTransition:
+            current = await _current(ctx, reservation_id, user.user_id)
+            if current["status"] != "confirmed":
+                raise
+            return 200, current
+
     return await run_idempotent(ctx, scope=f"{user.user_id}:POST:/reservations/{reservation_id}/confirm",
-                                key=idempotency_key, body=body.model_dump(), handler=handler)
+                                key=idempotency_key, body=body.model_dump(), handler=handler, recover=recover)
 
 
 @router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation",

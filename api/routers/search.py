@@ -15,6 +15,7 @@ from api.middleware import Shortcut
 from api.problems import domain_problem
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
 from api.routers.search_query import plain_search_query
+from api.routers.search_walk import walk_search
 from api.schemas.discovery import (
     GEOJSON_MEDIA_TYPE,
     SearchFeatureCollection,
@@ -68,6 +69,8 @@ def shortcut() -> Shortcut:
         "distance, keyset-paginated with `next_cursor`. Each item carries a signed quote for the window (null "
         "when the lot has no rates for the type; a regular car when no `vehicle_type` is given). `max_price` "
         "(minor units) drops lots whose quote exceeds it (within the page); `sort=price` still orders like `distance`. "
+        "`sort=walk` (or `destination_id`) orders the lots within `max_walk_m` by walking time along the imported "
+        "pedestrian network; items then carry `walk: {meters, minutes}`, or `walk: null` with `walk_reason`. "
         "`Accept: application/geo+json` returns an RFC 7946 FeatureCollection ([lng, lat])."),
 )
 async def search(
@@ -86,7 +89,16 @@ async def search(
     prefilter: Annotated[Prefilter,
                          Query(description="index (in-process H3 ring, the default); the others are the SQL "
                                            "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
+    destination_id: Annotated[uuid.UUID | None, Query(description="search around this destination "
+                                                                  "(GET /api/v1/destinations); implies sort=walk")] = None,
+    max_walk_m: Annotated[float | None, Query(ge=50, le=5000, allow_inf_nan=False,
+                                              description="walking searches: the longest walk, default 1500")] = None,
 ) -> Any:
+    if sort == "walk" or destination_id is not None:
+        return await walk_search(request, run_search, destination_id=destination_id, lat=lat, lng=lng,
+                                 max_walk_m=max_walk_m, limit=limit, starts_at=starts_at, ends_at=ends_at,
+                                 vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
+                                 prefilter=prefilter)
     return await run_search(request, lat=lat, lng=lng, radius_m=radius_m, bbox=bbox, starts_at=starts_at,
                             ends_at=ends_at, vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
                             sort=sort, limit=limit, cursor=cursor, prefilter=prefilter)

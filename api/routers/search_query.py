@@ -85,7 +85,7 @@ def plain_search_query(query_string: bytes) -> dict[str, Any] | None:
         elif key == "prefilter":
             value = raw if raw in _PREFILTERS else None
         elif key == "sort":
-            value = raw if raw in _SORTS else None
+            value = raw if raw in _SORTS and raw != "walk" else None  # walking searches take the routed lane
         elif key in ("starts_at", "ends_at"):
             value = _stamp(raw)
         elif key == "max_price":
@@ -94,6 +94,8 @@ def plain_search_query(query_string: bytes) -> dict[str, Any] | None:
             value = raw if len(raw) <= _MAX_CURSOR else None
         elif key == "bbox":
             value = raw if len(raw) <= _MAX_BBOX else None
+        elif key in ("destination_id", "max_walk_m"):
+            return None  # walking searches take the routed lane
         else:
             continue  # FastAPI ignores parameters the route does not declare
         if value is None:

@@ -13,14 +13,14 @@ each renewal. A pass (monthly_passes row) is honoured at the gate only once paid
 at the counter, are recorded paid when sold; existing rows are taken as paid when created).
 
 Revision ID: 0016_reservation_changes
-Revises: 0009_sensor_write_path
+Revises: 0010_idempotency_with_effect
 Create Date: 2026-12-04 18:00:00
 """
 
 from alembic import op
 
 revision = "0016_reservation_changes"
-down_revision = "0009_sensor_write_path"
+down_revision = "0010_idempotency_with_effect"
 branch_labels = None
 depends_on = None
 
