@@ -67,6 +67,7 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/reservations/{reservation_id}/confirm"): (402, 409),
     ("POST", "/api/v1/reservations/{reservation_id}/cancel"): (409,),
     ("GET", "/readyz"): (503,),
+    ("GET", "/api/v1/lots/search"): (404,),  # a destination_id that names no destination
     ("POST", "/api/v1/auth/register"): (409,),
     ("POST", "/api/v1/me/vehicles"): (409,),
     ("POST", "/api/v1/lots/{lot_id}/passes"): (409,),
