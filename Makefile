@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs fuzz
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -17,6 +17,11 @@ test: setup       ## lint, type-check and run the whole test suite against the r
 
 test-fast: setup  ## the tests only, stop at the first failure
 	$(BIN)/python -m pytest tests -q -x
+
+fuzz: setup       ## Schemathesis, longer than make test's run: every phase (stateful too), 100 examples per operation
+	PARKGRID_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} PARKGRID_FUZZ_SEED=$${FUZZ_SEED:-20} \
+	PARKGRID_FUZZ_PHASES=examples,coverage,fuzzing,stateful PARKGRID_FUZZ_TIMEOUT=3600 \
+	$(BIN)/python -m pytest tests/api/test_fuzz_schemathesis.py -q -p no:randomly -o timeout=3700 -s
 
 lint:
 	$(BIN)/ruff check .

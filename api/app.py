@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.allow import install_allow_header
 from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
@@ -21,13 +23,16 @@ from api.routers import (
     health,
     lots,
     me,
+    me_passes,
     ogc,
     open_data,
     passes,
     payments,
+    payments_local,
     rates,
     reservations,
     search,
+    sensor_registry,
     sensors,
     sessions,
     zones,
@@ -90,6 +95,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes,
                        shortcuts=shortcuts)
     install_problem_handlers(app)
+    install_openapi(app)
+    install_allow_header(app)
 
     # Every request walks the included routers in this order until one matches (tens of microseconds per
     # router passed), so the hot paths come first: search (drivers' most frequent request; a single route, so
@@ -104,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(destinations.router, prefix=API_PREFIX)
     app.include_router(auth.router)
     app.include_router(me.router)
+    app.include_router(me_passes.router)
     app.include_router(open_data.router)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(displays.router, prefix=API_PREFIX)
@@ -114,4 +122,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(ogc.router)
     app.include_router(dashboard.router, prefix=API_PREFIX)
     install_pages(app)
+    app.include_router(payments_local.router)
+    app.include_router(sensor_registry.router, prefix=API_PREFIX)
     return app

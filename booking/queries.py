@@ -26,7 +26,7 @@ RESERVATION_COLUMNS = (
     " r.quote, r.created_at, r.confirmed_at, r.entered_at, r.exited_at, r.cancelled_at,"
     " s.id AS spot_id, s.idx AS spot_idx, s.label AS spot_label, lv.name AS level_name,"
     " p.provider AS payment_provider, p.intent_id, p.status AS payment_status, p.amount_captured,"
-    " p.amount_refunded")
+    " p.amount_refunded, p.amount_authorised")
 
 _SPOT_JOINS = (" JOIN spots s ON s.lot_id = r.lot_id AND s.id = r.spot_id"
                " JOIN levels lv ON lv.lot_id = s.lot_id AND lv.id = s.level_id")
@@ -182,7 +182,10 @@ PAYMENT_TO_SETTLE = text(
     "SELECT p.id, p.lot_id, p.provider, p.intent_id, p.status, p.amount, p.amount_authorised, p.amount_captured,"
     " p.amount_refunded, p.currency, r.id AS reservation_id, r.status AS reservation_status, r.starts_at,"
     " r.cancelled_at, COALESCE(r.quote -> 'policy' ->> 'capture', 'at_exit') AS capture_policy,"
-    " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee"
+    " COALESCE(CAST(r.quote -> 'policy' -> 'no_show_fee' ->> 'amount' AS bigint), 0) AS no_show_fee,"
+    # what a full capture takes (booking.amendments.capture_basis): price + change fees, at most the authorisation
+    " GREATEST(0, LEAST(p.amount_authorised, r.price_amount + (SELECT COALESCE(sum(c.fee), 0)"
+    "  FROM reservation_changes c WHERE c.reservation_id = r.id))) AS capture_basis"
     " FROM reservations r JOIN payments p ON p.lot_id = r.lot_id AND p.reservation_id = r.id"
     " AND p.purpose = 'reservation' WHERE r.id = :reservation_id FOR UPDATE")
 
@@ -268,3 +271,67 @@ INSERT_REDIS_REPAIRS = text(
 EXPIRE_IDEMPOTENCY_KEYS = text(
     "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
     " WHERE created_at < :before ORDER BY created_at LIMIT :batch))")
+
+# --- Window changes and their money (booking.amendments) -------------------------------------------------------
+
+# A held reservation's intent, not yet authorised, follows its price.
+PAYMENT_AMOUNT = text(
+    "UPDATE payments SET amount = :amount, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND amount_authorised = 0 AND amount_captured = 0 RETURNING id")
+# An incremental authorisation recorded once: only from the authorisation it was computed from.
+PAYMENT_INCREMENTED = text(
+    "UPDATE payments SET amount = :amount, amount_authorised = :amount, status = 'requires_capture',"
+    " updated_at = :now WHERE lot_id = :lot_id AND id = :id AND amount_authorised = :previous"
+    " AND amount_captured = 0 AND :amount > :previous RETURNING id")
+INSERT_CHANGE = text(
+    "INSERT INTO reservation_changes (lot_id, reservation_id, created_at, previous_starts_at, previous_ends_at,"
+    " starts_at, ends_at, previous_price, price, fee, authorised_added, currency) VALUES (:lot_id, :reservation_id,"
+    " :now, :previous_starts_at, :previous_ends_at, :starts_at, :ends_at, :previous_price, :price, :fee,"
+    " :authorised_added, :currency) RETURNING id")
+# Fees kept for time removed by earlier changes: the amount to capture is the price plus these.
+CHANGE_FEES = text("SELECT COALESCE(sum(fee), 0) FROM reservation_changes WHERE reservation_id = :id")
+
+# --- Monthly passes drivers buy (booking.pass_subscriptions) ----------------------------------------------------
+
+LOT_FOR_PASS = text(
+    "SELECT l.timezone, rc.body AS card FROM lots l LEFT JOIN rate_cards rc ON rc.lot_id = l.id WHERE l.id = :lot_id")
+SUBSCRIPTION_COLUMNS = (
+    "id, lot_id, user_id, spot_type, price_amount, currency, status, cancel_at_period_end, current_month, notice,"
+    " created_at, updated_at")
+INSERT_SUBSCRIPTION = text(
+    "INSERT INTO pass_subscriptions (lot_id, user_id, plate_hash, spot_type, price_amount, currency, payment_method,"
+    " status, current_month, created_at, updated_at) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :price,"
+    f" :currency, :payment_method, 'active', :month, :now, :now) RETURNING {SUBSCRIPTION_COLUMNS}")
+# A month's pass is written unpaid and marked paid once its charge is captured (the gate honours only paid ones).
+INSERT_UNPAID_PASS = text(
+    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at,"
+    " subscription_id) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now, :sub)"
+    " ON CONFLICT (lot_id, plate_hash, month) DO NOTHING RETURNING id")
+MARK_PASS_PAID = text(
+    "UPDATE monthly_passes SET paid_at = :now WHERE lot_id = :lot_id AND id = :id AND paid_at IS NULL RETURNING paid_at")
+INSERT_PASS_PAYMENT = text(
+    "INSERT INTO payments (lot_id, provider, intent_id, purpose, status, amount, currency)"
+    " VALUES (:lot_id, :provider, :intent_id, 'pass', :status, :amount, :currency) ON CONFLICT (intent_id) DO NOTHING")
+PASS_PAYMENT_CAPTURED = text(
+    "UPDATE payments SET status = 'succeeded', amount_authorised = :amount, amount_captured = :amount,"
+    " updated_at = :now WHERE intent_id = :intent_id AND amount_captured = 0")
+# Active subscriptions whose paid month is behind the lot's current month; concurrent sweeps skip each other's.
+SUBSCRIPTIONS_DUE = text(
+    "SELECT s.id, s.lot_id, s.user_id, s.plate_hash, s.spot_type, s.price_amount, s.currency, s.payment_method,"
+    " s.cancel_at_period_end, s.current_month, l.timezone FROM pass_subscriptions s JOIN lots l ON l.id = s.lot_id"
+    " WHERE s.status = 'active' AND s.current_month"
+    "  < CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
+    " ORDER BY s.current_month, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED")
+SUBSCRIPTION_RENEWED = text(
+    "UPDATE pass_subscriptions SET current_month = :month, notice = NULL, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND current_month = :previous AND status = 'active'")
+SUBSCRIPTION_ENDS = text(
+    "UPDATE pass_subscriptions SET status = :status, notice = :notice, updated_at = :now"
+    " WHERE lot_id = :lot_id AND id = :id AND status = 'active'")
+SUBSCRIPTION_CANCEL_AT_END = text(
+    "UPDATE pass_subscriptions SET cancel_at_period_end = true, updated_at = :now"
+    f" WHERE id = :id AND user_id = :user_id AND status = 'active' RETURNING {SUBSCRIPTION_COLUMNS}")
+SUBSCRIPTION_OF_USER = text(f"SELECT {SUBSCRIPTION_COLUMNS} FROM pass_subscriptions WHERE id = :id AND user_id = :user_id")
+SUBSCRIPTIONS_OF_USER = text(
+    f"SELECT {SUBSCRIPTION_COLUMNS} FROM pass_subscriptions WHERE user_id = :user_id ORDER BY created_at DESC, id"
+    " LIMIT 200")

@@ -77,6 +77,6 @@ def payment_provider(ctx: AppContext) -> PaymentProvider:
 
             provider = StripeProvider.from_settings(ctx.settings)
         else:
-            provider = LocalProvider()
+            provider = LocalProvider(ctx.redis, Keys(ctx.settings.redis_prefix))
         ctx.extras["payment_provider"] = provider
     return cast(PaymentProvider, provider)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from booking import lifecycle as lc
 from booking import queries as q
 from booking.holdwriter import HoldWriter
-from booking.payments import IntentResult, PaymentProvider
+from booking.payments import IntentResult, PaymentActionRequired, PaymentProvider
 from booking.runtime import REDIS_DOWN, RedisBreaker, log
 from booking.slots import compatible_types, widen
 from booking.slotstore import SlotStateMissing, SlotStore
@@ -601,6 +601,8 @@ async def confirm(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid
                 result = await deps.payments.authorize(intent_id=pay.intent_id, payment_method=payment_token,
                                                        amount=int(pay.amount),
                                                        idempotency_key=f"reservation:{row.id}:authorize:{payment_token}")
+                if result.status == "requires_action":  # 3-D Secure: the app acts, then confirms again
+                    raise PaymentActionRequired.of(result)
                 if result.status != "requires_capture":
                     await conn.execute(q.PAYMENT_STATUS, {"lot_id": row.lot_id, "id": pay.id, "status": result.status,
                                                           "now": now})
@@ -634,10 +636,15 @@ async def cancel(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.
         refund = 0
         pay = (await conn.execute(q.PAYMENT_FOR_RESERVATION, {"lot_id": row.lot_id, "reservation_id": row.id})).first()
         if pay is not None and pay.amount_authorised > 0:
-            paid = int(pay.amount_authorised)
-            refund = max(0, min(paid, await policy(conn, row, paid, now)))
+            from booking.amendments import capture_basis, change_fees
+
+            # the policy applies to what the reservation costs (price + change fees); the refund is everything
+            # of the authorisation not kept: voided before capture, refunded after
+            paid = capture_basis(authorised=int(pay.amount_authorised), price=int(row.price_amount),
+                                 fees=await change_fees(conn, row.id))
+            keep = paid - max(0, min(paid, await policy(conn, row, paid, now)))
+            refund = int(pay.amount_authorised) - keep
             if pay.amount_captured > 0:  # already captured: what exceeds the fee kept, once
-                keep = paid - refund
                 refund = max(0, int(pay.amount_captured) - keep) if pay.amount_refunded == 0 else 0
         await conn.execute(q.SET_STATUS, {"id": row.id, "status": lc.CANCELLED, "expected": row.status, "now": now})
     await release_slots(deps, row.lot_id, row.id)
@@ -689,13 +696,19 @@ async def check_out(*, deps: BookingDeps, reservation_id: uuid.UUID, now: dateti
     await settle_quietly(deps=deps, reservation_id=row.id, now=now)
 
 
+#: makes a reservation's money follow its re-priced window, inside the change's transaction (booking.amendments)
+MoneyFollower = Callable[[AsyncConnection, Any, Priced], Awaitable[None]]
+
+
 async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None,
-                        starts_at: datetime, ends_at: datetime, now: datetime) -> None:
+                        starts_at: datetime, ends_at: datetime, now: datetime,
+                        money: MoneyFollower | None = None) -> None:
     """Extend or shorten a reservation on its own spot; PostgreSQL's constraint decides, Redis is repaired.
 
-    An extension happens only if the spot is free for the added slots (409 sold-out otherwise). After the
-    change the hold record no longer describes the bits, so it is dropped: later releases repair the
-    spot from PostgreSQL instead of trusting stale ranges.
+    An extension happens only if the spot is free for the added slots (409 sold-out otherwise). The price
+    becomes the new window's; `money` (booking.amendments) moves the payment in the same transaction, so a
+    refused payment changes nothing. After the change the hold record no longer describes the bits, so it is
+    dropped: later releases repair the spot from PostgreSQL instead of trusting stale ranges.
     """
     async with deps.engine.begin() as conn:
         row = await _locked(conn, reservation_id, user_id)
@@ -712,7 +725,7 @@ async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id
                 await conn.execute(q.CHANGE_WINDOW, {
                     "id": row.id, "status": row.status, "starts_at": window.starts_at, "ends_at": window.ends_at,
                     "slot_start": window.slot_start, "slot_end": window.slot_end, "now": now,
-                    "price": priced.price.amount if row.status == lc.HELD else row.price_amount,
+                    "price": priced.price.amount if money is not None or row.status == lc.HELD else row.price_amount,
                     "quote": json.dumps(priced.quote) if priced.quote is not None else None})
         except IntegrityError as exc:
             if _constraint(exc) == PLATE_GUARD:
@@ -720,6 +733,8 @@ async def change_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id
             if _constraint(exc) == SPOT_GUARD:
                 raise SoldOut("the spot is not free for the new window") from None
             raise
+        if money is not None:
+            await money(conn, row, priced)
         spot_idx = (await conn.execute(q.RESERVATION_SLOTS, {"id": row.id})).one().idx
     old = Window(row.starts_at, row.ends_at, row.starts_at, row.ends_at)
     await _resync_spot(deps, row.lot_id, row.id, spot_idx, old, window)

@@ -60,8 +60,9 @@ def settlement_action(p: Any, *, now: datetime, cancel_keep: int = 0) -> Action 
     if status == "expired":
         return Action("cancel") if captured == 0 else None
     at_start = p.capture_policy == "at_start" and (status == "active" or (status == "confirmed" and p.starts_at <= now))
-    if status == "completed" or at_start:
-        return Action("capture", authorised) if authorised > 0 and captured == 0 else None
+    if status == "completed" or at_start:  # price + change fees (booking.amendments); the rest is released
+        basis = int(getattr(p, "capture_basis", authorised))
+        return Action("capture", basis) if basis > 0 and captured == 0 else None
     if status == "no_show":
         keep = min(int(p.no_show_fee), authorised)
         if captured == 0:
@@ -121,7 +122,7 @@ async def settle_reservation(*, deps: BookingDeps, reservation_id: uuid.UUID, no
         keep = 0
         if p.reservation_status == "cancelled" and int(p.amount_authorised) > 0:
             # the same fee the cancellation computed: the policy evaluated at the moment of cancelling
-            paid = int(p.amount_authorised)
+            paid = int(p.capture_basis)
             shown = SimpleNamespace(id=p.reservation_id, currency=p.currency, starts_at=p.starts_at)
             keep = paid - max(0, min(paid, await deps.refund_policy(conn, shown, paid, p.cancelled_at or now)))
         action = settlement_action(p, now=now, cancel_keep=keep)

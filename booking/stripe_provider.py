@@ -41,7 +41,8 @@ class StripeProvider:
         data = intent.to_dict()
         return IntentResult(intent_id=data["id"], status=data["status"], client_secret=data.get("client_secret"),
                             amount_capturable=int(data.get("amount_capturable") or 0),
-                            amount_received=int(data.get("amount_received") or 0), decline_code=decline_code)
+                            amount_received=int(data.get("amount_received") or 0), decline_code=decline_code,
+                            next_action=data.get("next_action") if data["status"] == "requires_action" else None)
 
     async def _current(self, intent_id: str, exc: stripe.InvalidRequestError) -> IntentResult:
         # The intent already moved on (a retry after our reply was lost, or a racing webhook path):
@@ -62,7 +63,10 @@ class StripeProvider:
                         idempotency_key: str) -> IntentResult:
         try:
             intent = await self.client.v1.payment_intents.confirm_async(
-                intent_id, {"payment_method": payment_method}, {"idempotency_key": idempotency_key})
+                intent_id, {"payment_method": payment_method,
+                            # extending a confirmed reservation raises its authorisation (booking.amendments)
+                            "payment_method_options": {"card": {"request_incremental_authorization": "if_available"}}},
+                {"idempotency_key": idempotency_key})
         except stripe.CardError as exc:  # declined: the intent waits for another payment method
             return IntentResult(intent_id=intent_id, status="requires_payment_method",
                                 decline_code=getattr(exc, "code", None) or "card_declined")
@@ -74,6 +78,23 @@ class StripeProvider:
             # whose reply we lost). Authorisation must be judged on the intent as it is now.
             intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
         return self._result(intent, "authentication_required" if intent.status == "requires_action" else None)
+
+    async def increment_authorization(self, *, intent_id: str, amount: int,
+                                      idempotency_key: str) -> IntentResult:
+        try:
+            intent = await self.client.v1.payment_intents.increment_authorization_async(
+                intent_id, {"amount": int(amount)}, {"idempotency_key": idempotency_key})
+        except stripe.CardError as exc:  # the issuer refused more: the authorisation stays as it was
+            current = await self.client.v1.payment_intents.retrieve_async(intent_id)
+            return self._result(current, getattr(exc, "code", None) or "card_declined")
+        except stripe.InvalidRequestError as exc:
+            return await self._current(intent_id, exc)
+        return self._result(intent)
+
+    async def update_amount(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:
+        intent = await self.client.v1.payment_intents.update_async(intent_id, {"amount": int(amount)},
+                                                                   {"idempotency_key": idempotency_key})
+        return self._result(intent)
 
     async def capture(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:
         try:

@@ -84,3 +84,14 @@ def reconcile_active_task() -> dict[str, object]:
         return report.as_json()
 
     return run_in_worker(job)
+
+
+@shared_task(name="passes.renew_due", ignore_result=True)
+def renew_passes_task() -> dict[str, int]:
+    """Charge the month that has begun for every active pass subscription (declined: lapsed with a notice)."""
+    from booking.pass_subscriptions import renew_due
+
+    async def job(ctx: AppContext) -> dict[str, int]:
+        return await renew_due(deps=booking_deps(ctx), now=ctx.clock.now())
+
+    return run_in_worker(job)

@@ -26,6 +26,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "prune-sensor-event-ids": {"task": "controllers.prune_sensor_event_ids", "schedule": 3_600.0},
     "expire-idempotency-keys": {"task": "booking.expire_idempotency_keys", "schedule": 600.0},
     "purge-exports": {"task": "analytics.exports.purge", "schedule": 3_600.0},
+    "renew-passes": {"task": "passes.renew_due", "schedule": 3_600.0},
 }
 # open data: partners' webhooks (geo/webhooks.py)
 TASK_MODULES.append("geo.tasks")

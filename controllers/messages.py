@@ -23,23 +23,26 @@ def _text(value: Any) -> Any:
     return value
 
 
-#: RFC 3339 with an offset, as text (a datetime passes too: lanes that already parsed one)
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_text)]
+#: RFC 3339 with an offset, as text (a datetime passes too: lanes that already parsed one); lax inside strict
+#: models, which would otherwise want a datetime object
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_text), Field(strict=False)]
 
 
 class GateEventIn(BaseModel):
-    """One event from a gate controller (POST /api/v1/gates/{gate_id}/events, or the gate's MQTT topic)."""
+    """One event from a gate controller (POST /api/v1/gates/{gate_id}/events, or the gate's MQTT topic). Read as
+    JSON says (strict): no 0/1 for booleans, no "5" for integers, no numbers for times, on every lane."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     event_id: str = Field(min_length=1, max_length=100, description="unique per lot; a repeat returns the first decision")
-    sequence: int = Field(ge=0, description="the device's own sequence number (ordering survives clock skew)")
+    sequence: int = Field(ge=0, le=2**63 - 1, description="the device's own sequence number (ordering survives clock skew)")
     occurred_at: Rfc3339
     direction: Literal["entry", "exit"] | None = Field(None, description="defaults to the gate's direction")
     plate: str | None = Field(None, max_length=32)
     plate_confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     qr_token: str | None = Field(None, max_length=2000)
-    vehicle_type: VehicleType = Field(VehicleType.regular, description="what a walk-in is booked as")
+    vehicle_type: Annotated[VehicleType, Field(strict=False)] = Field(VehicleType.regular,
+                                                                      description="what a walk-in is booked as")
     payment_token: str | None = Field(None, max_length=200, description="a pay terminal's card token (exit)")
     decided_locally: bool = Field(False, description="the edge agent already acted on this event: recorded as a fact")
     replayed: bool = Field(False, description="synonym of decided_locally, for replays from the edge outbox")

@@ -37,7 +37,7 @@ ENTRY_LOOKUP = (
     f"SELECT {_RESERVATION}, ps.id AS session_id, ps.spot_id AS session_spot_id, ss.label AS session_label,"
     " sl.name AS session_level,"
     " EXISTS (SELECT 1 FROM monthly_passes WHERE lot_id = $1 AND plate_hash = $2 AND month = $5"
-    "  AND status = 'active') AS has_pass,"
+    "  AND status = 'active' AND paid_at IS NOT NULL) AS has_pass,"  # only a paid pass opens the gate
     " (SELECT id FROM reservations WHERE lot_id = $1 AND kind = 'walk_in' AND idempotency_key = $6) AS walk_in_id"
     " FROM (SELECT 1) one"
     " LEFT JOIN LATERAL (SELECT lot_id, id, kind, status, starts_at, ends_at, plate, plate_hash, spot_id"

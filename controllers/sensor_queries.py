@@ -30,17 +30,34 @@ SELECT locked.*, sp.level_id, sp.type AS spot_type
 FROM locked LEFT JOIN spots sp ON sp.lot_id = $1 AND sp.id = locked.spot_id
 """
 
-# A sensor is mapped to the spot whose label or id equals the sensor id (first event registers it).
+# A sensor's first event registers it to the spot an operator mapped it to (sensor_mappings), else to the spot whose
+# label or id equals the sensor id; a sensor matching no spot is not registered (its events are rejected).
 REGISTER_SENSORS = """
 INSERT INTO sensors (lot_id, id, spot_id)
-SELECT $1, sid, coalesce(
+SELECT $1, m.sid, m.spot_id FROM (SELECT sid, coalesce(
+    (SELECT sm.spot_id FROM sensor_mappings sm WHERE sm.lot_id = $1 AND sm.sensor_id = sid),
     (SELECT sp.id FROM spots sp WHERE sp.lot_id = $1 AND sp.label = sid),
     (SELECT sp.id FROM spots sp WHERE sp.lot_id = $1
        AND sp.id = CASE WHEN sid ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN sid::uuid END))
-FROM unnest($2::text[]) AS sid
+    AS spot_id FROM unnest($2::text[]) AS sid) m
+WHERE m.spot_id IS NOT NULL
 ON CONFLICT DO NOTHING
 RETURNING id
 """
+
+# Readings of sensors that are not mapped to a spot are rejected: their event ids are given back, so the same
+# event is accepted once the sensor is mapped.
+UNCLAIM_EVENT_IDS = "DELETE FROM sensor_event_ids WHERE lot_id = $1 AND event_id = ANY($2::text[])"
+
+# An operator's explicit sensor -> spot mapping (by spot id or label); answers the spot, or nothing when the lot
+# has no such spot. A sensor already registered to another spot keeps it (the caller answers 409).
+SPOT_BY_ID_OR_LABEL = text(
+    "SELECT sp.id, sp.label, lv.name AS level FROM spots sp JOIN levels lv ON lv.lot_id = sp.lot_id"
+    " AND lv.id = sp.level_id WHERE sp.lot_id = :lot_id AND (sp.id = CAST(:spot_id AS uuid) OR sp.label = :label)")
+SENSOR_SPOT = text("SELECT spot_id FROM sensors WHERE lot_id = :lot_id AND id = :sensor_id")
+UPSERT_SENSOR_MAPPING = text(
+    "INSERT INTO sensor_mappings (lot_id, sensor_id, spot_id, created_at) VALUES (:lot_id, :sensor_id, :spot_id, :now)"
+    " ON CONFLICT (lot_id, sensor_id) DO UPDATE SET spot_id = EXCLUDED.spot_id, created_at = EXCLUDED.created_at")
 
 UPDATE_SENSORS = """
 UPDATE sensors se SET state = u.state, state_since = u.state_since, last_seen_at = u.last_seen_at,

@@ -110,6 +110,22 @@ async def _lock_sensors(conn: asyncpg.Connection, *, lot_id: uuid.UUID,
     return rows, registered
 
 
+UNKNOWN_SENSOR = ("unknown sensor: no spot of this lot is mapped to it (name the sensor by its spot's label or id, "
+                  "or map it with PUT /api/v1/lots/{lot_id}/sensors/{sensor_id})")
+
+
+async def _reject_unknown(conn: asyncpg.Connection, lot_id: uuid.UUID, fresh: list[Reading],
+                          rows: dict[str, asyncpg.Record], result: BatchResult) -> list[Reading]:
+    """Readings of sensors mapped to a spot; the others are rejected with the reason and their ids given back."""
+    unknown = [r for r in fresh if r.sensor_id not in rows or rows[r.sensor_id]["spot_id"] is None]
+    if not unknown:
+        return fresh
+    for r in unknown:
+        result.rejected.append({"event_id": r.event_id, "reason": UNKNOWN_SENSOR})
+    await conn.execute(q.UNCLAIM_EVENT_IDS, lot_id, [r.event_id for r in unknown])
+    return [r for r in fresh if r.sensor_id in rows and rows[r.sensor_id]["spot_id"] is not None]
+
+
 @dataclass
 class _Applied:
     """What a batch's fresh readings did to their sensors (decided under the sensors' row locks)."""
@@ -173,6 +189,10 @@ async def ingest_sensor_events(*, pg: asyncpg.Pool, counters: OccupancyCounters 
         if not fresh:
             return result
         rows, registered = await _lock_sensors(conn, lot_id=lot_id, sensor_ids=sorted({r.sensor_id for r in fresh}))
+        fresh = await _reject_unknown(conn, lot_id, fresh, rows, result)
+        if not fresh:
+            return result
+        rows = {sid: row for sid, row in rows.items() if row["spot_id"] is not None}
         before: dict[str, SensorState] = {
             sid: UNSEEN if sid in registered else SensorState(state=row["state"], state_since=row["state_since"],
                                                               last_seen_at=row["last_seen_at"],

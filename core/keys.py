@@ -19,6 +19,7 @@ META = "m"  # per lot: hash with capacities, strategy, compatibility, spot count
 DRIFT = "dr"  # per lot: counter of clamped counter updates (a sign Redis drifted)
 DYNAMIC = "dm"  # per lot: the dynamic price multiplier last shown (hysteresis state)
 SCRATCH = "tmp"  # per lot: scratch key used by rebuild, deleted by the same script
+LOCAL_PAY_AUTH = "lpa"  # global per intent: the local payment provider's customer finished 3-D Secure
 EPOCH = "epoch"  # global: missing means Redis lost its state and must be rebuilt
 REVOCATIONS = "revocations"  # global: a counter bumped after each revocation commits (core.keyring)
 
@@ -94,6 +95,10 @@ class Keys:
     def epoch(self) -> str:
         """Global epoch marker; its absence means Redis restarted empty."""
         return f"{self.prefix}:{EPOCH}"
+
+    def local_payment_auth(self, intent_id: str) -> str:
+        """Set when a local-provider intent's customer completed 3-D Secure (booking.payments.LocalProvider)."""
+        return f"{self.prefix}:{LOCAL_PAY_AUTH}:{intent_id}"
 
     def lot_pattern(self, lot_id: str) -> str:
         """SCAN MATCH pattern for all keys of one lot (braces escaped for glob)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -135,10 +137,42 @@ class SettingsError(SystemExit):
     """Start-up refused because of a bad or missing setting (one line, names the variable)."""
 
 
+#: where `make setup` writes a local secret (scripts/setup.sh), relative to the working directory or the checkout
+LOCAL_SECRET_FILE = Path("var") / "secret_key"
+
+
+def local_secret(environment: str) -> str | None:
+    """The secret `make setup` wrote, for a process outside production started without PARKGRID_SECRET_KEY:
+    PARKGRID_SECRET_KEY_FILE if set, else var/secret_key in the working directory, else in this checkout.
+    Production never reads a file implicitly: its secret comes from the environment."""
+    if environment == "production":
+        return None
+    named = os.environ.get("PARKGRID_SECRET_KEY_FILE")
+    candidates = [Path(named)] if named else [Path.cwd() / LOCAL_SECRET_FILE,
+                                              Path(__file__).resolve().parents[1] / LOCAL_SECRET_FILE]
+    for path in candidates:
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; exit with one clear line naming the bad variable."""
+    """Read settings from the environment; exit with one clear line naming the bad variable. Outside production,
+    a missing PARKGRID_SECRET_KEY is read from the file `make setup` wrote (local_secret)."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        missing = any(e["type"] == "missing" and tuple(e.get("loc", ())) == ("secret_key",) for e in exc.errors())
+        environment = str(overrides.get("environment") or os.environ.get("PARKGRID_ENVIRONMENT", "dev")).lower()
+        secret = local_secret(environment) if missing else None
+        if secret is None:
+            raise SettingsError(describe_settings_error(exc)) from None
+    try:
+        return Settings(**{**overrides, "secret_key": secret})  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(describe_settings_error(exc)) from None
 

@@ -136,9 +136,9 @@ async def _seed(url: str, prefix: str, lots: int, spots: int, reserved: int, pas
                 pass_plates = [f"P{i:02d}X{j:04d}" for j in range(passes)]
                 month = date(now.year, now.month, 1)
                 for p in pass_plates:
-                    await conn.execute(text("INSERT INTO monthly_passes (lot_id, plate_hash, month, price_amount)"
-                                            " VALUES (:l, :h, :m, 9000)"),
-                                       {"l": lot, "h": plate_hash(settings.secret_bytes, p), "m": month})
+                    await conn.execute(text("INSERT INTO monthly_passes (lot_id, plate_hash, month, price_amount,"
+                                            " paid_at) VALUES (:l, :h, :m, 9000, :now)"),
+                                       {"l": lot, "h": plate_hash(settings.secret_bytes, p), "m": month, "now": now})
             deps = booking_deps(ctx)
             res_plates = [f"R{i:02d}X{j:04d}" for j in range(reserved)]
             for p in res_plates:

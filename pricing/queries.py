@@ -23,6 +23,9 @@ UPSERT_CARD = text(
     " ON CONFLICT (lot_id) DO UPDATE SET currency = EXCLUDED.currency, body = EXCLUDED.body,"
     " version = rate_cards.version + 1, updated_at = EXCLUDED.updated_at RETURNING version, updated_at")
 
+# The spot types a lot has (a card must price each of them).
+LOT_SPOT_TYPES = text("SELECT DISTINCT type FROM spots WHERE lot_id = :lot_id ORDER BY type")
+
 # Booked occupancy of each lot for a window: in-service spots with an occupying reservation overlapping it.
 BOOKED_OCCUPANCY = text(
     "SELECT s.lot_id, count(*) AS total,"
@@ -35,8 +38,9 @@ RESERVATION_POLICY = text("SELECT quote -> 'policy' AS policy FROM reservations 
 
 # Monthly passes: month is the first day of a calendar month in the lot's timezone.
 INSERT_PASS = text(
-    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at)"
-    " VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now)"
+    # an operator's sale is paid at the counter: recorded paid when sold
+    "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, spot_type, month, price_amount, currency, created_at,"
+    " paid_at) VALUES (:lot_id, :user_id, :plate_hash, :spot_type, :month, :price, :currency, :now, :now)"
     " ON CONFLICT (lot_id, plate_hash, month) DO NOTHING"
     " RETURNING id, lot_id, spot_type, month, price_amount, currency, status, created_at")
 
@@ -52,7 +56,8 @@ PASSES_OF_LOT = text(
 ACTIVE_PASS = text(
     "SELECT p.id, p.lot_id, p.user_id, p.spot_type, p.month, p.price_amount, p.currency FROM monthly_passes p"
     " JOIN lots l ON l.id = p.lot_id WHERE p.lot_id = :lot_id AND p.plate_hash = :plate_hash"
-    " AND p.status = 'active' AND p.month = CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
+    " AND p.status = 'active' AND p.paid_at IS NOT NULL"
+    " AND p.month = CAST(date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE l.timezone) AS date)"
     " AND (CAST(:spot_type AS text) IS NULL OR p.spot_type IS NULL OR p.spot_type = :spot_type)")
 
 CANCEL_PASS = text(

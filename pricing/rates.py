@@ -28,7 +28,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MINUTES = 24 * 60
 
-Amount = Annotated[int, Field(ge=0, strict=True)]
+Amount = Annotated[int, Field(ge=0, le=10**12, strict=True)]  # minor units; bounded to fit bigint sums
 # Two decimals at most so the value is a whole number of basis points; no floats in arithmetic.
 Percent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=2)]
 Multiplier = Annotated[Decimal, Field(gt=0, le=10, decimal_places=2)]

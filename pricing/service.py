@@ -115,8 +115,15 @@ def policy_snapshot(card: RateCard) -> dict[str, Any]:
 # --- rate cards -------------------------------------------------------------------------------------------------
 
 async def put_rate_card(conn: AsyncConnection, *, lot_id: uuid.UUID, data: Any, now: datetime) -> tuple[RateCard, int]:
-    """Validate and store a lot's card (422 naming the rule on overlaps and gaps); returns it and its version."""
+    """Validate and store a lot's card (422 naming the rule on overlaps and gaps, and naming `rules` when a spot
+    type the lot has is left unpriced: such spots could never be booked); returns it and its version."""
     card = parse_rate_card(data)
+    have = [t for t in (await conn.execute(q.LOT_SPOT_TYPES, {"lot_id": lot_id})).scalars()]
+    unpriced = [t for t in have if t not in card.spot_types]
+    if unpriced:
+        raise ValidationFailed(
+            f"no rule prices this lot's spot types {', '.join(unpriced)}: add them to a rule's spot_types "
+            "(unpriced spots could not be booked)", loc=("body", "rules"), unpriced_spot_types=unpriced)
     row = (await conn.execute(q.UPSERT_CARD, {"lot_id": lot_id, "currency": card.currency,
                                               "body": json.dumps(card.as_json()), "now": now})).one()
     return card, int(row.version)

@@ -33,6 +33,7 @@ class StrictProvider:
         self.violations: list[str] = []
         self.events: list[tuple[str, str, str, dict[str, Any]]] = []  # (event id, type, intent id, state)
         self.lose_next_reply = False
+        self.decline_increments = False
         self._ids = itertools.count(1)
 
     def _emit(self, type_: str, intent_id: str, state: dict[str, Any]) -> None:
@@ -74,6 +75,28 @@ class StrictProvider:
         self._emit("payment_intent.amount_capturable_updated", intent_id,
                    {"status": "requires_capture", "amount_capturable": amount})
         return self._reply(idempotency_key, self._state(intent_id))
+
+    async def increment_authorization(self, *, intent_id: str, amount: int,
+                                      idempotency_key: str) -> IntentResult:
+        if idempotency_key in self.replies:
+            return self.replies[idempotency_key]  # type: ignore[no-any-return]
+        i = self.intents[intent_id]
+        if i.status != "requires_capture" or amount <= i.authorised:
+            self.violations.append(f"increment to {amount} on {i.status} {intent_id} authorised={i.authorised}")
+            return self._reply(idempotency_key, self._state(intent_id))
+        if self.decline_increments:
+            return self._reply(idempotency_key, IntentResult(intent_id, i.status, amount_capturable=i.authorised,
+                                                             decline_code="card_declined"))
+        i.authorised = amount
+        i.moves.append("increment")
+        return self._reply(idempotency_key, self._state(intent_id))
+
+    async def update_amount(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:
+        i = self.intents[intent_id]
+        if i.status != "requires_payment_method":
+            self.violations.append(f"amount change on {i.status} {intent_id}")
+        i.amount = amount
+        return self._state(intent_id)
 
     async def capture(self, *, intent_id: str, amount: int, idempotency_key: str) -> IntentResult:
         if idempotency_key in self.replies:

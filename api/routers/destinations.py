@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import CtxDep, OperatorUser
+from api.schemas.common import StrictBody
 from core.errors import ValidationFailed
 from geo.walk import QUERY_MAX, create_venue, find_destinations
 
 router = APIRouter(prefix="/destinations", tags=["discovery"])
 
 
-class Location(BaseModel):
+class Location(StrictBody):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
 
@@ -32,7 +33,7 @@ class DestinationsOut(BaseModel):
     items: list[DestinationOut]
 
 
-class VenueIn(BaseModel):
+class VenueIn(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     kind: str = Field("venue", min_length=1, max_length=50)
     location: Location

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import CtxDep
@@ -48,7 +50,13 @@ async def _check_broker(ctx: AppContext) -> str | None:
     return None
 
 
-@router.get("/readyz", summary="Readiness: 200 only when PostgreSQL, Redis, the broker and migrations are good")
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+@router.get("/readyz", summary="Readiness: 200 only when PostgreSQL, Redis, the broker and migrations are good",
+            responses={200: {"model": Ready}, 503: {"description": "not ready: `checks` names what failed"}})
 async def readyz(request: Request, ctx: CtxDep) -> Response:
     checks = {"database": _check_database, "redis": _check_redis, "broker": _check_broker,
               "migrations": _check_migrations}
@@ -71,7 +79,8 @@ async def readyz(request: Request, ctx: CtxDep) -> Response:
     return JSONResponse({"status": "ready", "checks": report})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request, ctx: CtxDep) -> Response:
     body = generate_latest(request.app.state.registry).decode()
     try:  # process-shared counters kept in Redis by the workers

@@ -124,7 +124,7 @@ async def open_lot(lot_id: uuid.UUID, user: OperatorUser, conn: ConnDep, now: No
 async def list_spots(lot_id: uuid.UUID, user: OperatorUser, conn: ConnDep,
                      status: Literal["in_service", "out_of_service"] | None = None, level_id: uuid.UUID | None = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-                     cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page")]
+                     cursor: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="next_cursor of the previous page")]
                      = None) -> SpotPage:
     items = await lots.list_spots(conn, lot_id=lot_id, organisation_id=_scope(user), status=status,
                                   level_id=level_id, after_idx=-1 if cursor is None else cursor, limit=limit + 1)

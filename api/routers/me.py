@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, CtxDep, CurrentUser, NowDep
 from api.ratelimit import WriteUser
+from api.schemas.common import StrictBody
 from core.accounts import Vehicle, add_vehicle, delete_vehicle, get_user, get_vehicle, list_vehicles
 from core.errors import Unauthorized
 from core.vocabulary import VehicleType
@@ -26,9 +27,9 @@ class MeOut(BaseModel):
     organisation_id: uuid.UUID | None
 
 
-class VehicleIn(BaseModel):
+class VehicleIn(StrictBody):
     plate: str = Field(min_length=1, max_length=20, description="normalised: upper case, no spaces or dashes")
-    vehicle_type: VehicleType = VehicleType.regular
+    vehicle_type: Annotated[VehicleType, Field(strict=False)] = VehicleType.regular  # the enum from its JSON string
     handicap_permit: bool = False
 
 

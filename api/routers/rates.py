@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from api.authz import OperatedLotId
 from api.deps import ConnDep, NowDep
+from pricing.rates import RateCard
 from pricing.service import get_rate_card, put_rate_card
 
 router = APIRouter(prefix="/lots", tags=["rates"])
@@ -29,7 +30,9 @@ _EXAMPLE = {"currency": "usd", "tax_percent": "8.25", "grace_minutes": 10,
             description="Validated with pricing.rates: every (spot type, day) must be tiled by exactly one band; an "
                         "overlap or gap is 422 naming the rule (`errors[0].loc = [body, rules, i]`). Existing "
                         "reservations keep their price and the policy they were sold under. The card's version is "
-                        "in the `ETag` header.")
+                        "in the `ETag` header. A card that leaves one of the lot's spot types without a rule is "
+                        "422 naming `rules` (`unpriced_spot_types` lists them): those spots could not be booked.",
+            responses={200: {"model": RateCard}})
 async def put_rates(lot_id: OperatedLotId, conn: ConnDep, now: NowDep,
                     body: dict[str, Any] = Body(..., openapi_examples={"day-night": {"value": _EXAMPLE}})) -> JSONResponse:
     try:
@@ -39,7 +42,8 @@ async def put_rates(lot_id: OperatedLotId, conn: ConnDep, now: NowDep,
     return JSONResponse(card.as_json(), headers={"ETag": f'"v{version}"'})
 
 
-@router.get("/{lot_id}/rates", summary="A lot's rate card (operators of the lot)")
+@router.get("/{lot_id}/rates", summary="A lot's rate card (operators of the lot)",
+            responses={200: {"model": RateCard}})
 async def get_rates(lot_id: OperatedLotId, conn: ConnDep) -> JSONResponse:
     body, version, _ = await get_rate_card(conn, lot_id=lot_id)
     return JSONResponse(body, headers={"ETag": f'"v{version}"'})

@@ -9,13 +9,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import Field
 
 from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
 from api.idempotency import run_idempotent, run_keyed_hold
-from api.schemas.common import decode_cursor, encode_cursor, money, parse_cursor_time
+from api.schemas.common import Rfc3339, StrictBody, WireUuid, decode_cursor, encode_cursor, money, parse_cursor_time
+from api.schemas.reservations import CancelledOut, ChangedOut, ReservationOut, ReservationPage
 from booking import service
 from booking.access import qr_token
+from booking.amendments import amend_window
 from booking.lifecycle import STATUSES
 from booking.wiring import booking_deps
 from core.context import AppContext
@@ -25,26 +27,50 @@ from core.vocabulary import VehicleType
 
 router = APIRouter(prefix="/api/v1", tags=["reservations"])
 
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
-class HoldIn(BaseModel):
-    lot_id: uuid.UUID
-    vehicle_type: VehicleType
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+class HoldIn(StrictBody):
+    lot_id: WireUuid
+    vehicle_type: Annotated[VehicleType, Field(strict=False)]  # the enum from its JSON string
+    starts_at: Rfc3339
+    ends_at: Rfc3339
     plate: str = Field(min_length=1, max_length=20)
     quote_token: str | None = Field(None, max_length=2000)
     discount_code: str | None = Field(None, min_length=1, max_length=64)
 
 
-class WindowChangeIn(BaseModel):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+class WindowChangeIn(StrictBody):
+    starts_at: Rfc3339
+    ends_at: Rfc3339
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(StrictBody):
     payment_token: str = Field(min_length=1, max_length=200)
+
+
+def payment_state(status: str, authorised: int, captured: int, refunded: int) -> str:
+    """One word for where a payment's money is: pending, requires_action, authorised, captured, voided,
+    refunded or partially_refunded."""
+    if status == "canceled":
+        return "voided"
+    if status == "succeeded":
+        return "captured" if refunded == 0 else ("refunded" if refunded >= captured else "partially_refunded")
+    if status == "requires_capture" and authorised > 0:
+        return "authorised"
+    return "requires_action" if status == "requires_action" else "pending"
+
+
+def payment_json(row: Any) -> dict[str, Any]:
+    """A reservation's payment: amounts and their state. `voided` is the authorisation released without being
+    captured (a cancelled intent, or what a partial capture left); money returned = voided + refunded."""
+    authorised, captured = int(getattr(row, "amount_authorised", 0) or 0), int(row.amount_captured or 0)
+    refunded = int(row.amount_refunded or 0)
+    voided = authorised - captured if row.payment_status in ("canceled", "succeeded") else 0
+    return {"provider": row.payment_provider, "intent_id": row.intent_id, "status": row.payment_status,
+            "state": payment_state(row.payment_status, authorised, captured, refunded),
+            "authorised": money(authorised, row.currency), "captured": money(captured, row.currency),
+            "voided": money(voided, row.currency), "refunded": money(refunded, row.currency)}
 
 
 def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str, Any]:
@@ -58,9 +84,7 @@ def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str
         "slots": {"starts_at": row.slot_start, "ends_at": row.slot_end},
         "hold_expires_at": row.hold_expires_at if row.status == "held" else None,
         "price": money(row.price_amount, row.currency),
-        "payment": {"provider": row.payment_provider, "intent_id": row.intent_id, "status": row.payment_status,
-                    "captured": money(row.amount_captured or 0, row.currency),
-                    "refunded": money(row.amount_refunded or 0, row.currency)} if row.intent_id else None,
+        "payment": payment_json(row) if row.intent_id else None,
         "quote": row.quote, "created_at": row.created_at, "confirmed_at": row.confirmed_at,
         "cancelled_at": row.cancelled_at,
     }
@@ -101,7 +125,8 @@ def snapshot_row(data: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(**row)
 
 
-@router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)")
+@router.post("/reservations", status_code=201, summary="Hold a spot (Idempotency-Key supported)",
+             responses={201: {"model": ReservationOut}, 409: {"description": "sold-out or plate-conflict"}})
 async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
@@ -123,13 +148,18 @@ async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: I
                                 body=lambda: body.model_dump(mode="json"), handler=handler, render=render)
 
 
-@router.get("/reservations/{reservation_id}", summary="A reservation of the caller")
+@router.get("/reservations/{reservation_id}", summary="A reservation of the caller", response_model=None,
+            responses={200: {"model": ReservationOut}})
 async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep, user: CurrentUser) -> dict[str, Any]:
     row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
-@router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed")
+@router.post("/reservations/{reservation_id}/confirm", summary="Pay for a hold: held -> confirmed",
+             description="402 `payment-failed` when declined; 402 `payment-requires-action` when the card needs "
+                         "3-D Secure: its `payment` member carries `client_secret` and Stripe's `next_action`; "
+                         "finish it, then confirm again. 409 when the hold expired or the transition is impossible.",
+             responses={200: {"model": ReservationOut}})
 async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: SignedInDep,
                               idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
@@ -154,7 +184,8 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: 
                                 key=idempotency_key, body=body.model_dump(), handler=handler, recover=recover)
 
 
-@router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation")
+@router.post("/reservations/{reservation_id}/cancel", summary="Cancel a held or confirmed reservation",
+             responses={200: {"model": CancelledOut}})
 async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
                              idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
@@ -170,22 +201,30 @@ async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
                                 key=idempotency_key, body={}, handler=handler)
 
 
-@router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window")
+@router.patch("/reservations/{reservation_id}", summary="Extend or shorten a reservation's window",
+              description="The price becomes the new window's (the lot's rules now). A paid, uncaptured "
+                          "reservation's authorisation is raised for an extension (402 and nothing changes when "
+                          "refused); removed time is released except the fee the lot's cancellation policy keeps. "
+                          "409 sold-out when the spot is not free, or once the payment was captured.",
+              responses={200: {"model": ChangedOut}})
 async def change_reservation_window(reservation_id: uuid.UUID, body: WindowChangeIn, call: SignedInDep,
                                     idempotency_key: IdemKey = None) -> Response:
     ctx, user, now = call.ctx, call.user, call.now
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        await service.change_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
+        change = await amend_window(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
                                     starts_at=body.starts_at, ends_at=body.ends_at, now=now)
-        return 200, await _current(ctx, reservation_id, user.user_id)
+        out = await _current(ctx, reservation_id, user.user_id)
+        out["change"] = change.as_json()
+        return 200, out
 
     return await run_idempotent(ctx, scope=f"{user.user_id}:PATCH:/reservations/{reservation_id}",
                                 key=idempotency_key, body=body.model_dump(mode="json"), handler=handler)
 
 
-@router.get("/me/reservations", summary="The caller's reservations, newest first")
+@router.get("/me/reservations", summary="The caller's reservations, newest first", response_model=None,
+            responses={200: {"model": ReservationPage}})
 async def my_reservations(conn: ConnDep, ctx: CtxDep, user: CurrentUser,
                           status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
                           limit: Annotated[int, Query(ge=1, le=100)] = 20,

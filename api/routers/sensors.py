@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api.authz import LotDevice
 from api.deps import ConnDep, CtxDep, NowDep
@@ -20,7 +21,23 @@ _EXAMPLE = {"events": [{"event_id": "s1-000123", "sensor_id": "L0-001", "state":
                         "occurred_at": "2030-01-07T08:00:00Z"}]}
 
 
-@router.post("/sensor-events", status_code=202, summary="A batch of bay sensor events (each event validated alone)")
+class EventOutcome(BaseModel):
+    event_id: str | None
+    reason: str | None
+
+
+class SensorBatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[EventOutcome] = Field(description="malformed events, and events of sensors mapped to no spot")
+    ignored: list[EventOutcome] = Field(description="well-formed events the debounce rules set aside")
+
+
+@router.post("/sensor-events", status_code=202, summary="A batch of bay sensor events (each event validated alone)",
+             description="A sensor is known by an operator's mapping (PUT /lots/{lot_id}/sensors/{sensor_id}) or "
+                         "when its id is a spot's label or id; other sensors' events are in `rejected` with the "
+                         "reason, and are accepted when sent again after the sensor is mapped.",
+             responses={202: {"model": SensorBatchOut}})
 async def post_sensor_events(device: LotDevice, ctx: CtxDep, now: NowDep,
                              body: Annotated[dict[str, Any], Body(openapi_examples={"batch": {"value": _EXAMPLE}})]
                              ) -> JSONResponse:

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.errors import ValidationFailed
+
+
+def _text_time(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times: the contract (and the OpenAPI schema) say an RFC 3339 string
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError("must be an RFC 3339 date-time string with an offset")
+    return value
+
+
+#: a timestamp in a request body: an RFC 3339 string with an offset, never a number
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_text_time), Field(strict=False)]
+#: an id in a request body (a JSON string; StrictBody would otherwise want a UUID object)
+WireUuid = Annotated[uuid.UUID, Field(strict=False)]
+
+
+class StrictBody(BaseModel):
+    """A request body read as JSON says: no 0/1 for booleans, no "5" or 5.0 for integers, no numbers for times
+    (pydantic's lax mode accepts them; Schemathesis's negative_data_rejection check refuses that)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class MoneyOut(BaseModel):

@@ -35,8 +35,8 @@ WHERE r.lot_id = :lot_id AND r.kind = 'reservation' AND r.status IN ('confirmed'
 _PASSES = text("""
 SELECT p.id, v.plate, p.spot_type, p.month
 FROM monthly_passes p JOIN vehicles v ON v.plate_hash = p.plate_hash AND v.user_id = p.user_id
-WHERE p.lot_id = :lot_id AND p.status = 'active' AND p.month >= date_trunc('month', CAST(:now AS timestamptz))::date
-      - 31
+WHERE p.lot_id = :lot_id AND p.status = 'active' AND p.paid_at IS NOT NULL
+      AND p.month >= date_trunc('month', CAST(:now AS timestamptz))::date - 31
 """)
 _ACTIVE_SESSIONS = text("SELECT count(*) FROM parking_sessions WHERE lot_id = :lot_id AND status = 'active'")
 

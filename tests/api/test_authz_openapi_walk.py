@@ -38,7 +38,8 @@ ID_SOURCES: dict[str, str] = {
     "lot_id": "lot", "gate_id": "gate", "level_id": "level", "spot_id": "spot", "vehicle_id": "vehicle",
     "reservation_id": "reservation", "session_id": "session", "export_id": "export", "device_id": "device",
     "sensor_id": "sensor", "payment_id": "payment", "user_id": "user", "partner_id": "partner",
-    "pass_id": "pass", "debt_id": "debt", "alert_id": "alert",
+    "pass_id": "pass", "debt_id": "debt", "alert_id": "alert", "intent_id": "intent",
+    "subscription_id": "subscription",
 }
 
 # (METHOD, path template) -> why anyone may read it with any id.
@@ -97,7 +98,7 @@ async def build_world(ctx: AppContext, users: UserFactory) -> World:
         payment = (await conn.execute(text(
             "INSERT INTO payments (lot_id, reservation_id, provider, intent_id, status, amount)"
             " VALUES (:lot, :r, 'local', :intent, 'authorised', 500) RETURNING id"),
-            {"lot": lot_a, "r": reservation, "intent": f"pi_{uuid.uuid4().hex}"})).scalar_one()
+            {"lot": lot_a, "r": reservation, "intent": (intent := f"pi_{uuid.uuid4().hex}")})).scalar_one()
         export = (await conn.execute(text(
             "INSERT INTO exports (user_id, params, status, progress) VALUES (:u, '{}', 'done', 1) RETURNING id"),
             {"u": planner_a.id})).scalar_one()
@@ -106,6 +107,11 @@ async def build_world(ctx: AppContext, users: UserFactory) -> World:
         pass_id = (await conn.execute(text(
             "INSERT INTO monthly_passes (lot_id, user_id, plate_hash, month, price_amount)"
             " VALUES (:lot, :u, :ph, date_trunc('month', CAST(:now AS timestamptz))::date, 9000) RETURNING id"),
+            {"lot": lot_a, "u": driver_a.id, "ph": ph, "now": now})).scalar_one()
+        subscription = (await conn.execute(text(
+            "INSERT INTO pass_subscriptions (lot_id, user_id, plate_hash, price_amount, currency, payment_method,"
+            " status, current_month, created_at, updated_at) VALUES (:lot, :u, :ph, 9000, 'usd', 'pm_card_visa',"
+            " 'active', date_trunc('month', CAST(:now AS timestamptz))::date, :now, :now) RETURNING id"),
             {"lot": lot_a, "u": driver_a.id, "ph": ph, "now": now})).scalar_one()
         debt = (await conn.execute(text(
             "INSERT INTO plate_debts (lot_id, plate_hash, session_id, amount, reason)"
@@ -122,7 +128,7 @@ async def build_world(ctx: AppContext, users: UserFactory) -> World:
     ids = {"lot": lot_a, "gate": gate, "level": spot.level_id, "spot": spot.id, "vehicle": vehicle.id,
            "reservation": reservation, "session": session, "export": export, "device": device_a,
            "sensor": "sensor-a-1", "payment": payment, "user": driver_a.id, "partner": partner_a, "pass": pass_id,
-           "debt": debt, "alert": f"unpaid_exit:{debt}"}
+           "debt": debt, "alert": f"unpaid_exit:{debt}", "intent": intent, "subscription": subscription}
     return World(
         ids={k: str(v) for k, v in ids.items()},
         side_b={"driver B": creds(driver_b, key_b, partner_key_b), "operator B": creds(op_b, key_b, partner_key_b),

@@ -82,8 +82,9 @@ async def reservation_token(ctx: AppContext, reservation_id: uuid.UUID) -> str:
 async def add_pass(ctx: AppContext, gl: GateLot, *, plate: str, month: date) -> None:
     ph = plate_hash(ctx.settings.secret_bytes, normalise_plate(plate))
     async with ctx.engine.begin() as conn:
-        await conn.execute(text("INSERT INTO monthly_passes (lot_id, plate_hash, month, price_amount) VALUES"
-                                " (:l, :p, :m, 9000)"), {"l": gl.lot_id, "p": ph, "m": month})
+        await conn.execute(text("INSERT INTO monthly_passes (lot_id, plate_hash, month, price_amount, paid_at) VALUES"
+                                " (:l, :p, :m, 9000, :now)"), {"l": gl.lot_id, "p": ph, "m": month,
+                                                                "now": ctx.clock.now()})  # sold paid
 
 
 async def scalar(ctx: AppContext, sql: str, **params: Any) -> Any:

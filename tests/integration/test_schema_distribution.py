@@ -25,7 +25,8 @@ DISTRIBUTED = {
     "lots", "levels", "zones", "spots", "gates", "devices", "reservations", "parking_sessions", "rate_cards",
     "monthly_passes", "payments", "plate_debts", "sensors", "controller_events", "sensor_events",
     "sensor_events_default", "occupancy_snapshots", "lot_spot_counts", "sensor_event_ids", "mqtt_gate_inbox",
-    "lot_walk_nodes", "destination_walks", "lot_alert_states", "dashboard_alert_acks", "redis_repairs",
+    "lot_walk_nodes", "destination_walks", "lot_alert_states", "reservation_changes", "sensor_mappings",
+    "pass_subscriptions", "dashboard_alert_acks", "redis_repairs",
 }
 #: not lot-scoped: reference tables (small, read everywhere, replicated to every node), or tables of another
 #: owner (a user, a partner) that Citus would distribute by that owner's id

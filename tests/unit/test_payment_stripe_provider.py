@@ -78,3 +78,29 @@ async def test_decline_and_unexpected_state_and_replayed_authorisation() -> None
     assert res.status == "canceled" and http.calls[2][0] == "get"
     res = await p.authorize(intent_id="pi_123", payment_method="pm_card_visa", amount=1250, idempotency_key="k3")
     assert res.status == "canceled" and http.calls[-1][0] == "get"  # a replayed success is re-read
+
+
+async def test_three_d_secure_next_action_and_incremental_authorisation() -> None:
+    action = {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": "x"}}
+    declined = {"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}
+    p, http = provider([(200, intent("requires_action", next_action=action), {}),
+                        (200, intent("requires_capture", amount=1750, amount_capturable=1750), {}),
+                        (402, declined, {}),
+                        (200, intent("requires_capture", amount=1750, amount_capturable=1750), {}),
+                        (200, intent("requires_payment_method", amount=900), {})])
+    auth = await p.authorize(intent_id="pi_123", payment_method="pm_card_authenticationRequired", amount=1250,
+                             idempotency_key="reservation:r1:authorize:pm_card_authenticationRequired")
+    assert (auth.status, auth.client_secret, auth.next_action) == ("requires_action", "pi_123_secret_x", action)
+    assert http.calls[0][3]["payment_method_options[card][request_incremental_authorization]"] == ["if_available"]
+    more = await p.increment_authorization(intent_id="pi_123", amount=1750, idempotency_key="reservation:r1:increment:1750")
+    assert (more.status, more.amount_capturable, more.next_action) == ("requires_capture", 1750, None)
+    _, url, headers, body = http.calls[1]
+    assert url.endswith("/v1/payment_intents/pi_123/increment_authorization") and body["amount"] == ["1750"]
+    assert headers["Idempotency-Key"] == "reservation:r1:increment:1750"
+    refused = await p.increment_authorization(intent_id="pi_123", amount=2500,
+                                              idempotency_key="reservation:r1:increment:2500")
+    assert refused.decline_code == "card_declined"  # the intent as it is now, with the issuer's refusal
+    changed = await p.update_amount(intent_id="pi_123", amount=900, idempotency_key="reservation:r1:amount:900")
+    assert changed.status == "requires_payment_method"
+    _, url, headers, body = http.calls[4]
+    assert url.endswith("/v1/payment_intents/pi_123") and body["amount"] == ["900"]

@@ -8,6 +8,7 @@ from core.settings import Settings, SettingsError, load_settings
 
 def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PARKGRID_SECRET_KEY", raising=False)
+    monkeypatch.setenv("PARKGRID_ENVIRONMENT", "production")  # elsewhere var/secret_key would be read
     with pytest.raises(SettingsError) as err:
         load_settings()
     assert str(err.value.code) == "configuration error: PARKGRID_SECRET_KEY is required but not set"
