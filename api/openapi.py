@@ -77,6 +77,39 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/gates/{gate_id}/events"): (409,),
     ("PUT", "/api/v1/lots/{lot_id}/sensors/{sensor_id}"): (409,),
     ("POST", "/api/v1/me/passes"): (402, 404, 409),  # 404: the body names no lot
+    ("GET", "/api/v1/exports/{id}/download"): (403, 404, 410),  # a bad or expired signature; a purged file
+    ("GET", "/api/v1/lots/{lot_id}/live"): (401, 403, 404),  # a stream token, or another organisation's lot
+    ("POST", "/api/v1/exports"): (503,),  # the broker is away: the job is recorded failed
+}
+
+def _obj(*required: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": properties}
+
+
+_LINKS = {"type": "array", "items": _obj("href", "rel", href={"type": "string"}, rel={"type": "string"})}
+#: success bodies that routes answer as raw bytes (feeds, files, streams), by media type: what a client can rely on
+MEDIA_SCHEMAS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("GET", "/api/v1/open/parkapi"): {"application/json": _obj(
+        "last_updated", "lots", last_updated={"type": "string"}, last_downloaded={"type": "string"},
+        lots={"type": "array", "items": _obj("id", "name", "coords", "state", id={"type": "string"},
+                                              name={"type": "string"}, state={"type": "string"},
+                                              coords=_obj("lat", "lng", lat={"type": "number"},
+                                                          lng={"type": "number"}))})},
+    ("GET", "/api/v1/open/parkapi/v3/parking-sites"): {"application/json": _obj(
+        "items", items={"type": "array", "items": {"type": "object"}})},
+    ("GET", "/api/v1/open/datex2"): {"application/json": _obj(
+        "parkingPublicationLight", _modelBaseVersion={"type": "string"}, parkingPublicationLight={"type": "object"})},
+    ("GET", "/api/v1/exports/{id}/download"): {
+        "text/csv": {"type": "string"}, "application/geo+json": {"type": "object"},
+        "application/vnd.apache.parquet": {"type": "string", "format": "binary"}},
+    ("GET", "/ogc"): {"application/json": _obj("links", title={"type": "string"}, links=_LINKS)},
+    ("GET", "/ogc/conformance"): {"application/json": _obj("conformsTo", conformsTo={
+        "type": "array", "items": {"type": "string"}})},
+    ("GET", "/ogc/collections"): {"application/json": _obj("collections", "links", collections={
+        "type": "array", "items": {"type": "object"}}, links=_LINKS)},
+    ("GET", "/ogc/collections/lots"): {"application/json": _obj("id", "links", id={"type": "string"}, links=_LINKS)},
+    ("GET", "/api/v1/lots/{lot_id}/live"): {"text/event-stream": {  # any: each event's data is its own JSON
+        "description": "Server-Sent Events: `id:`, `event:` (occupancy, gate, alerts, reset, ready) and a JSON `data:`"}},
 }
 
 _BEARER = {"current_user", "signed_in", "_principal"}
@@ -196,8 +229,13 @@ def complete_openapi(spec: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                 content = answer.get("content") or {}
                 if code.startswith("2") and len(content) > 1 and content.get("application/json") == {"schema": {}}:
                     del content["application/json"]  # FastAPI's default beside the media type actually sent
+                known = MEDIA_SCHEMAS.get((method.upper(), path), {}) if code.startswith("2") else {}
                 for media, entry in content.items():
-                    if media == GEOJSON and not (entry or {}).get("schema"):
+                    if (entry or {}).get("schema"):
+                        continue
+                    if media in known:
+                        content[media] = {"schema": copy.deepcopy(known[media])}
+                    elif media == GEOJSON:
                         content[media] = {"schema": {"$ref": "#/components/schemas/" + _geojson(schemas)}}
             statuses = error_statuses(route) if route is not None else set()
             statuses |= {int(c) for c in responses if c.isdigit() and int(c) >= 400}

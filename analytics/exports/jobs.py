@@ -288,7 +288,7 @@ async def open_download(*, conn: AsyncConnection, settings: Settings, export_id:
                         signature: str, now: datetime) -> tuple[Path, str, str]:
     """(file, media type, file name) for a valid, unexpired signed link; 403 otherwise, 410 once purged."""
     good = _signature(settings.secret_bytes, export_id, expires)
-    if not hmac.compare_digest(good, signature):
+    if not hmac.compare_digest(good.encode(), signature.encode()):  # bytes: a non-ASCII str would raise
         raise Forbidden("invalid download signature")
     if expires < now.timestamp():
         raise Forbidden("the download link has expired; GET the export again for a fresh one")

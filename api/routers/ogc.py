@@ -148,8 +148,13 @@ async def items(request: Request, ctx: CtxDep, partner: LimitedPartner) -> Respo
                          media_type=GEOJSON, max_age=ctx.settings.open_data_cache_seconds, cache=False, build=build)
 
 
+_FEATURE_SCHEMA = {"type": "object", "required": ["type", "geometry", "properties"], "properties": {
+    "type": {"const": "Feature"}, "id": {"type": "string"}, "geometry": {"type": "object"},
+    "properties": {"type": "object"}, "links": {"type": "array", "items": {"type": "object"}}}}
+
+
 @router.get("/collections/lots/items/{lot_id}", summary="One car park (GeoJSON Feature)",
-            responses={200: {"content": {GEOJSON: {}}}, 404: {"description": "no such car park"}})
+            responses={200: {"content": {GEOJSON: {"schema": _FEATURE_SCHEMA}}}, 404: {"description": "no such car park"}})
 async def item(request: Request, ctx: CtxDep, partner: LimitedPartner, lot_id: str) -> Response:
     feature_id = lot_id  # OGC's featureId: the lot id
     snap = await feed_snapshots(ctx).current(now=ctx.clock.now())

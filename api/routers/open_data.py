@@ -19,6 +19,7 @@ from api.feeds import cache_headers, etag_matches, etag_of, feed_response
 from api.middleware import Shortcut
 from api.problems import domain_problem
 from api.ratelimit import LimitedPartner, get_limiter
+from api.schemas.common import Rfc3339
 from core.clock import ensure_utc
 from core.context import AppContext
 from core.errors import TooManyRequests, ValidationFailed
@@ -38,7 +39,7 @@ FEED_RESPONSES: dict[int | str, dict[str, object]] = {
     429: {"description": "partner quota exhausted"}}
 
 BBoxParam = Annotated[str | None, Query(description="minLng,minLat,maxLng,maxLat (WGS 84)")]
-SinceParam = Annotated[datetime | None, Query(description="RFC 3339 with offset: only lots changed after it")]
+SinceParam = Annotated[Rfc3339 | None, Query(description="RFC 3339 with offset: only lots changed after it")]
 
 
 def _select(snap: Snapshot, bbox: str | None, modified_since: datetime | None) -> tuple[list[FeedLot], str]:

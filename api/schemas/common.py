@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,10 +13,13 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from core.errors import ValidationFailed
 
+_RFC3339_DATE = re.compile(r"\d{4}-\d\d-\d\d[Tt ]")
+
 
 def _text_time(value: Any) -> Any:
-    # pydantic also reads numbers as Unix times: the contract (and the OpenAPI schema) say an RFC 3339 string
-    if isinstance(value, int | float):  # bool is an int too
+    # pydantic also reads numbers (and numeric strings, as in a query string) as Unix times: the contract (and the
+    # OpenAPI schema) say an RFC 3339 string
+    if isinstance(value, int | float) or (isinstance(value, str) and not _RFC3339_DATE.match(value)):
         raise ValueError("must be an RFC 3339 date-time string with an offset")
     return value
 
