@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api import ocpp
 from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.problems import install_problem_handlers
 from api.routers import (
@@ -101,4 +102,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(ocpp.router)  # WebSocket /ocpp/{charge_point_id}
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, controllers, db, demo, lots, processes
+from cli import accounts, booking, chargers, controllers, db, demo, lots, processes
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -14,6 +14,7 @@ app.add_typer(accounts.users, name="users", help="Operators, planners and admins
 app.add_typer(accounts.devices, name="devices", help="Lot controller devices.")
 app.add_typer(accounts.partners, name="partners", help="Open data partners.")
 app.add_typer(lots.app, name="lots", help="Lot registry: bulk import.")
+app.add_typer(chargers.app, name="chargers", help="EV chargers (OCPP 1.6J).")
 processes.register(app)
 booking.register(app)
 controllers.register(app)

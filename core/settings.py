@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     #: below this ALPR confidence a gate asks for an attendant instead of deciding by plate
     gate_min_plate_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    #: the heartbeat interval (seconds) given to OCPP chargers at BootNotification; silent past twice it = offline
+    ocpp_heartbeat_seconds: int = Field(300, ge=10, le=86_400)
+    #: how often a worker re-reads every charger's state for search's ev_chargers (0: on every search)
+    ev_board_refresh_ms: int = Field(500, ge=0, le=60_000)
 
     @field_validator("secret_key")
     @classmethod

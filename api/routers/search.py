@@ -22,10 +22,11 @@ from api.schemas.discovery import (
     search_geojson,
     search_json,
 )
+from controllers.chargers import ev_board
 from core.errors import DomainError
 from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
-from geo.search import DEFAULT_PREFILTER, Prefilter, SearchQuery, Sort, search_lots
+from geo.search import DEFAULT_PREFILTER, EvChargerFilter, Prefilter, SearchQuery, Sort, search_lots
 from geo.window import parse_bbox
 from pricing.service import booked_occupancy, quote_service
 
@@ -86,10 +87,13 @@ async def search(
     prefilter: Annotated[Prefilter,
                          Query(description="index (in-process H3 ring, the default); the others are the SQL "
                                            "baselines the benchmark compares it with")] = DEFAULT_PREFILTER,
+    ev_charger: Annotated[EvChargerFilter | None,
+                          Query(description="available: only lots with an online, working, free EV charging "
+                                            "connector now")] = None,
 ) -> Any:
     return await run_search(request, lat=lat, lng=lng, radius_m=radius_m, bbox=bbox, starts_at=starts_at,
                             ends_at=ends_at, vehicle_type=vehicle_type, amenities=amenities, max_price=max_price,
-                            sort=sort, limit=limit, cursor=cursor, prefilter=prefilter)
+                            sort=sort, limit=limit, cursor=cursor, prefilter=prefilter, ev_charger=ev_charger)
 
 
 async def run_search(request: Request, *, lat: float | None = None, lng: float | None = None,
@@ -97,7 +101,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                      ends_at: datetime | None = None, vehicle_type: str | None = None,
                      amenities: list[str] | None = None, max_price: int | None = None,
                      sort: Sort = "distance", limit: int = 20, cursor: str | None = None,
-                     prefilter: Prefilter = DEFAULT_PREFILTER) -> Response:
+                     prefilter: Prefilter = DEFAULT_PREFILTER, ev_charger: EvChargerFilter | None = None) -> Response:
     """One search from validated parameters (FastAPI's, or the fast lane's: the same values either way)."""
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()
@@ -106,8 +110,12 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
         radius_m = min(DEFAULT_RADIUS_M, float(settings.max_search_radius_m))
     query = SearchQuery(lat=lat, lng=lng, radius_m=radius_m, bbox=box, vehicle_type=vehicle_type,
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
-                        cursor=cursor, prefilter=prefilter)
+                        cursor=cursor, prefilter=prefilter, ev_charger=ev_charger)
     window = window_from(request, starts_at, ends_at, now)
+    # every lot's EV connector counts from the process's board (re-read at most every ev_board_refresh_ms)
+    board = ev_board(ctx)
+    ev = await board.counts(now)
+    ev_free = await board.lots_with_free_charger(now) if ev_charger == "available" else None
     pool, prices = await ctx.pg(), quote_service(ctx)
 
     if box is None and prefilter == "index":
@@ -124,7 +132,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                  counts=indexed_counts, quotes=indexed_quotes,
-                                 snapshot=await lot_index(ctx).snapshot(now))
+                                 snapshot=await lot_index(ctx).snapshot(now), ev=ev, ev_free=ev_free)
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
@@ -137,7 +145,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=sql_counts, quotes=sql_quotes)
+                                     counts=sql_counts, quotes=sql_quotes, ev=ev, ev_free=ev_free)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")

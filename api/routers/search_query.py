@@ -17,7 +17,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 from api.routers.discovery_params import VehicleTypeParam
-from geo.search import Prefilter, Sort
+from geo.search import EvChargerFilter, Prefilter, Sort
 
 _DECIMAL = re.compile(r"-?\d{1,9}(?:\.\d{1,17})?")
 _LIMIT = re.compile(r"[1-9]\d?|100")
@@ -29,6 +29,7 @@ _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d
 _VEHICLE_TYPES = frozenset(get_args(VehicleTypeParam))
 _SORTS = frozenset(get_args(Sort))
 _PREFILTERS = frozenset(get_args(Prefilter))
+_EV_CHARGER = frozenset(get_args(EvChargerFilter))
 _MAX_AMENITY_VALUES = 20  # Query(max_length=20) on the list
 _MAX_BBOX = 200
 _MAX_CURSOR = 500
@@ -84,6 +85,8 @@ def plain_search_query(query_string: bytes) -> dict[str, Any] | None:
             value = raw if raw in _VEHICLE_TYPES else None
         elif key == "prefilter":
             value = raw if raw in _PREFILTERS else None
+        elif key == "ev_charger":
+            value = raw if raw in _EV_CHARGER else None
         elif key == "sort":
             value = raw if raw in _SORTS else None
         elif key in ("starts_at", "ends_at"):
