@@ -16,14 +16,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket
 from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from controllers.chargers import Charger, authenticate
+from controllers.chargers import Charger, authenticate, revoked_among
 from controllers.ocpp_central import CentralChargePoint, CentralDeps
 from core.context import AppContext
 from core.keys import Keys
@@ -65,8 +67,8 @@ class StarletteConnection:
 class ChargerHub:
     """This process's open charger connections, by charge point id; listens for revocations while any is open."""
 
-    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
-        self.redis, self.channel = redis, channel
+    def __init__(self, redis: aioredis.Redis, channel: str, pg: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
+        self.redis, self.channel, self.pg = redis, channel, pg
         self.open: dict[str, StarletteConnection] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -99,6 +101,9 @@ class ChargerHub:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
+                    # revocations announced before this subscription (or while Redis was away) were missed
+                    for charge_point_id in await revoked_among(pool=await self.pg(), charge_point_ids=list(self.open)):
+                        await self.revoked(charge_point_id)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
@@ -111,7 +116,8 @@ class ChargerHub:
 
 
 def charger_hub(ctx: AppContext) -> ChargerHub:
-    return ctx.shared("ocpp_hub", lambda: ChargerHub(ctx.redis, Keys(ctx.settings.redis_prefix).charger_revocations()))
+    return ctx.shared("ocpp_hub", lambda: ChargerHub(ctx.redis, Keys(ctx.settings.redis_prefix).charger_revocations(),
+                                                     ctx.pg))
 
 
 def basic_credentials(headers: Any) -> tuple[str, str] | None:

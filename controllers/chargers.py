@@ -142,6 +142,15 @@ async def authenticate(*, conn: asyncpg.Connection, charge_point_id: str, passwo
     return Charger(row["lot_id"], row["id"], row["charge_point_id"], row["connectors"])
 
 
+async def revoked_among(*, pool: asyncpg.Pool, charge_point_ids: list[str]) -> list[str]:
+    """Which of these charge point ids are revoked (or gone)."""
+    if not charge_point_ids:
+        return []
+    async with pool.acquire() as conn:
+        live = {r["charge_point_id"] for r in await conn.fetch(q.LIVE_AMONG, charge_point_ids)}
+    return [c for c in charge_point_ids if c not in live]
+
+
 # -- reads --------------------------------------------------------------------------------------------------------
 
 class Reads(Protocol):

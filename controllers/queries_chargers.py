@@ -22,6 +22,8 @@ CREDENTIALS = (
     "SELECT lot_id, id, charge_point_id, password_hash, connectors, heartbeat_interval_s FROM chargers"
     " WHERE charge_point_id = $1 AND revoked_at IS NULL")
 
+LIVE_AMONG = "SELECT charge_point_id FROM chargers WHERE charge_point_id = ANY($1::text[]) AND revoked_at IS NULL"
+
 # -- messages -----------------------------------------------------------------------------------------------------
 
 # $1 lot_id, $2 id, $3 now, $4 vendor, $5 model, $6 serial, $7 firmware, $8 interval
@@ -57,7 +59,8 @@ UNPLUGGED = (
 # past their end for overstayers). $1 lot_id, $2 now
 TAG_RESERVATIONS = (
     "SELECT id, lot_id, ends_at, plate_hash FROM reservations WHERE lot_id = $1 AND status IN ('confirmed','active')"
-    " AND kind = 'reservation' AND starts_at <= $2 + interval '1 hour' AND ends_at + interval '1 day' > $2")
+    " AND kind = 'reservation' AND starts_at <= $2::timestamptz + interval '1 hour'"
+    " AND ends_at + interval '1 day' > $2::timestamptz")
 REGISTERED_PLATE = "SELECT 1 FROM vehicles WHERE plate_hash = $1 LIMIT 1"
 
 OPEN_SESSION = (
