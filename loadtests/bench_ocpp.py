@@ -10,8 +10,8 @@ connectors Available, then sends a Heartbeat every --heartbeat seconds (the inte
 random phases. Printed: the server worker's memory (RSS) before and with every charger connected, its CPU over
 the steady phase (heartbeats only), and, beside them, /healthz's rate on the same process (the baseline). Then
 --samples StatusNotifications (at random moments) toggle a connector between Available and Charging while the
-others keep beating; for each, the time from sending it to the first lot detail / search answer that shows the new counts (polled every
-10 ms) gives the lag, p50 and p99 (target: p99 <= 1 s).
+others keep beating; for each, the time from sending it to the first lot detail / search answer that shows the
+new counts (polled every 10 ms) gives the lag, p50 and p99 (target: p99 <= 1 s).
 """
 
 from __future__ import annotations
