@@ -25,7 +25,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from controllers.chargers import Charger, authenticate, revoked_among
+from controllers.chargers import Charger, authenticate, ev_board, revoked_among
 from controllers.ocpp_central import CentralChargePoint, CentralDeps
 from core.context import AppContext
 from core.keys import Keys
@@ -166,7 +166,8 @@ async def ocpp_endpoint(websocket: WebSocket, charge_point_id: str) -> None:
     settings = ctx.settings
     connection = StarletteConnection(websocket)
     point = CentralChargePoint(charger, connection, CentralDeps(
-        pg=ctx.pg, clock=ctx.clock, secret=settings.secret_bytes, heartbeat_s=settings.ocpp_heartbeat_seconds))
+        pg=ctx.pg, clock=ctx.clock, secret=settings.secret_bytes, heartbeat_s=settings.ocpp_heartbeat_seconds,
+        board=ev_board(ctx)))
     hub = charger_hub(ctx)
     await hub.attach(charger.charge_point_id, connection)
     log.info("ocpp_connected", charge_point_id=charger.charge_point_id, lot_id=str(charger.lot_id))

@@ -220,7 +220,11 @@ async def charger_alerts(*, conn: Reads, lot_id: uuid.UUID, now: datetime) -> li
 class EvBoard:
     """Every lot's EV counts in one process, read from PostgreSQL at most once per `refresh` (on demand, by the
     first caller past it; the others keep the current copy meanwhile), so a search reads a dict, not SQL. A failed
-    read keeps serving the last copy and is tried again after another interval."""
+    read keeps serving the last copy and is tried again after another interval.
+
+    The process that receives a charger's StatusNotification also re-reads that one lot right after (`refresh_lot`):
+    its own searches see the change at once, other processes within `refresh`. A full read that began before such
+    a lot read keeps the lot's newer counts."""
 
     def __init__(self, *, pool: Callable[[], Awaitable[asyncpg.Pool]], refresh: timedelta) -> None:
         self._pool, self.refresh = pool, refresh
@@ -229,6 +233,8 @@ class EvBoard:
         self._next: datetime | None = None
         self._lock = asyncio.Lock()
         self.as_of: datetime | None = None
+        self._seq = 0  # lot reads so far
+        self._patched: dict[uuid.UUID, tuple[int, EvCounts]] = {}  # lot -> (its last lot read, its counts)
 
     async def counts(self, now: datetime) -> Mapping[uuid.UUID, EvCounts]:
         """Lot id -> counts (lots without chargers are absent)."""
@@ -254,16 +260,46 @@ class EvBoard:
 
     async def _load(self, now: datetime) -> None:
         pool = await self._pool()
+        began = self._seq
         async with pool.acquire() as conn:
             rows = await conn.fetch(q.ALL_CONNECTORS)
-        by_lot: dict[uuid.UUID, list[str]] = {}
-        for r in rows:
-            by_lot.setdefault(r["lot_id"], []).append(connector_state(
-                charger_status=r["charger_status"], last_seen_at=r["last_seen_at"],
-                heartbeat_interval_s=r["heartbeat_interval_s"], status=r["status"], now=now))
-        counts = {lot_id: count_states(states) for lot_id, states in by_lot.items()}
+        counts = _by_lot(rows, now)
+        for lot_id, (seq, patched) in list(self._patched.items()):
+            if seq > began:  # read after this full read began: newer
+                _put(counts, lot_id, patched)
+            else:
+                del self._patched[lot_id]
         self._counts, self.as_of, self._next = counts, now, now + self.refresh
         self._with_free = frozenset(lot_id for lot_id, c in counts.items() if c.available)
+
+    async def refresh_lot(self, *, conn: asyncpg.Connection, lot_id: uuid.UUID, now: datetime) -> None:
+        """Re-read one lot's connectors (after a status change this process committed)."""
+        if self._counts is None:
+            return  # nothing loaded yet: the first read loads everything
+        self._seq += 1
+        seq = self._seq
+        counts = _by_lot(await conn.fetch(q.ONE_LOT_CONNECTORS, lot_id), now).get(lot_id, NO_CHARGERS)
+        self._patched[lot_id] = (seq, counts)
+        board = dict(self._counts)
+        _put(board, lot_id, counts)
+        self._counts = board
+        self._with_free = (self._with_free | {lot_id}) if counts.available else (self._with_free - {lot_id})
+
+
+def _by_lot(rows: Iterable[Any], now: datetime) -> dict[uuid.UUID, EvCounts]:
+    by_lot: dict[uuid.UUID, list[str]] = {}
+    for r in rows:
+        by_lot.setdefault(r["lot_id"], []).append(connector_state(
+            charger_status=r["charger_status"], last_seen_at=r["last_seen_at"],
+            heartbeat_interval_s=r["heartbeat_interval_s"], status=r["status"], now=now))
+    return {lot_id: count_states(states) for lot_id, states in by_lot.items()}
+
+
+def _put(counts: dict[uuid.UUID, EvCounts], lot_id: uuid.UUID, value: EvCounts) -> None:
+    if value.total:
+        counts[lot_id] = value
+    else:
+        counts.pop(lot_id, None)
 
 
 async def announce_revocation(ctx: AppContext, charge_point_id: str) -> None:

@@ -10,6 +10,7 @@ while connected is closed.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,20 +19,36 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from ocpp.exceptions import FormatViolationError, OCPPError, PropertyConstraintViolationError, SecurityError
 from ocpp.messages import Call, CallError, unpack
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 from controllers import charging
-from controllers.chargers import Charger
+from controllers.chargers import Charger, EvBoard
 from core.clock import Clock
 from core.errors import ValidationFailed
 from core.logging import get_logger
 
 log = get_logger("parkgrid.ocpp")
 T = TypeVar("T")
+
+
+class _WithholdFrames(logging.Filter):
+    """The library logs every frame it sends and receives (INFO) and the frame of a failed call (ERROR): frames
+    carry id tags, which may be plates (personal data). Its records keep their text, never the frame."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple("<frame withheld>" for _ in record.args) if isinstance(record.args, tuple) else ()
+        return True
+
+
+#: the stdlib logger the library's ChargePoint writes to: warnings and errors only, frames withheld
+FRAMES = logging.getLogger("parkgrid.ocpp.frames")
+FRAMES.setLevel(logging.WARNING)
+FRAMES.addFilter(_WithholdFrames())
 
 
 class Connection(Protocol):
@@ -50,6 +67,8 @@ class CentralDeps:
     clock: Clock
     secret: bytes
     heartbeat_s: int
+    #: the process's charger board, re-read for the charger's lot after each StatusNotification (None: not kept)
+    board: EvBoard | None = None
 
 
 def _stamp(value: str | None) -> datetime | None:
@@ -78,7 +97,7 @@ class CentralChargePoint(OcppChargePoint):
     """One connected charger."""
 
     def __init__(self, charger: Charger, connection: Connection, deps: CentralDeps) -> None:
-        super().__init__(charger.charge_point_id, connection)
+        super().__init__(charger.charge_point_id, connection, logger=FRAMES)
         self.charger, self.deps, self.connection = charger, deps, connection
 
     async def route_message(self, raw_msg: Any) -> None:
@@ -140,6 +159,19 @@ class CentralChargePoint(OcppChargePoint):
             conn=conn, charger=self.charger, connector_id=connector_id, status=status, error_code=error_code,
             at=at, now=now))
         return call_result.StatusNotification()
+
+    @after(Action.status_notification)
+    async def after_status_notification(self, **_: Any) -> None:
+        """Once the answer is sent: this process's searches see the lot's new counts at once."""
+        board = self.deps.board
+        if board is None:
+            return
+        try:
+            pool = await self.deps.pg()
+            async with pool.acquire() as conn:
+                await board.refresh_lot(conn=conn, lot_id=self.charger.lot_id, now=self.now)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            log.warning("ev_board_lot_refresh_failed", error=repr(exc)[:200])  # the next full read catches up
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str) -> call_result.Authorize:

@@ -114,6 +114,7 @@ ALL_CONNECTORS = (
     "SELECT c.lot_id, c.status AS charger_status, c.last_seen_at, c.heartbeat_interval_s, cc.status"
     " FROM chargers c JOIN charger_connectors cc ON cc.lot_id = c.lot_id AND cc.charger_id = c.id"
     " WHERE c.revoked_at IS NULL")
+ONE_LOT_CONNECTORS = ALL_CONNECTORS + " AND c.lot_id = $1"
 CHARGING_SESSION = text(
     "SELECT id, lot_id, connector_id, id_tag_kind, started_at, stopped_at, stop_reason, charging_ended_at,"
     " unplugged_at, meter_start_wh, coalesce(meter_stop_wh, meter_last_wh) AS meter_wh, billed_session_id,"
