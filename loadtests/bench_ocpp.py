@@ -52,11 +52,25 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_pid(parent: int) -> int:
-    """The process serving requests: `parkgrid serve --workers 1` runs uvicorn in its own process."""
+def worker_pids(parent: int) -> list[int]:
+    """The processes serving requests: `parkgrid serve --workers 1` runs uvicorn in its own process, more workers
+    are its children."""
     with open(f"/proc/{parent}/task/{parent}/children") as f:
         children = [int(c) for c in f.read().split()]
-    return children[0] if children else parent
+    workers = []
+    for child in children:  # not multiprocessing's resource tracker
+        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"resource_tracker" not in f.read():
+                workers.append(child)
+    return workers or [parent]
+
+
+def rss_total(pids: list[int]) -> float:
+    return sum(rss_mb(p) for p in pids)
+
+
+def cpu_total(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(p) for p in pids)
 
 
 async def seed(dbname: str, chargers: int, per_lot: int) -> list[tuple[uuid.UUID, str, str]]:
@@ -180,9 +194,9 @@ def pct(data: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, port: int, server_pid: int,
               chargers: list[tuple[uuid.UUID, str, str]]) -> None:
     ocpp.messages.ASYNC_VALIDATION = False  # the client's schema checks inline, not on a thread each
-    worker = worker_pid(server_pid)
+    workers = worker_pids(server_pid)
     base_rps = await healthz_rate(port)
-    rss0 = rss_mb(worker)
+    rss0 = rss_total(workers)
     sims = [SimCharger(*c) for c in chargers]
     stop = asyncio.Event()
     events = [asyncio.Event() for _ in sims]
@@ -194,25 +208,25 @@ async def run(args: argparse.Namespace, port: int, server_pid: int,
             await asyncio.sleep(0.05)  # a ramp, not one thundering herd
     await asyncio.gather(*(e.wait() for e in events))
     connect_s = time.perf_counter() - t0
-    rss1 = rss_mb(worker)
-    cpu0, beats0, w0 = process_cpu_seconds(worker), sum(s.heartbeats for s in sims), time.perf_counter()
+    rss1 = rss_total(workers)
+    cpu0, beats0, w0 = cpu_total(workers), sum(s.heartbeats for s in sims), time.perf_counter()
     await asyncio.sleep(args.steady)
-    cpu1, beats1, w1 = process_cpu_seconds(worker), sum(s.heartbeats for s in sims), time.perf_counter()
+    cpu1, beats1, w1 = cpu_total(workers), sum(s.heartbeats for s in sims), time.perf_counter()
     acks, detail, search = await lag_phase(port, sims, args.samples)
-    rss2 = rss_mb(worker)
+    rss2 = rss_total(workers)
     during_rps = await healthz_rate(port)
     stop.set()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     steady_cpu = (cpu1 - cpu0) / (w1 - w0) * 100
-    print(f"baseline GET /healthz (1 worker, 8 conns) before the chargers: {base_rps:,.0f} req/s; "
+    print(f"baseline GET /healthz ({len(workers)} worker(s), 8 conns) before the chargers: {base_rps:,.0f} req/s; "
           f"with {len(sims)} chargers connected: {during_rps:,.0f} req/s")
     print(f"chargers connected, booted, both connectors reported: {len(sims)} in {connect_s:.1f} s")
-    print(f"worker RSS: {rss0:.0f} MB before, {rss1:.0f} MB with {len(sims)} chargers "
+    print(f"workers' RSS: {rss0:.0f} MB before, {rss1:.0f} MB with {len(sims)} chargers "
           f"({(rss1 - rss0) * 1024 / len(sims):.0f} KB per charger), {rss2:.0f} MB after the lag phase")
     print(f"steady phase {w1 - w0:.0f} s: {beats1 - beats0} heartbeats ({(beats1 - beats0) / (w1 - w0):.1f}/s), "
-          f"worker CPU {steady_cpu:.1f} % of one core")
+          f"workers' CPU {steady_cpu:.1f} % of one core")
     print(f"StatusNotification acknowledged: p50 {pct(acks, 0.5):.1f} ms, p99 {pct(acks, 0.99):.1f} ms")
     print(f"lag to lot detail ev_chargers (PostgreSQL): p50 {pct(detail, 0.5):.1f} ms, "
           f"p99 {pct(detail, 0.99):.1f} ms, max {max(detail) * 1000:.1f} ms")
@@ -229,13 +243,15 @@ def main() -> int:
     p.add_argument("--steady", type=float, default=60.0)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--refresh-ms", type=int, default=500, help="PARKGRID_EV_BOARD_REFRESH_MS of the server")
+    p.add_argument("--workers", type=int, default=1,
+                   help="API workers; with 2, a search is often answered by the worker not holding the charger")
     args = p.parse_args()
     dbname = f"bench_ocpp_{uuid.uuid4().hex[:6]}"
     _create_db(dbname)
     try:
         chargers = asyncio.run(seed(dbname, args.chargers, args.per_lot))
         port = free_port()
-        server = start_server(database_url(dbname), port, 1, {
+        server = start_server(database_url(dbname), port, args.workers, {
             "PARKGRID_SECRET_KEY": BENCH_SECRET, "PARKGRID_REDIS_PREFIX": f"bench-{dbname}",
             "PARKGRID_OCPP_HEARTBEAT_SECONDS": str(args.heartbeat), "PARKGRID_EV_BOARD_REFRESH_MS": str(args.refresh_ms)})
         try:
