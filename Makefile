@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers clean-testdbs
+.PHONY: setup demo test test-fast lint typecheck bench bench-search bench-booking bench-gates profile-gates bench-controllers bench-ocpp clean-testdbs
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -42,6 +42,9 @@ profile-gates: setup  ## CPU ms per gate decision by kind, in process (bench_gat
 bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent local decision latency
 	$(BIN)/python -m loadtests.bench_sensors
 	$(BIN)/python -m loadtests.bench_edge
+
+bench-ocpp: setup   ## 1,000 OCPP chargers on one worker: memory, CPU, StatusNotification -> ev_chargers lag
+	$(BIN)/python -m loadtests.bench_ocpp
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \

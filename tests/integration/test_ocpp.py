@@ -15,6 +15,7 @@ from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from core.context import AppContext
+from core.keys import Keys
 from core.security import hash_api_key
 from core.settings import Settings
 from tests.factories import insert_lot
@@ -51,6 +52,17 @@ async def test_handshake_refuses_unknown_chargers_wrong_passwords_and_missing_su
         async with charger(port, made.charge_point_id, made.password) as c:  # the same credentials, well formed
             answer = await boot(c)
             assert answer.status == "Accepted" and answer.interval == settings.ocpp_heartbeat_seconds
+
+
+async def _listening(settings: Settings, ctx: AppContext) -> None:
+    """Until the server's revocation listener has subscribed (and swept its open ids): a revocation from now on
+    can only reach the connection by the announcement, or by the charger's next message."""
+    channel = Keys(settings.redis_prefix).charger_revocations()
+    for _ in range(500):
+        if dict(await ctx.redis.pubsub_numsub(channel)).get(channel.encode(), 0):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the revocation listener never subscribed")
 
 
 @dataclasses.dataclass
@@ -117,6 +129,7 @@ async def test_revoking_a_charger_closes_its_open_connection_at_once_and_refuses
     async with serving(settings, ctx) as port:
         async with charger(port, made.charge_point_id, made.password) as c:
             await boot(c)
+            await _listening(settings, ctx)
             code, out, err = await run_cli(settings, "chargers", "revoke", "--id", made.charge_point_id, "--json")
             assert code == 0 and json.loads(out)["revoked"] is True, err
             with pytest.raises(ConnectionClosed) as closed:
@@ -125,6 +138,26 @@ async def test_revoking_a_charger_closes_its_open_connection_at_once_and_refuses
         assert await _refused(port, made.charge_point_id, made.password) == 401
     code, _, err = await run_cli(settings, "chargers", "revoke", "--id", "pgc-nobody")
     assert code == 1 and "not found" in err
+
+
+async def test_control_a_revocation_nobody_announces_is_only_noticed_at_the_chargers_next_message(
+        settings: Settings, ctx: AppContext) -> None:
+    """Without the announcement (the CLI's publish), the open connection outlives the revocation: what the push
+    in the test above prevents."""
+    lot = await _lot(ctx)
+    made = await create_charger(settings, lot)
+    async with serving(settings, ctx) as port, charger(port, made.charge_point_id, made.password) as c:
+        await boot(c)
+        await _listening(settings, ctx)
+        async with ctx.engine.begin() as conn:
+            await conn.execute(text("UPDATE chargers SET revoked_at = now()"))
+        await asyncio.sleep(0.5)
+        assert not c.task.done()  # still connected
+        with pytest.raises((ConnectionClosed, asyncio.TimeoutError)):
+            await c.call(call.Heartbeat())  # its next message finds it revoked: closed
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(c.task, 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
 async def test_create_refuses_a_spot_of_another_lot_and_an_unknown_lot(settings: Settings, ctx: AppContext) -> None:
