@@ -115,7 +115,3 @@ ALL_CONNECTORS = (
     " FROM chargers c JOIN charger_connectors cc ON cc.lot_id = c.lot_id AND cc.charger_id = c.id"
     " WHERE c.revoked_at IS NULL")
 ONE_LOT_CONNECTORS = ALL_CONNECTORS + " AND c.lot_id = $1"
-CHARGING_SESSION = text(
-    "SELECT id, lot_id, connector_id, id_tag_kind, started_at, stopped_at, stop_reason, charging_ended_at,"
-    " unplugged_at, meter_start_wh, coalesce(meter_stop_wh, meter_last_wh) AS meter_wh, billed_session_id,"
-    " idle_minutes, idle_fee_amount, currency FROM charging_sessions WHERE id = :id")

@@ -16,6 +16,7 @@ from controllers.chargers import charger_alerts
 from controllers.charging import reservation_id_tag
 from core.clock import ManualClock
 from core.context import AppContext
+from core.privacy import purge_plates_batch
 from core.settings import Settings
 from pricing.service import put_rate_card
 from tests.api.test_gates_world import confirmed_reservation, event, gate_lot, post_event, reservation_token
@@ -194,3 +195,13 @@ async def test_a_registered_plate_charges_and_leaves_within_the_idle_grace_witho
     parking, charge = asked["fee_items"]
     assert parking["basis"] == "walk_in" and asked["fee"] == parking["amount"]
     assert (charge["idle_minutes"], charge["energy_wh"], charge["amount"]["amount"]) == (9, 9000, 0)
+
+    # the plate hash the tag gave the charging session is purged with the other plates after retention
+    async with ctx.engine.begin() as conn:
+        kept = await purge_plates_batch(conn=conn, now=clock.now(), retention_days=settings.plate_retention_days)
+        assert kept.charging == 0
+        purged = await purge_plates_batch(conn=conn, now=clock.now() + timedelta(days=settings.plate_retention_days,
+                                                                                 minutes=1),
+                                          retention_days=settings.plate_retention_days)
+        assert purged.charging == 1
+        assert await conn.scalar(text("SELECT plate_hash FROM charging_sessions")) is None
