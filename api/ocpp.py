@@ -71,6 +71,8 @@ class ChargerHub:
         self.redis, self.channel, self.pg = redis, channel, pg
         self.open: dict[str, StarletteConnection] = {}
         self._listener: asyncio.Task[None] | None = None
+        #: set once the listener has subscribed and checked the open connections (cleared when it stops)
+        self.listening = asyncio.Event()
 
     async def attach(self, charge_point_id: str, connection: StarletteConnection) -> None:
         previous = self.open.get(charge_point_id)
@@ -104,13 +106,16 @@ class ChargerHub:
                     # revocations announced before this subscription (or while Redis was away) were missed
                     for charge_point_id in await revoked_among(pool=await self.pg(), charge_point_ids=list(self.open)):
                         await self.revoked(charge_point_id)
+                    self.listening.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
                             await self.revoked(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
+                self.listening.clear()
                 raise
             except Exception as exc:  # Redis away: heartbeats still find a revoked charger (controllers.charging)
+                self.listening.clear()
                 log.warning("ocpp_revocation_listener_failed", error=repr(exc)[:200])
                 await asyncio.sleep(1.0)
 

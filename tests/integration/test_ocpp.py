@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from datetime import timedelta
 
 import pytest
 from ocpp.exceptions import FormatViolationError, NotImplementedError, NotSupportedError, OCPPError
@@ -14,8 +15,8 @@ from ocpp.v16 import call
 from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from api.ocpp import charger_hub
 from core.context import AppContext
-from core.keys import Keys
 from core.security import hash_api_key
 from core.settings import Settings
 from tests.factories import insert_lot
@@ -55,14 +56,10 @@ async def test_handshake_refuses_unknown_chargers_wrong_passwords_and_missing_su
 
 
 async def _listening(settings: Settings, ctx: AppContext) -> None:
-    """Until the server's revocation listener has subscribed (and swept its open ids): a revocation from now on
-    can only reach the connection by the announcement, or by the charger's next message."""
-    channel = Keys(settings.redis_prefix).charger_revocations()
-    for _ in range(500):
-        if dict(await ctx.redis.pubsub_numsub(channel)).get(channel.encode(), 0):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the revocation listener never subscribed")
+    """Until the server's revocation listener has subscribed and checked its open connections (the server runs on
+    this test's context): a revocation from now on reaches the connection only by the announcement, or by the
+    charger's next message."""
+    await asyncio.wait_for(charger_hub(ctx).listening.wait(), 5)
 
 
 @dataclasses.dataclass
@@ -118,8 +115,18 @@ async def test_reconnecting_with_the_same_id_replaces_the_old_connection_and_kee
                     await asyncio.wait_for(first.task, 5)
                 await boot(second)
                 assert (await second.call(call.Heartbeat())).current_time
+                # a charger that lost its StopTransaction starts anew on the connector: the old one is closed
+                first_tx = await second.call(call.StartTransaction(connector_id=1, id_tag="UNKNOWN1", meter_start=5,
+                                                                   timestamp=ctx.clock.now().isoformat()))
+                assert first_tx.id_tag_info["status"] == "Invalid"  # recorded all the same (OCPP needs an id)
+                later = (ctx.clock.now() + timedelta(minutes=1)).isoformat()
+                next_tx = await second.call(call.StartTransaction(connector_id=1, id_tag="UNKNOWN1", meter_start=9,
+                                                                  timestamp=later))
+                assert next_tx.transaction_id != first_tx.transaction_id
         async with ctx.engine.connect() as conn:
             assert await conn.scalar(text("SELECT status FROM charger_connectors")) == "Charging"
+            rows = (await conn.execute(text("SELECT id, stop_reason, meter_stop_wh FROM charging_sessions ORDER BY id"))).all()
+        assert [(r.stop_reason, r.meter_stop_wh) for r in rows] == [("Superseded", 5), (None, None)]
 
 
 async def test_revoking_a_charger_closes_its_open_connection_at_once_and_refuses_it_after(

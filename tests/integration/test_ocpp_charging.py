@@ -140,6 +140,8 @@ async def test_a_full_charging_session_pays_its_idle_fee_itemised_at_the_exit(
         stopped = await c.call(call.StopTransaction(meter_stop=7000, timestamp=clock.now().isoformat(),
                                                     transaction_id=started.transaction_id, reason="EVDisconnected"))
         assert stopped.id_tag_info is None
+        await c.call(call.StopTransaction(meter_stop=7000, timestamp=clock.now().isoformat(),  # retried: no change
+                                          transaction_id=started.transaction_id, reason="EVDisconnected"))
         clock.advance(minutes=5)
         await status(c, 1, "Available", clock.now())  # unplugged at t0 + 110 min: idle time ends here
         clock.advance(minutes=20)
