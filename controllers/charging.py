@@ -3,7 +3,8 @@ charging adds to a car's exit fee (idle fees). The protocol itself is the `ocpp`
 these are plain keyword-only functions on an asyncpg connection, each committing what it acknowledges.
 
 Idle fees: once charging has finished (the EV stops drawing: SuspendedEV or Finishing, or the transaction stops)
-the car is idle until its connector is Available again (unplugged) or the car leaves the lot, whichever is first.
+the car is idle until it is unplugged (its connector Available again, or the transaction stopped as
+EVDisconnected) or the car leaves the lot, whichever is first.
 Past the rate card's `idle_grace_minutes`, every started minute costs `idle_fee_per_hour / 60` (rounded up to a
 whole minor unit for the session), plus the card's tax, itemised on the exit decision.
 """

@@ -76,9 +76,11 @@ START_SESSION = (
     "INSERT INTO charging_sessions (lot_id, charger_id, connector_id, id_tag_kind, reservation_id, plate_hash,"
     " meter_start_wh, meter_last_wh, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id")
 # $1 lot_id, $2 charger_id, $3 transaction id, $4 meter_stop, $5 at, $6 reason. Stopped once: a repeat is a no-op.
+# A transaction stopped because the cable was pulled out (EVDisconnected) is unplugged then.
 STOP_SESSION = (
     "UPDATE charging_sessions SET stopped_at = $5, meter_stop_wh = $4, meter_last_wh = greatest(meter_last_wh, $4),"
-    " stop_reason = $6, charging_ended_at = coalesce(charging_ended_at, $5)"
+    " stop_reason = $6, charging_ended_at = coalesce(charging_ended_at, $5),"
+    " unplugged_at = CASE WHEN $6 = 'EVDisconnected' THEN coalesce(unplugged_at, $5) ELSE unplugged_at END"
     " WHERE lot_id = $1 AND charger_id = $2 AND id = $3 AND stopped_at IS NULL RETURNING id")
 SESSION_OF_CHARGER = "SELECT id, stopped_at FROM charging_sessions WHERE lot_id = $1 AND charger_id = $2 AND id = $3"
 # $1 lot_id, $2 charger_id, $3 transaction id, $4 meter reading (Wh)

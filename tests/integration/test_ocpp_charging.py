@@ -137,13 +137,13 @@ async def test_a_full_charging_session_pays_its_idle_fee_itemised_at_the_exit(
         clock.advance(minutes=30)
         await status(c, 1, "SuspendedEV", clock.now())  # full: charging has finished at t0 + 60 min
         clock.advance(minutes=45)
-        stopped = await c.call(call.StopTransaction(meter_stop=7000, timestamp=clock.now().isoformat(),
-                                                    transaction_id=started.transaction_id, reason="EVDisconnected"))
+        stopped = await c.call(call.StopTransaction(meter_stop=7000, timestamp=clock.now().isoformat(),  # at the
+                                                    transaction_id=started.transaction_id, reason="Local"))  # charger
         assert stopped.id_tag_info is None
         await c.call(call.StopTransaction(meter_stop=7000, timestamp=clock.now().isoformat(),  # retried: no change
-                                          transaction_id=started.transaction_id, reason="EVDisconnected"))
+                                          transaction_id=started.transaction_id, reason="Local"))
         clock.advance(minutes=5)
-        await status(c, 1, "Available", clock.now())  # unplugged at t0 + 110 min: idle time ends here
+        await status(c, 1, "Available", clock.now())  # the cable still in until t0 + 110 min: idle until here
         clock.advance(minutes=20)
 
     asked = await post_event(client, gl, gl.exit, event(ctx, plate="EV42"))
@@ -164,7 +164,7 @@ async def test_a_full_charging_session_pays_its_idle_fee_itemised_at_the_exit(
     assert (row.id_tag_kind, row.reservation_id, row.idle_fee_amount, row.idle_minutes) == ("reservation", rid,
                                                                                             idle_fee, 50)
     assert str(row.billed_session_id) == paid["session_id"] and fee == idle_fee
-    assert row.stop_reason == "EVDisconnected" and row.charging_ended_at == t0 + timedelta(minutes=60)
+    assert row.stop_reason == "Local" and row.charging_ended_at == t0 + timedelta(minutes=60)
 
 
 async def test_a_registered_plate_charges_and_leaves_within_the_idle_grace_without_an_idle_fee(
@@ -187,10 +187,12 @@ async def test_a_registered_plate_charges_and_leaves_within_the_idle_grace_witho
         started = await c.call(call.StartTransaction(connector_id=1, id_tag="PL77", meter_start=0,
                                                      timestamp=t0.isoformat()))
         clock.advance(minutes=40)
-        await c.call(call.StopTransaction(meter_stop=9000, timestamp=clock.now().isoformat(),
-                                          transaction_id=started.transaction_id))
+        await status(c, 1, "SuspendedEV", clock.now())  # full at t0 + 40 min
         clock.advance(minutes=9)
-        await status(c, 1, "Available", clock.now())  # unplugged within the 10 minutes of grace
+        await c.call(call.StopTransaction(meter_stop=9000, timestamp=clock.now().isoformat(),  # pulled out within
+                                          transaction_id=started.transaction_id, reason="EVDisconnected"))  # grace
+        clock.advance(minutes=5)
+        await status(c, 1, "Available", clock.now())  # reported later: the unplugging was at the stop
     clock.advance(minutes=30)
     asked = await post_event(client, gl, gl.exit, event(ctx, plate="PL77"))
     assert asked["decision"] == "pay"
