@@ -14,6 +14,7 @@ from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
+    chargers,
     displays,
     gates,
     health,
@@ -103,4 +104,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
     app.include_router(ocpp.router)  # WebSocket /ocpp/{charge_point_id}
+    app.include_router(chargers.router, prefix=API_PREFIX)
     return app

@@ -52,9 +52,11 @@ def _counts(total: int = 2, available: int = 0, charging: int = 0, faulted: int 
 
 
 async def test_status_flow_counts_connectors_in_detail_search_and_alerts(
-        settings: Settings, ctx: AppContext, client: httpx.AsyncClient, clock: ManualClock) -> None:
+        settings: Settings, ctx: AppContext, client: httpx.AsyncClient, clock: ManualClock, users: Any) -> None:
+    operator, stranger = await users.create("operator"), await users.create("operator")
     async with ctx.engine.begin() as conn:
-        lot = await insert_lot(conn, name="With charger", lat=LAT, lng=LNG, spots={"ev": 2, "regular": 4})
+        lot = await insert_lot(conn, name="With charger", lat=LAT, lng=LNG, spots={"ev": 2, "regular": 4},
+                               organisation_id=operator.organisation_id)
         plain = await insert_lot(conn, name="Without", lat=LAT + 0.001, lng=LNG, spots={"regular": 4})
     made = await create_charger(settings, lot, "--connectors", "2")
     assert await _detail(client, lot) == _counts(offline=2)  # registered, never heard from
@@ -84,6 +86,14 @@ async def test_status_flow_counts_connectors_in_detail_search_and_alerts(
             alerts = await charger_alerts(conn=conn, lot_id=lot, now=clock.now())
         assert [(a.kind, a.connector_id, a.detail) for a in alerts] == [
             ("charger_faulted", 2, "Faulted (PowerMeterFailure)")]
+        mine = await client.get(f"/api/v1/lots/{lot}/chargers", headers=operator.headers)
+        assert mine.status_code == 200, mine.text
+        body = mine.json()
+        assert body["ev_chargers"] == _counts(charging=1, faulted=1)
+        assert [(c["connector_id"], c["status"], c["state"]) for c in body["connectors"]] == [
+            (1, "Charging", "charging"), (2, "Faulted", "faulted")]
+        assert [(a["kind"], a["connector_id"]) for a in body["alerts"]] == [("charger_faulted", 2)]
+        assert (await client.get(f"/api/v1/lots/{lot}/chargers", headers=stranger.headers)).status_code == 404
 
         await status(c, 2, "Available", clock.now())
         clock.advance(seconds=2 * settings.ocpp_heartbeat_seconds)  # silent for exactly twice the interval
