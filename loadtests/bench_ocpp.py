@@ -24,7 +24,7 @@ import random
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -34,7 +34,7 @@ from ocpp.v16 import call
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from controllers.chargers import register_charger
+from controllers.chargers import EvBoard, register_charger
 from core.context import build_context
 from loadtests.bench_sensors import _create_db, _drop_db
 from loadtests.common import free_port, process_cpu_seconds, start_server, stop_server
@@ -186,13 +186,34 @@ async def healthz_rate(port: int, seconds: float = 3.0) -> float:
     return done / seconds
 
 
+async def board_read_ms(dbname: str, rounds: int = 30) -> tuple[float, float]:
+    """(ms per full read of the charger board, ms per `SELECT 1` round trip: the baseline), in this process."""
+    ctx = build_context(bench_settings(dbname))
+    try:
+        board = EvBoard(pool=ctx.pg, refresh=timedelta(0))
+        pool = await ctx.pg()
+        await board.counts(datetime.now(UTC))
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            await board.counts(datetime.now(UTC))
+        read = (time.perf_counter() - t0) / rounds * 1000
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        ping = (time.perf_counter() - t0) / rounds * 1000
+    finally:
+        await ctx.aclose()
+    return read, ping
+
+
 def pct(data: list[float], q: float) -> float:
     ordered = sorted(data)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def run(args: argparse.Namespace, port: int, server_pid: int,
-              chargers: list[tuple[uuid.UUID, str, str]]) -> None:
+              chargers: list[tuple[uuid.UUID, str, str]], dbname: str) -> None:
     ocpp.messages.ASYNC_VALIDATION = False  # the client's schema checks inline, not on a thread each
     workers = worker_pids(server_pid)
     base_rps = await healthz_rate(port)
@@ -219,6 +240,7 @@ async def run(args: argparse.Namespace, port: int, server_pid: int,
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    read_ms, ping_ms = await board_read_ms(dbname)
     steady_cpu = (cpu1 - cpu0) / (w1 - w0) * 100
     print(f"baseline GET /healthz ({len(workers)} worker(s), 8 conns) before the chargers: {base_rps:,.0f} req/s; "
           f"with {len(sims)} chargers connected: {during_rps:,.0f} req/s")
@@ -233,6 +255,8 @@ async def run(args: argparse.Namespace, port: int, server_pid: int,
     print(f"lag to search ev_chargers (board, refresh {args.refresh_ms} ms): p50 {pct(search, 0.5):.1f} ms, "
           f"p99 {pct(search, 0.99):.1f} ms, max {max(search) * 1000:.1f} ms (target p99 <= 1000 ms; "
           f"mean {statistics.mean(search) * 1000:.1f} ms)")
+    print(f"one full read of the charger board ({len(sims) * 2} connectors, in the client process): {read_ms:.1f} ms; "
+          f"baseline SELECT 1 round trip {ping_ms:.2f} ms")
 
 
 def main() -> int:
@@ -255,7 +279,7 @@ def main() -> int:
             "PARKGRID_SECRET_KEY": BENCH_SECRET, "PARKGRID_REDIS_PREFIX": f"bench-{dbname}",
             "PARKGRID_OCPP_HEARTBEAT_SECONDS": str(args.heartbeat), "PARKGRID_EV_BOARD_REFRESH_MS": str(args.refresh_ms)})
         try:
-            asyncio.run(run(args, port, server.pid, chargers))
+            asyncio.run(run(args, port, server.pid, chargers, dbname))
         finally:
             stop_server(server)
     finally:
