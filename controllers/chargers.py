@@ -262,8 +262,7 @@ class EvBoard:
         pool = await self._pool()
         began = self._seq
         async with pool.acquire() as conn:
-            rows = await conn.fetch(q.ALL_CONNECTORS)
-        counts = _by_lot(rows, now)
+            counts = _by_lot(await conn.fetch(q.ALL_COUNTS, now))
         for lot_id, (seq, patched) in list(self._patched.items()):
             if seq > began:  # read after this full read began: newer
                 _put(counts, lot_id, patched)
@@ -278,7 +277,7 @@ class EvBoard:
             return  # nothing loaded yet: the first read loads everything
         self._seq += 1
         seq = self._seq
-        counts = _by_lot(await conn.fetch(q.ONE_LOT_CONNECTORS, lot_id), now).get(lot_id, NO_CHARGERS)
+        counts = _by_lot(await conn.fetch(q.ONE_LOT_COUNTS, now, lot_id)).get(lot_id, NO_CHARGERS)
         self._patched[lot_id] = (seq, counts)
         board = dict(self._counts)
         _put(board, lot_id, counts)
@@ -286,13 +285,8 @@ class EvBoard:
         self._with_free = (self._with_free | {lot_id}) if counts.available else (self._with_free - {lot_id})
 
 
-def _by_lot(rows: Iterable[Any], now: datetime) -> dict[uuid.UUID, EvCounts]:
-    by_lot: dict[uuid.UUID, list[str]] = {}
-    for r in rows:
-        by_lot.setdefault(r["lot_id"], []).append(connector_state(
-            charger_status=r["charger_status"], last_seen_at=r["last_seen_at"],
-            heartbeat_interval_s=r["heartbeat_interval_s"], status=r["status"], now=now))
-    return {lot_id: count_states(states) for lot_id, states in by_lot.items()}
+def _by_lot(rows: Iterable[Any]) -> dict[uuid.UUID, EvCounts]:
+    return {r["lot_id"]: EvCounts(r["total"], r["available"], r["charging"], r["faulted"], r["offline"]) for r in rows}
 
 
 def _put(counts: dict[uuid.UUID, EvCounts], lot_id: uuid.UUID, value: EvCounts) -> None:

@@ -111,9 +111,21 @@ LOT_CONNECTORS = text(
     " cc.connector_id, cc.status, cc.error_code, cc.status_at FROM chargers c"
     " JOIN charger_connectors cc ON cc.lot_id = c.lot_id AND cc.charger_id = c.id"
     " WHERE c.lot_id = :lot_id AND c.revoked_at IS NULL ORDER BY c.charge_point_id, cc.connector_id")
-# every lot's connectors, for the process's board (asyncpg)
-ALL_CONNECTORS = (
-    "SELECT c.lot_id, c.status AS charger_status, c.last_seen_at, c.heartbeat_interval_s, cc.status"
-    " FROM chargers c JOIN charger_connectors cc ON cc.lot_id = c.lot_id AND cc.charger_id = c.id"
-    " WHERE c.revoked_at IS NULL")
-ONE_LOT_CONNECTORS = ALL_CONNECTORS + " AND c.lot_id = $1"
+# Every lot's connectors counted by state, for the process's board (asyncpg): controllers.chargers.connector_state
+# in SQL (one row per lot instead of one per connector: ADR 0022). Lot detail uses
+# the Python rule; the tests compare both at each state, the offline boundary included. $1 now
+_COUNTS = (
+    "SELECT lot_id, count(*)::int AS total,"
+    " count(*) FILTER (WHERE st = 'available')::int AS available,"
+    " count(*) FILTER (WHERE st = 'charging')::int AS charging,"
+    " count(*) FILTER (WHERE st = 'faulted')::int AS faulted,"
+    " count(*) FILTER (WHERE st = 'offline')::int AS offline"
+    " FROM (SELECT c.lot_id, CASE"
+    "   WHEN c.last_seen_at IS NULL OR c.last_seen_at < $1::timestamptz - make_interval(secs => 2 * c.heartbeat_interval_s)"
+    "     OR cc.status = 'Unknown' THEN 'offline'"
+    "   WHEN c.status IN ('Faulted','Unavailable') OR cc.status IN ('Faulted','Unavailable') THEN 'faulted'"
+    "   WHEN cc.status = 'Available' THEN 'available' ELSE 'charging' END AS st"
+    "  FROM chargers c JOIN charger_connectors cc ON cc.lot_id = c.lot_id AND cc.charger_id = c.id"
+    "  WHERE c.revoked_at IS NULL{lot}) s GROUP BY lot_id")
+ALL_COUNTS = _COUNTS.format(lot="")
+ONE_LOT_COUNTS = _COUNTS.format(lot=" AND c.lot_id = $2")

@@ -75,10 +75,12 @@ async def test_status_flow_counts_connectors_in_detail_search_and_alerts(
         assert await _detail(client, lot) == _counts(available=1, charging=1)
         await status(c, 0, "Faulted", clock.now(), error="GroundFailure")  # the charger as a whole
         assert await _detail(client, lot) == _counts(faulted=2)
+        assert (await _search(client))[str(lot)] == _counts(faulted=2)  # the board counts in SQL: the same rule
         assert await _search(client, ev_charger="available") == {}
         await status(c, 0, "Available", clock.now())
         await status(c, 2, "Faulted", clock.now(), error="PowerMeterFailure")
         assert await _detail(client, lot) == _counts(charging=1, faulted=1)
+        assert (await _search(client))[str(lot)] == _counts(charging=1, faulted=1)
         # no free working connector: filtered out by the fast lane, FastAPI's lane (limit=05) and the SQL lane
         for extra in ({}, {"limit": "05"}, {"prefilter": "knn"}):
             assert await _search(client, ev_charger="available", **extra) == {}, extra
@@ -98,6 +100,7 @@ async def test_status_flow_counts_connectors_in_detail_search_and_alerts(
         await status(c, 2, "Available", clock.now())
         clock.advance(seconds=2 * settings.ocpp_heartbeat_seconds)  # silent for exactly twice the interval
         assert await _detail(client, lot) == _counts(available=1, charging=1)
+        assert (await _search(client))[str(lot)] == _counts(available=1, charging=1)
         clock.advance(seconds=1)  # past it
         assert await _detail(client, lot) == _counts(offline=2)
         assert await _search(client) == {str(lot): _counts(offline=2), str(plain): _counts(total=0)}
