@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PARKGRID_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/parkgrid
 
-.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers clean-testdbs fuzz
+.PHONY: setup demo test test-fast lint typecheck loadtest bench bench-search bench-booking bench-gates bench-live profile-gates bench-controllers bench-exports bench-ocpp clean-testdbs fuzz
 
 setup:            ## install everything, start services that are down, migrate (idempotent)
 	@bash scripts/setup.sh
@@ -56,6 +56,9 @@ bench-controllers: setup  ## sensor events/s over HTTP and MQTT; edge agent loca
 
 bench-exports: setup  ## planner exports: rows/s and the writer's peak RSS, CSV and GeoParquet, 1,000 lots x 90 days
 	$(BIN)/python -m loadtests.bench_exports
+
+bench-ocpp: setup   ## 1,000 OCPP chargers on one worker: memory, CPU, StatusNotification -> ev_chargers lag
+	$(BIN)/python -m loadtests.bench_ocpp
 
 clean-testdbs:    ## drop databases left behind by interrupted test runs
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%' OR datname LIKE 'pgtpl\_%'" \

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api import ocpp
 from api.allow import install_allow_header
 from api.middleware import HttpMetrics, RequestContextMiddleware, Shortcut
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
+    chargers,
     dashboard,
     destinations,
     displays,
@@ -124,4 +126,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     install_pages(app)
     app.include_router(payments_local.router)
     app.include_router(sensor_registry.router, prefix=API_PREFIX)
+    app.include_router(ocpp.router)  # WebSocket /ocpp/{charge_point_id}
+    app.include_router(chargers.router, prefix=API_PREFIX)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, controllers, db, demo, exports, lots, mqtt, network, processes, webhooks
+from cli import accounts, booking, chargers, controllers, db, demo, exports, lots, mqtt, network, processes, webhooks
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -17,6 +17,7 @@ accounts.partners.add_typer(webhooks.app, name="webhooks", help="Signed webhooks
 app.add_typer(lots.app, name="lots", help="Lot registry: bulk import.")
 app.add_typer(network.app, name="network", help="Pedestrian network for walking times.")
 app.add_typer(mqtt.app, name="mqtt", help="The project's own MQTT broker (device identity).")
+app.add_typer(chargers.app, name="chargers", help="EV chargers (OCPP 1.6J).")
 processes.register(app)
 booking.register(app)
 controllers.register(app)

@@ -17,7 +17,10 @@ from typing import Any
 
 #: uvicorn.Config arguments of every worker (the app is read from settings when each worker starts)
 APP_CONFIG: dict[str, Any] = {"app": "api.asgi:factory", "factory": True, "access_log": False,
-                              "log_level": "warning", "lifespan": "on"}
+                              "log_level": "warning", "lifespan": "on",
+                              # OCPP chargers' WebSockets (api/ocpp.py): the websockets library's current
+                              # implementation, not its deprecated legacy one that "auto" picks
+                              "ws": "websockets-sansio"}
 
 
 def reuse_port_available() -> bool:

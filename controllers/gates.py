@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -39,8 +39,8 @@ from booking.access import verify_qr_token
 from booking.service import BookingDeps
 from booking.settlement import settle_quietly
 from booking.wiring import booking_deps
+from controllers import charging, walkins
 from controllers import queries_gates as q
-from controllers import walkins
 from controllers.fees import session_fee
 from controllers.live import LivePublisher, live_publisher
 from controllers.messages import GateEventIn
@@ -89,17 +89,23 @@ class Decision:
     spot: dict[str, Any] | None
     fee: Money | None
     message: str
+    #: what the fee is made of when it is more than parking: EV idle fees (controllers.charging.EvCharge)
+    fee_items: tuple[dict[str, Any], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return {"decision": self.decision, "session_id": str(self.session_id) if self.session_id else None,
-                "spot": self.spot, "fee": self.fee.as_json() if self.fee else None, "message": self.message}
+        out: dict[str, Any] = {"decision": self.decision, "session_id": str(self.session_id) if self.session_id else None,
+               "spot": self.spot, "fee": self.fee.as_json() if self.fee else None, "message": self.message}
+        if self.fee_items:
+            out["fee_items"] = list(self.fee_items)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
         fee = data.get("fee")
         sid = data.get("session_id")
         return cls(decision=data["decision"], session_id=uuid.UUID(sid) if sid else None, spot=data.get("spot"),
-                   fee=Money(int(fee["amount"]), fee["currency"]) if fee else None, message=data.get("message", ""))
+                   fee=Money(int(fee["amount"]), fee["currency"]) if fee else None, message=data.get("message", ""),
+                   fee_items=tuple(data.get("fee_items") or ()))
 
 
 @dataclass(frozen=True)
@@ -415,33 +421,46 @@ async def _exit(run: _Run) -> tuple[Decision, str]:
                     plate=mask_plate(run.plate))
         return Decision(OPEN, None, None, None, "Goodbye"), "exit_area"
 
-    fee = session_fee(card=_exit_card(run, cached_card, session), timezone=run.gate.timezone, kind=session["kind"],
-                      entered_at=session["entered_at"], ends_at=session["ends_at"], spot_type=session["spot_type"],
-                      now=run.at)
-    due = max(fee.amount.amount - session["paid_amount"], 0)
+    card = _exit_card(run, cached_card, session)
+    parking = session_fee(card=card, timezone=run.gate.timezone, kind=session["kind"],
+                          entered_at=session["entered_at"], ends_at=session["ends_at"], spot_type=session["spot_type"],
+                          now=run.at)
+    # EV charging sessions of this car since its entry, with their idle fees (billed when the session completes)
+    charges = await charging.charges_at_exit(conn=run.conn, lot_id=run.gate.lot_id, plate_hash=session["plate_hash"],
+                                             reservation_id=session["reservation_id"],
+                                             entered_at=session["entered_at"], card=card, now=run.at)
+    total = parking.amount
+    for c in charges:
+        if total.amount == 0 and c.fee.currency != total.currency:  # a pass's zero is in the default currency
+            total = Money(0, c.fee.currency)
+        total += c.fee
+    items = (({"kind": "parking", "basis": parking.basis, "amount": parking.amount.as_json()},
+              *(c.as_item() for c in charges)) if charges else ())
+    done = partial(_complete, charges=charges)
+    due = max(total.amount - session["paid_amount"], 0)
     spot = _spot(session["spot_id"], session["label"], session["level"])
-    money_due = Money(due, fee.amount.currency)
+    money_due = Money(due, total.currency)
     if due == 0:
-        await _complete(run, session, fee=fee.amount, paid=0)
-        return Decision(OPEN, session["id"], spot, fee.amount if fee.amount.amount else None, "Goodbye"), "exit_area"
+        await done(run, session, fee=total, paid=0)
+        return Decision(OPEN, session["id"], spot, total if total.amount else None, "Goodbye", items), "exit_area"
     if ev.decided_locally:
-        await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "offline_exit"))
-        return Decision(OPEN, session["id"], spot, money_due, "Left while offline; the amount is recorded"), \
-            "exit_area"
+        await done(run, session, fee=total, paid=0, debt=(money_due, "offline_exit"))
+        return Decision(OPEN, session["id"], spot, money_due, "Left while offline; the amount is recorded",
+                        items), "exit_area"
     if ev.payment_token:
         paid = await _charge(run, session["id"], money_due)
-        await _complete(run, session, fee=fee.amount, paid=due if paid else 0,
-                        debt=None if paid else (money_due, "payment_failed"))
+        await done(run, session, fee=total, paid=due if paid else 0,
+                   debt=None if paid else (money_due, "payment_failed"))
         message = "Paid. Goodbye" if paid else "Payment failed; the amount is recorded against your plate"
-        return Decision(OPEN, session["id"], spot, money_due, message), "exit_area"
+        return Decision(OPEN, session["id"], spot, money_due, message, items), "exit_area"
     if session["pay_requested_at"] is None:
         await run.conn.execute(q.SESSION_PAY_REQUESTED, run.gate.lot_id, session["id"], run.now)
         return Decision(PAY, session["id"], spot, money_due,
-                        f"Please pay {due / 100:.2f} {money_due.currency.upper()}"), "decision_only"
+                        f"Please pay {due / 100:.2f} {money_due.currency.upper()}", items), "decision_only"
     # `pay` was answered once already: never keep the car at the barrier.
-    await _complete(run, session, fee=fee.amount, paid=0, debt=(money_due, "unpaid_exit"))
-    return Decision(OPEN, session["id"], spot, money_due, "Unpaid; the amount is recorded against your plate"), \
-        "exit_area"
+    await done(run, session, fee=total, paid=0, debt=(money_due, "unpaid_exit"))
+    return Decision(OPEN, session["id"], spot, money_due, "Unpaid; the amount is recorded against your plate",
+                    items), "exit_area"
 
 
 def _exit_card(run: _Run, cached: tuple[Any, RateCard] | None, session: asyncpg.Record) -> RateCard | None:
@@ -479,14 +498,16 @@ async def rate_card(deps: GateDeps, conn: AsyncConnection, lot_id: uuid.UUID) ->
 
 
 async def _complete(run: _Run, session: asyncpg.Record, *, fee: Money, paid: int,
-                    debt: tuple[Money, str] | None = None) -> None:
-    """Close the session and its booking (with a plate debt for what is left unpaid); the rest of the booking's
-    slots are freed after the commit."""
+                    debt: tuple[Money, str] | None = None, charges: Sequence[charging.EvCharge] = ()) -> None:
+    """Close the session and its booking (with a plate debt for what is left unpaid) and bill its charging
+    sessions; the rest of the booking's slots are freed after the commit."""
     flags = ["decided_locally"] if run.event.decided_locally else []
     if debt is not None:  # marked on the session itself too: a car without a readable plate has no plate debt
         flags.append("unpaid")
     booking = await run.conn.fetchrow(q.COMPLETE_SESSION, run.gate.lot_id, session["id"], run.at, run.gate.id,
                                       fee.amount, paid, fee.currency, flags)
+    if charges:
+        await charging.bill_charges(conn=run.conn, lot_id=run.gate.lot_id, session_id=session["id"], charges=charges)
     if debt is not None and session["plate_hash"] is not None:
         await run.conn.execute(q.INSERT_DEBT, run.gate.lot_id, session["plate_hash"], session["id"], debt[0].amount,
                                debt[0].currency, debt[1], run.now)

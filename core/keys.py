@@ -32,6 +32,10 @@ class Keys:
             raise ValueError("redis prefix must be non-empty and contain no braces, colons or spaces")
         self.prefix = prefix
 
+    def charger_revocations(self) -> str:
+        """Pub/sub channel: the charge point ids revoked, so every process closes their open OCPP connections."""
+        return f"{self.prefix}:ocpp:revoked"
+
     def reconcile_stats(self) -> str:
         """Hash of reconcile totals shared by every process (exported by /metrics)."""
         return f"{self.prefix}:stats:reconcile"

@@ -45,11 +45,24 @@ FROM doomed WHERE r.lot_id = doomed.lot_id AND r.id = doomed.id
 """)
 
 
+# EV charging sessions (controllers.charging) stopped before the cutoff: the plate hash their id tag gave them.
+_PURGE_CHARGING = text("""
+WITH doomed AS (
+    SELECT lot_id, id FROM charging_sessions
+    WHERE stopped_at < :cutoff AND plate_hash IS NOT NULL
+    LIMIT :batch FOR UPDATE SKIP LOCKED
+)
+UPDATE charging_sessions c SET plate_hash = NULL
+FROM doomed WHERE c.lot_id = doomed.lot_id AND c.id = doomed.id
+""")
+
+
 @dataclass(frozen=True)
 class PurgeResult:
     cutoff: datetime
     sessions: int
     reservations: int
+    charging: int = 0
 
 
 async def purge_plates_batch(*, conn: AsyncConnection, now: datetime, retention_days: int,
@@ -58,24 +71,26 @@ async def purge_plates_batch(*, conn: AsyncConnection, now: datetime, retention_
     cutoff = now - timedelta(days=retention_days)
     sessions = (await conn.execute(_PURGE_SESSIONS, {"cutoff": cutoff, "batch": batch})).rowcount
     reservations = (await conn.execute(_PURGE_RESERVATIONS, {"cutoff": cutoff, "batch": batch})).rowcount
-    return PurgeResult(cutoff=cutoff, sessions=sessions, reservations=reservations)
+    charging = (await conn.execute(_PURGE_CHARGING, {"cutoff": cutoff, "batch": batch})).rowcount
+    return PurgeResult(cutoff=cutoff, sessions=sessions, reservations=reservations, charging=charging)
 
 
 async def purge_expired_plates(*, engine: AsyncEngine, now: datetime, retention_days: int,
                                batch: int = PURGE_BATCH) -> PurgeResult:
     """Purge every plate past retention, one short transaction per batch; logs the counts. Idempotent."""
-    sessions = reservations = 0
+    sessions = reservations = charging = 0
     cutoff = now - timedelta(days=retention_days)
     while True:
         async with engine.begin() as conn:
             step = await purge_plates_batch(conn=conn, now=now, retention_days=retention_days, batch=batch)
         sessions += step.sessions
         reservations += step.reservations
-        if step.sessions < batch and step.reservations < batch:
+        charging += step.charging
+        if step.sessions < batch and step.reservations < batch and step.charging < batch:
             break
     log.info("plates_purged", cutoff=cutoff.isoformat(), sessions=sessions, reservations=reservations,
-             retention_days=retention_days)
-    return PurgeResult(cutoff=cutoff, sessions=sessions, reservations=reservations)
+             charging_sessions=charging, retention_days=retention_days)
+    return PurgeResult(cutoff=cutoff, sessions=sessions, reservations=reservations, charging=charging)
 
 
 def plate_for_viewer(*, plate: str | None, owner_user_id: uuid.UUID | None, lot_organisation_id: uuid.UUID | None,

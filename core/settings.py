@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     open_data_country: str = Field("XX", pattern=r"^[A-Za-z]{2}$")
     open_data_publisher: str = Field("ParkGrid", min_length=1, max_length=100)
     open_data_lang: str = Field("en", pattern=r"^[a-z]{2}$")
+    #: the heartbeat interval (seconds) given to OCPP chargers at BootNotification; silent past twice it = offline
+    ocpp_heartbeat_seconds: int = Field(300, ge=10, le=86_400)
+    #: how often a worker re-reads every charger's state for search's ev_chargers (0: on every search)
+    ev_board_refresh_ms: int = Field(500, ge=0, le=60_000)
 
     @field_validator("secret_key")
     @classmethod

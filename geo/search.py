@@ -10,8 +10,8 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -31,6 +31,7 @@ __all__ = ["EARTH_RADIUS_M", "great_circle_m"]  # their home is geo.distance; te
 
 Prefilter = Literal["index", "knn", "h3", "st_dwithin"]
 Sort = Literal["distance", "price", "walk"]  # walk: api/routers/search_walk.py, before the page is built
+EvChargerFilter = Literal["available"]  # lots with at least one online, working, free charging connector
 # index (the H3 ring over the in-process lot index) won the benchmark (docs/adr/0009-search-from-an-in-process-index.md);
 # knn (GiST index scan, docs/adr/0006-search-knn-and-lean-hold-path.md), st_dwithin (bitmap scan + sort of every
 # lot in the radius) and h3 (ring of cells + sort, in SQL) are kept as the measured baselines.
@@ -65,6 +66,7 @@ class SearchQuery:
     limit: int = 20
     cursor: str | None = None
     prefilter: Prefilter = DEFAULT_PREFILTER
+    ev_charger: EvChargerFilter | None = None
 
     def fingerprint(self, window: Window) -> str:
         """What a cursor is bound to: the same search, not just the same position (a digest of the
@@ -72,7 +74,7 @@ class SearchQuery:
         box = self.bbox
         key = repr((self.lat, self.lng, self.radius_m, box and (box.west, box.south, box.east, box.north),
                     self.vehicle_type, tuple(sorted(self.amenities)), self.max_price, self.sort,
-                    window.starts_at.timestamp(), window.ends_at.timestamp()))
+                    window.starts_at.timestamp(), window.ends_at.timestamp(), self.ev_charger))
         return hashlib.blake2b(key.encode(), digest_size=8, person=b"search-cursor").hexdigest()
 
 
@@ -88,6 +90,7 @@ class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 
     source: str
     as_of: datetime
     lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
+    ev_chargers: Any = None  # the lot's EV connectors by state (controllers.chargers.EvCounts), when known
 
 
 @dataclass(frozen=True)
@@ -162,37 +165,49 @@ def _check(query: SearchQuery, *, max_radius_m: int) -> None:
 
 async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, window: Window, max_radius_m: int,
                       counts: PageCounts, quotes: PageQuotes | None = None,
-                      snapshot: LotSnapshot | None = None) -> SearchPage:
+                      snapshot: LotSnapshot | None = None, ev: Mapping[uuid.UUID, Any] | None = None,
+                      ev_free: Container[uuid.UUID] | None = None) -> SearchPage:
     """One page of open lots near a point (or in a bbox), nearest first, with availability for the window.
 
     Keyset pagination on (distance_m, lot id): a page never repeats or skips a lot that existed when the
     first page was read, whatever is added in between. `sort=price` orders like `distance` until quotes
     exist; `max_price` only drops lots whose quote is known to exceed it (unquoted lots stay). The `index`
-    prefilter searches `snapshot` (by radius or bbox); the others run SQL on `conn`.
+    prefilter searches `snapshot` (by radius or bbox); the others run SQL on `conn`. `ev` gives items their
+    EV charger counts (by lot id); with `ev_charger=available` only lots in `ev_free` are kept (before paging).
     """
     _check(query, max_radius_m=max_radius_m)
     fingerprint = query.fingerprint(window)
     after_d, after_id = FIRST_PAGE
     if query.cursor is not None:
         after_d, after_id = decode_cursor(query.cursor, sort=query.sort, fingerprint=fingerprint)
-    if query.bbox is not None and query.prefilter == "index":
-        assert snapshot is not None
-        lat, lng = (query.lat, query.lng) if query.lat is not None and query.lng is not None else query.bbox.centre()
-        statement = "index_bbox"
-        rows: Sequence[Any] = snapshot.in_bbox(
-            bbox=query.bbox, lat=lat, lng=lng, vehicle_type=query.vehicle_type,
-            amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=(after_d, after_id),
-            need=query.limit + 1)
-    elif query.prefilter == "index":
-        assert snapshot is not None and query.lat is not None and query.lng is not None and query.radius_m
-        lat, lng, statement = query.lat, query.lng, "index"
-        rows = snapshot.nearest(
-            lat=lat, lng=lng, radius_m=float(query.radius_m), vehicle_type=query.vehicle_type,
-            amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=(after_d, after_id),
-            need=query.limit + 1)
-    else:
+    origin: list[Any] = []
+
+    async def fetch(after: tuple[float, uuid.UUID], need: int) -> Sequence[Any]:
+        if query.bbox is not None and query.prefilter == "index":
+            assert snapshot is not None
+            box = query.bbox
+            lat, lng = (query.lat, query.lng) if query.lat is not None and query.lng is not None else box.centre()
+            origin[:] = [lat, lng, "index_bbox"]
+            return snapshot.in_bbox(
+                bbox=box, lat=lat, lng=lng, vehicle_type=query.vehicle_type, amenities=amenity_mask(query.amenities),
+                horizon_days=window.horizon_days, after=after, need=need)
+        if query.prefilter == "index":
+            assert snapshot is not None and query.lat is not None and query.lng is not None and query.radius_m
+            origin[:] = [query.lat, query.lng, "index"]
+            return snapshot.nearest(
+                lat=query.lat, lng=query.lng, radius_m=float(query.radius_m), vehicle_type=query.vehicle_type,
+                amenities=amenity_mask(query.amenities), horizon_days=window.horizon_days, after=after, need=need)
         assert conn is not None
-        lat, lng, statement, rows = await _sql_rows(conn, query, window, after=(after_d, after_id))
+        lat, lng, statement, got = await _sql_rows(conn, replace(query, limit=need - 1), window, after=after)
+        origin[:] = [lat, lng, statement]
+        return got
+
+    rows: Sequence[Any]
+    if query.ev_charger is None:
+        rows = await fetch((after_d, after_id), query.limit + 1)
+    else:
+        rows = await _only(fetch, (after_d, after_id), query.limit + 1, ev_free or frozenset())
+    lat, lng, statement = origin
     page, more = rows[:query.limit], len(rows) > query.limit
     ids = [r.id for r in page]
     free = await counts(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
@@ -206,13 +221,28 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         count = free[r.id]
         items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
                                              min(count.available, r.capacity), r.capacity, quote, count.source,
-                                             count.as_of, getattr(r, "lot_json", None))))
+                                             count.as_of, getattr(r, "lot_json", None),
+                                             ev.get(r.id) if ev is not None else None)))
     next_cursor = None
     if more:
         last = page[-1]
         next_cursor = encode_cursor(sort=query.sort, distance_m=last.sort_key, lot_id=last.id,
                                     fingerprint=fingerprint)
     return SearchPage(items=items, next_cursor=next_cursor, origin=(lat, lng), window=window, prefilter=statement)
+
+
+async def _only(fetch: Callable[[tuple[float, uuid.UUID], int], Awaitable[Sequence[Any]]],
+                after: tuple[float, uuid.UUID], need: int, keep: Container[uuid.UUID]) -> list[Any]:
+    """The first `need` rows (in keyset order, after `after`) whose lot is in `keep`: reads on in growing chunks
+    until it has them or the search's rows run out, so pages stay full and cursors stay exact."""
+    kept: list[Any] = []
+    chunk = need
+    while True:
+        got = await fetch(after, chunk)
+        kept.extend(r for r in got if r.id in keep)
+        if len(kept) >= need or len(got) < chunk:
+            return kept[:need]
+        after, chunk = (got[-1].sort_key, got[-1].id), min(chunk * 4, 4_096)
 
 
 async def _sql_rows(conn: AsyncConnection, query: SearchQuery, window: Window,

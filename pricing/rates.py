@@ -217,6 +217,9 @@ class RateCard(_Model):
     capture: Literal["at_start", "at_exit"] = "at_exit"
     #: price of a monthly pass for one plate (None: the lot sells no passes unless an operator names a price)
     monthly_pass_amount: Amount | None = None
+    #: EV charging: once a car has finished charging, what it pays per hour it stays plugged in past the grace
+    idle_fee_per_hour: Amount = 0
+    idle_grace_minutes: int = Field(default=0, ge=0, le=DAY_MINUTES, strict=True)
 
     _schedule: dict[tuple[str, str], tuple[Piece, ...]] = PrivateAttr(default_factory=dict)
     _hol_types: frozenset[str] = PrivateAttr(default=frozenset())

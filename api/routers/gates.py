@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.authz import GateDevice
 from api.deps import CtxDep, NowDep
@@ -16,7 +16,6 @@ from controllers import gates
 from controllers.messages import GateEventIn
 
 router = APIRouter(prefix="/gates", tags=["lot controllers"])
-
 
 
 class SpotOut(BaseModel):
@@ -31,6 +30,9 @@ class GateDecisionOut(BaseModel):
     spot: SpotOut | None
     fee: MoneyOut | None
     message: str
+    fee_items: list[dict[str, Any]] | None = Field(
+        None, description="present when the car charged: the parking fee and each EV charging session's idle fee "
+                          "(`{kind: ev_idle_fee, charging_session_id, energy_wh, idle_minutes, amount}`)")
 
 
 @router.post("/{gate_id}/events", response_model=GateDecisionOut,

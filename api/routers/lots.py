@@ -15,6 +15,7 @@ from booking.availability import free_count
 from booking.reconcile import forget_lot
 from booking.runtime import breaker, slot_store
 from booking.wiring import booking_deps
+from controllers.chargers import charger_summary
 from core.context import AppContext
 from core.errors import ValidationFailed
 from geo import lots
@@ -73,7 +74,8 @@ async def _slots_changed(ctx: AppContext, lot_id: uuid.UUID) -> None:
 async def get_lot(request: Request, lot_id: uuid.UUID, conn: ConnDep, now: NowDep, starts_at: StartsAt = None,
                   ends_at: EndsAt = None) -> LotDetail:
     window = window_from(request, starts_at, ends_at, now)
-    return lot_detail(await lot_with_availability(conn, lot_id=lot_id, window=window, now=now))
+    view = await lot_with_availability(conn, lot_id=lot_id, window=window, now=now)
+    return lot_detail(view, ev_chargers=(await charger_summary(conn=conn, lot_id=lot_id, now=now)).counts)
 
 
 @router.get("/{lot_id}/availability", response_model=LotWindowAvailability,

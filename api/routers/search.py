@@ -23,6 +23,7 @@ from api.schemas.discovery import (
     search_geojson,
     search_json,
 )
+from controllers.chargers import ev_board
 from core.errors import DomainError
 from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
@@ -101,11 +102,15 @@ async def run_search(request: Request, params: SearchParams) -> Response:
         radius_m = min(DEFAULT_RADIUS_M, float(settings.max_search_radius_m))
     query = SearchQuery(lat=lat, lng=lng, radius_m=radius_m, bbox=box, vehicle_type=params.vehicle_type,
                         amenities=parse_amenities(params.amenities), max_price=params.max_price, sort=params.sort,
-                        limit=params.limit, cursor=params.cursor, prefilter=prefilter)
+                        limit=params.limit, cursor=params.cursor, prefilter=prefilter, ev_charger=params.ev_charger)
     window = window_from(request, params.starts_at, params.ends_at, now)
+    # every lot's EV connector counts from the process's board (re-read at most every ev_board_refresh_ms)
+    board = ev_board(ctx)
+    ev = await board.counts(now)
+    ev_free = await board.lots_with_free_charger(now) if params.ev_charger == "available" else None
     pool, prices = await ctx.pg(), quote_service(ctx)
 
-    if box is None and prefilter == "index":
+    if prefilter == "index":  # a radius or a bbox, from the in-process lot index
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
             return await busy_cache(ctx).counts(pool, lots=rows, now=now, **span)
 
@@ -119,7 +124,7 @@ async def run_search(request: Request, params: SearchParams) -> Response:
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                  counts=indexed_counts, quotes=indexed_quotes,
-                                 snapshot=await lot_index(ctx).snapshot(now))
+                                 snapshot=await lot_index(ctx).snapshot(now), ev=ev, ev_free=ev_free)
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
@@ -132,7 +137,7 @@ async def run_search(request: Request, params: SearchParams) -> Response:
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=sql_counts, quotes=sql_quotes)
+                                     counts=sql_counts, quotes=sql_quotes, ev=ev, ev_free=ev_free)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.vocabulary import VehicleType
-from geo.search import Sort
+from geo.search import EvChargerFilter, Sort
 
 __all__ = ["SearchParams", "plain_search_query", "query_pairs"]
 
@@ -45,6 +45,8 @@ class SearchParams(BaseModel):
         None, description="search around this destination (GET /api/v1/destinations); implies sort=walk")
     max_walk_m: float | None = Field(None, ge=50, le=5000, allow_inf_nan=False,
                                      description="walking searches: the longest walk, default 1500")
+    ev_charger: EvChargerFilter | None = Field(
+        None, description="available: only lots with an online, working, free EV charging connector now")
 
 
 _SCALARS = frozenset(SearchParams.model_fields) - {"amenities"}

@@ -10,6 +10,7 @@ import orjson
 from geojson_pydantic import Feature, FeatureCollection, Point
 from pydantic import BaseModel, Field
 
+from controllers.chargers import NO_CHARGERS, EvCounts
 from geo.detail import LotAvailability
 from geo.schemas import LatLng, Lot
 from geo.search import SearchItem, SearchPage
@@ -30,6 +31,17 @@ class LotRef(BaseModel):
     location: LatLng
 
 
+class EvChargers(BaseModel):
+    """A lot's EV charging connectors by state (one car per connector): total = available + charging + faulted
+    + offline."""
+
+    total: int = 0
+    available: int = Field(default=0, description="online, working and free")
+    charging: int = Field(default=0, description="in use (preparing, charging, suspended, finishing, reserved)")
+    faulted: int = Field(default=0, description="reporting Faulted or Unavailable")
+    offline: int = Field(default=0, description="silent past twice their heartbeat interval, or never reported")
+
+
 class SearchItemOut(BaseModel):
     lot: LotRef
     distance_m: float = Field(description="great-circle distance from the search point, metres")
@@ -37,6 +49,7 @@ class SearchItemOut(BaseModel):
     capacity: int = Field(description="in-service spots compatible with vehicle_type (all types when absent)")
     quote: dict[str, Any] | None = Field(description="{total: money} once rates exist, else null")
     freshness: Freshness
+    ev_chargers: EvChargers = Field(description="EV charging connectors by state (all 0: no chargers)")
 
 
 class SearchResponse(BaseModel):
@@ -54,10 +67,12 @@ def _item(item: SearchItem) -> dict[str, Any]:
     """One item as SearchItemOut dumps it in JSON mode, built directly (pydantic costs more than the search)."""
     return {"lot": {"id": str(item.lot_id), "name": item.name, "location": {"lat": item.lat, "lng": item.lng}},
             "distance_m": round(item.distance_m, 2), "available": item.available, "capacity": item.capacity,
-            "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of}}
+            "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of},
+            "ev_chargers": (item.ev_chargers or NO_CHARGERS).as_json()}
 
 
-_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b}'
+_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"ev_chargers":%b}'
+_NO_EV = orjson.dumps(NO_CHARGERS)
 
 
 def search_json(page: SearchPage) -> bytes:
@@ -79,7 +94,9 @@ def search_json(page: SearchPage) -> bytes:
         append(b',"quote":')
         append(b"null" if quote is None else quote.json if isinstance(quote, ShownQuote) else
                dumps(quote, option=orjson.OPT_UTC_Z))
-        append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh))
+        ev = i.ev_chargers
+        append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh,
+                             _NO_EV if ev is None else dumps(ev)))
         opening = b',{"lot":'
     append(b'],"next_cursor":')
     append(dumps(page.next_cursor))
@@ -121,9 +138,10 @@ class LotDetailAvailability(BaseModel):
 class LotDetail(Lot):
     availability: LotDetailAvailability
     levels_availability: list[LevelAvailability]
+    ev_chargers: EvChargers = Field(default_factory=lambda: EvChargers())
 
 
-def lot_detail(view: LotAvailability) -> LotDetail:
+def lot_detail(view: LotAvailability, *, ev_chargers: EvCounts | None = None) -> LotDetail:
     levels = []
     for level in view.lot.levels:
         per_type = view.by_level.get(level.id, {})
@@ -133,7 +151,8 @@ def lot_detail(view: LotAvailability) -> LotDetail:
         starts_at=view.window.slot_start, ends_at=view.window.slot_end,
         by_type={t: TypeAvailability(capacity=c, available=a) for t, (c, a) in view.by_type().items()},
         freshness=Freshness(source=view.source, as_of=view.as_of))
-    return LotDetail(**view.lot.model_dump(), availability=availability, levels_availability=levels)
+    return LotDetail(**view.lot.model_dump(), availability=availability, levels_availability=levels,
+                     ev_chargers=EvChargers(**(ev_chargers or NO_CHARGERS).as_json()))
 
 
 class LotWindowAvailability(BaseModel):

@@ -223,8 +223,11 @@ good_sensor = {"event_id": "s-1", "sensor_id": "L0-001", "state": "occupied", "c
                "occurred_at": "2030-01-07T08:00:00Z"}
 SENSOR_FIELDS = ["event_id", "sensor_id", "state", "confidence", "occurred_at"]
 sensor_bodies = st.tuples(
-    st.one_of(st.just({}), st.fixed_dictionaries({  # valid readings: the accepted verdict is exercised too
-        "state": st.sampled_from(["vacant", "occupied"]), "confidence": st.floats(0, 1)}), st.dictionaries(st.sampled_from(SENSOR_FIELDS), st.one_of(
+    st.one_of(
+        st.just({}),
+        st.fixed_dictionaries({  # valid readings: the accepted verdict is exercised too
+            "state": st.sampled_from(["vacant", "occupied"]), "confidence": st.floats(0, 1)}),
+        st.dictionaries(st.sampled_from(SENSOR_FIELDS), st.one_of(
         gate_values, st.sampled_from(["vacant", "occupied"]), st.floats(0, 1), st.integers(0, 1),
         st.text(min_size=1, max_size=10)), max_size=2)),
     st.one_of(st.just(set()), st.sets(st.sampled_from(SENSOR_FIELDS), max_size=1)),

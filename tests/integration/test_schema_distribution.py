@@ -26,7 +26,8 @@ DISTRIBUTED = {
     "monthly_passes", "payments", "plate_debts", "sensors", "controller_events", "sensor_events",
     "sensor_events_default", "occupancy_snapshots", "lot_spot_counts", "sensor_event_ids", "mqtt_gate_inbox",
     "lot_walk_nodes", "destination_walks", "lot_alert_states", "reservation_changes", "sensor_mappings",
-    "pass_subscriptions", "dashboard_alert_acks", "redis_repairs",
+    "pass_subscriptions", "dashboard_alert_acks", "redis_repairs", "chargers", "charger_connectors",
+    "charging_sessions",
 }
 #: not lot-scoped: reference tables (small, read everywhere, replicated to every node), or tables of another
 #: owner (a user, a partner) that Citus would distribute by that owner's id
@@ -38,6 +39,14 @@ KNOWN_GLOBAL_KEYS = {
     ("lots", "lots_external_ref_key"): "OSM ids are unique across lots: a reference table external_ref -> lot_id",
     ("devices", "devices_key_hash_key"): "a device key is looked up before its lot is known: reference key table",
     ("payments", "payments_intent_id_key"): "webhooks name the intent only: reference table intent_id -> lot_id",
+    ("gates", "gates_id_key"): "a gate event names only its gate: resolved to its lot from the device key first",
+    ("reservations", "reservations_id_key"):
+        "reservation ids are looked up alone (QR tokens, /reservations/{id}): a lot-prefixed public id routes them",
+    ("chargers", "chargers_charge_point_id_key"):
+        "a charger connects by its id before its lot is known: reference table charge_point_id -> lot_id",
+    ("charging_sessions", "charging_sessions_id_key"):
+        "OCPP transaction ids are integers the charger echoes without its lot: ids drawn per lot range, or a "
+        "reference table transaction id -> lot_id",
     ("reservations", "reservations_one_car_one_reservation"):
         "one car, one reservation across lots: a plate_claims table distributed by plate_hash, written in the "
         "same (2PC) transaction",
@@ -59,6 +68,14 @@ async def lint(pg: asyncpg.Connection) -> list[str]:
         " ARRAY(SELECT a.attname FROM unnest(c.confkey) k JOIN pg_attribute a ON a.attrelid = c.confrelid"
         "       AND a.attnum = k)::text[] AS ref_cols"
         " FROM pg_constraint c WHERE c.connamespace = 'public'::regnamespace AND c.contype IN ('p', 'u', 'x', 'f')")
+    # unique indexes that back no constraint are keys too
+    rows = [*rows, *await pg.fetch(
+        "SELECT t.relname AS tbl, i.relname AS conname, 'u' AS contype,"
+        " ARRAY(SELECT a.attname FROM unnest(x.indkey) k JOIN pg_attribute a ON a.attrelid = x.indrelid"
+        "       AND a.attnum = k)::text[] AS cols, NULL AS ref, NULL::text[] AS ref_cols"
+        " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+        " WHERE x.indisunique AND t.relnamespace = 'public'::regnamespace"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)")]
     for r in rows:
         table = r["tbl"]
         if table not in DISTRIBUTED or (table, r["conname"]) in KNOWN_GLOBAL_KEYS:
