@@ -111,11 +111,19 @@ async def test_status_flow_counts_connectors_in_detail_search_and_alerts(
         assert set(await _search(client, ev_charger="available")) == {str(lot)}
 
 
+def ev_card(**overrides: Any) -> dict[str, Any]:
+    """The helpers' day/night card with its rules pricing the lot's ev spots too (an unpriced type is refused)."""
+    data = card(**overrides)
+    for rule in data["rules"]:
+        rule["spot_types"] = [*rule["spot_types"], "ev"]
+    return data
+
+
 async def test_a_full_charging_session_pays_its_idle_fee_itemised_at_the_exit(
         settings: Settings, ctx: AppContext, client: httpx.AsyncClient, clock: ManualClock) -> None:
     gl = await gate_lot(ctx, rates=False, spots={"regular": 3, "ev": 1})
     async with ctx.engine.begin() as conn:  # 6.00/h idle past 10 minutes, 8.25 % tax
-        await put_rate_card(conn, lot_id=gl.lot_id, data=card(idle_fee_per_hour=600, idle_grace_minutes=10),
+        await put_rate_card(conn, lot_id=gl.lot_id, data=ev_card(idle_fee_per_hour=600, idle_grace_minutes=10),
                             now=clock.now())
     rid = await confirmed_reservation(ctx, gl, plate="EV 42", hours=3)
     tag = reservation_id_tag(await reservation_token(ctx, rid))
@@ -184,7 +192,7 @@ async def test_a_registered_plate_charges_and_leaves_within_the_idle_grace_witho
         settings: Settings, ctx: AppContext, client: httpx.AsyncClient, clock: ManualClock, users: Any) -> None:
     gl = await gate_lot(ctx, rates=False, spots={"regular": 3})
     async with ctx.engine.begin() as conn:
-        await put_rate_card(conn, lot_id=gl.lot_id, data=card(idle_fee_per_hour=600, idle_grace_minutes=10),
+        await put_rate_card(conn, lot_id=gl.lot_id, data=ev_card(idle_fee_per_hour=600, idle_grace_minutes=10),
                             now=clock.now())
     driver = await users.create("driver")
     assert (await client.post("/api/v1/me/vehicles", headers=driver.headers,
