@@ -22,7 +22,7 @@ lint:
 	$(BIN)/ruff check .
 
 typecheck:
-	$(BIN)/mypy api core cli geo booking pricing controllers
+	$(BIN)/mypy api core cli geo booking pricing controllers analytics
 
 bench: setup      ## benchmarks with same-run baselines (not part of make test)
 	$(BIN)/python -m loadtests.run_all

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, controllers, db, demo, lots, processes
+from cli import accounts, analytics, booking, controllers, db, demo, lots, processes
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -17,6 +17,7 @@ app.add_typer(lots.app, name="lots", help="Lot registry: bulk import.")
 processes.register(app)
 booking.register(app)
 controllers.register(app)
+analytics.register(app)
 
 
 def main() -> None:
