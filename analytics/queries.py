@@ -120,7 +120,7 @@ WHERE lot_id = :lot_id AND vehicle_type = 'all' AND at >= :t0 AND at < :t1 ORDER
 """)
 
 ALL_FORECASTS = text("""
-SELECT lot_id, at, occupancy, high FROM forecasts
+SELECT lot_id, at, occupancy FROM forecasts
 WHERE vehicle_type = 'all' AND at >= :t0 AND at < :t1 ORDER BY lot_id, at
 """)
 

@@ -14,6 +14,7 @@ from api.problems import install_problem_handlers
 from api.routers import (
     auth,
     displays,
+    forecasts,
     gates,
     health,
     lots,
@@ -101,4 +102,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(rates.router, prefix=API_PREFIX)
     app.include_router(passes.router, prefix=API_PREFIX)
     app.include_router(payments.router)
+    app.include_router(forecasts.router, prefix=API_PREFIX)
     return app

@@ -1,0 +1,252 @@
+"""Forecasts in the database: train the global model nightly, refresh every lot's 7 days ahead every 15 minutes,
+and read them back (`read_forecast` for one lot; `ForecastCache` for search and quotes, in process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from analytics import model as m
+from analytics import queries as q
+from core.clock import Clock
+from core.context import AppContext
+
+#: history read for training: 3 weeks of lags behind 5 weeks of samples
+TRAIN_DAYS = 56
+#: history read to predict: 3 weeks of lags and a day
+PREDICT_DAYS = 22
+
+
+async def load_series(engine: AsyncEngine, *, t0: datetime, t1: datetime,
+                      lot_ids: Sequence[uuid.UUID] | None = None) -> dict[uuid.UUID, m.Series]:
+    """Every lot's occupancy share per 15-minute bucket in [t0, t1) (all spot types together)."""
+    t0, t1 = m.aligned(t0), m.aligned(t1)
+    n = int((t1 - t0) / m.STEP)
+    params = {"t0": t0, "t1": t1, "lots": list(lot_ids) if lot_ids is not None else None}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(q.LOT_SERIES, params)).all()
+        caps = {r.lot_id: int(r.capacity) for r in await conn.execute(q.LOT_CAPACITIES, params)}
+    out: dict[uuid.UUID, m.Series] = {}
+    values: dict[uuid.UUID, np.ndarray] = {}
+    for r in rows:
+        arr = values.get(r.lot_id)
+        if arr is None:
+            arr = values[r.lot_id] = np.full(n, np.nan, dtype=np.float32)
+        if r.capacity > 0:
+            arr[int((r.bucket - t0) / m.STEP)] = min(float(r.occupied) / int(r.capacity), 1.0)
+    for lot, cap in caps.items():
+        out[lot] = m.Series(t0, values.get(lot, np.full(n, np.nan, dtype=np.float32)), cap)
+    return out
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    lots: int
+    rows: int
+    seconds: float
+    trained_at: datetime | None
+    forecasts: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"model": m.MODEL_NAME if self.trained_at else "baseline", "lots": self.lots, "rows": self.rows,
+                "train_seconds": round(self.seconds, 2),
+                "trained_at": self.trained_at.isoformat() if self.trained_at else None, "forecasts": self.forecasts}
+
+
+async def train(*, engine: AsyncEngine, now: datetime, lot_ids: Sequence[uuid.UUID] | None = None) -> TrainReport:
+    """Fit the global model on the last TRAIN_DAYS of history and write fresh forecasts. With `lot_ids`, the model
+    is fitted on those lots only and used for their forecasts without replacing the stored global model."""
+    end = m.aligned(now)
+    series = await load_series(engine, t0=end - timedelta(days=TRAIN_DAYS), t1=end, lot_ids=lot_ids)
+    started = time.perf_counter()
+    fitted = await asyncio.to_thread(m.train, series, now=now)
+    seconds = time.perf_counter() - started
+    if fitted is not None and lot_ids is None:
+        async with engine.begin() as conn:
+            await conn.execute(q.SAVE_MODEL, {"name": m.MODEL_NAME, "trained_at": now, "body": fitted.to_bytes(),
+                                              "metrics": json.dumps({"rows": fitted.rows, "seconds": seconds})})
+    written = await refresh(engine=engine, now=now, lot_ids=lot_ids, fitted=fitted)
+    return TrainReport(len(series), fitted.rows if fitted else 0, seconds, fitted.trained_at if fitted else None,
+                       written)
+
+
+async def stored_model(engine: AsyncEngine) -> m.Model | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(q.LOAD_MODEL, {"name": m.MODEL_NAME})).first()
+    return m.Model.from_bytes(bytes(row.body)) if row is not None else None
+
+
+async def refresh(*, engine: AsyncEngine, now: datetime, lot_ids: Sequence[uuid.UUID] | None = None,
+                  fitted: m.Model | None = None) -> int:
+    """Forecast every lot 7 days ahead from its latest observations with the stored model (a lot without enough
+    history gets the stated baseline) and replace its stored forecast; returns the rows written."""
+    end = m.aligned(now)
+    model = fitted or await stored_model(engine)
+    series = await load_series(engine, t0=end - timedelta(days=PREDICT_DAYS), t1=end, lot_ids=lot_ids)
+    first = end  # the bucket now is in: not closed yet, so forecast
+    city = m.city_profile(series.values(), [first + m.STEP * k for k in range(m.HORIZON_STEPS)])
+
+    def predict() -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for lot, s in series.items():
+            f = m.forecast_lot(s, model=model, origin_end=end, first=first, steps=m.HORIZON_STEPS, city=city)
+            rows.extend((lot, "all", a, float(p), float(lo), float(hi), f.model, f.trained_at, now)
+                        for a, p, lo, hi in zip(f.at, f.occupancy, f.low, f.high, strict=True))
+        return rows
+
+    rows = await asyncio.to_thread(predict)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        async with pg.transaction():
+            await pg.execute("SET LOCAL statement_timeout = 0")
+            if lot_ids is None:
+                await pg.execute("DELETE FROM forecasts WHERE vehicle_type = 'all'")
+            else:
+                await pg.execute("DELETE FROM forecasts WHERE vehicle_type = 'all' AND lot_id = ANY($1::uuid[])",
+                                 list(lot_ids))
+            await pg.copy_records_to_table("forecasts", records=rows, timeout=1800,
+                                           columns=["lot_id", "vehicle_type", "at", "occupancy", "low", "high", "model",
+                                                    "trained_at", "generated_at"])
+    return len(rows)
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LotForecast:
+    """A lot's stored forecast for [from, to): the model that made it and its 15-minute points."""
+
+    lot_id: uuid.UUID
+    model: str | None
+    trained_at: datetime | None
+    points: list[dict[str, Any]]
+    likely_full_at: datetime | None
+
+    def as_json(self, vehicle_type: str | None) -> dict[str, Any]:
+        return {"lot_id": str(self.lot_id), "vehicle_type": vehicle_type,
+                "model": {"name": self.model, "trained_at": self.trained_at.isoformat() if self.trained_at else None},
+                "points": self.points,
+                "likely_full_at": self.likely_full_at.isoformat().replace("+00:00", "Z") if self.likely_full_at else None}
+
+
+async def read_forecast(conn: AsyncConnection, *, lot_id: uuid.UUID, starts_at: datetime,
+                        ends_at: datetime) -> LotForecast | None:
+    """A lot's stored forecast in [starts_at, ends_at) (whole buckets); None when the lot does not exist. A lot
+    without a forecast yet answers no points (model None)."""
+    if (await conn.execute(q.LOT_EXISTS, {"lot_id": lot_id})).first() is None:
+        return None
+    rows = (await conn.execute(q.READ_FORECAST, {"lot_id": lot_id, "t0": m.aligned(starts_at),
+                                                  "t1": ends_at})).all()
+    points = [{"at": r.at.isoformat().replace("+00:00", "Z"), "occupancy": round(float(r.occupancy), 4),
+               "low": round(float(r.low), 4), "high": round(float(r.high), 4)} for r in rows]
+    full = m.likely_full_at([r.at for r in rows], np.array([r.occupancy for r in rows], dtype=np.float32))
+    return LotForecast(lot_id, rows[0].model if rows else None, rows[0].trained_at if rows else None, points, full)
+
+
+class ForecastCache:
+    """Every lot's stored forecast for the next 2 days, in process: search and quotes read it without SQL per
+    request.
+
+    `refresh_if_due` asks PostgreSQL at most once per `check_every` whether a newer forecast was written (one
+    max() over an index) and, when one was, reloads every lot's next 2 days (one query). Between checks,
+    `occupancy` and `search_item` are list lookups: a search page asks for 20 lots."""
+
+    def __init__(self, *, engine: AsyncEngine | None, clock: Clock, check_every: timedelta = timedelta(seconds=60),
+                 window: timedelta = timedelta(days=2)) -> None:
+        self.engine, self.clock, self.check_every, self.window = engine, clock, check_every, window
+        self.version: datetime | None = None
+        self.start: datetime | None = None
+        self._start_s = 0.0
+        #: lot -> (occupancy per bucket, index of the next bucket forecast full from each bucket, or -1)
+        self.lots: dict[uuid.UUID, tuple[list[float], list[int]]] = {}
+        self._items: dict[tuple[uuid.UUID, int], dict[str, Any] | None] = {}
+        self._next_check = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def refresh_if_due(self) -> None:
+        mono = time.monotonic()
+        if mono < self._next_check or self.engine is None:
+            return
+        async with self._lock:
+            if mono < self._next_check:
+                return
+            self._next_check = mono + self.check_every.total_seconds()
+            async with self.engine.connect() as conn:
+                version = await conn.scalar(q.FORECASTS_VERSION)
+                start = m.aligned(self.clock.now())
+                if version is None or (version == self.version and start == self.start):
+                    return
+                rows = (await conn.execute(q.ALL_FORECASTS, {"t0": start, "t1": start + self.window})).all()
+            self.load(rows, start=start, version=version)
+
+    def load(self, rows: Sequence[Any], *, start: datetime, version: datetime | None) -> None:
+        """Replace the cache with `rows` (lot_id, at, occupancy) from `start` on."""
+        n = int(self.window / m.STEP)
+        arrays: dict[uuid.UUID, np.ndarray] = {}
+        for r in rows:
+            arr = arrays.get(r.lot_id)
+            if arr is None:
+                arr = arrays[r.lot_id] = np.full(n, np.nan, dtype=np.float64)
+            i = int((r.at - start) / m.STEP)
+            if 0 <= i < n:
+                arr[i] = r.occupancy
+        lots = {}
+        for lot, arr in arrays.items():
+            nxt = np.full(n + 1, -1, dtype=np.int64)
+            for i in range(n - 1, -1, -1):  # the next full bucket at or after each bucket
+                nxt[i] = i if arr[i] >= m.LIKELY_FULL else nxt[i + 1]
+            lots[lot] = ([float(v) for v in arr], [int(v) for v in nxt[:n]])
+        self.lots, self.start, self.version, self._items = lots, start, version, {}
+        self._start_s = start.timestamp()
+
+    def _index(self, at: datetime) -> int:
+        return int((at.timestamp() - self._start_s) // 900)
+
+    def occupancy(self, lot_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> float | None:
+        """The highest forecast share over [starts_at, ends_at) (None when the lot has no forecast for it)."""
+        found = self.lots.get(lot_id)
+        if found is None:
+            return None
+        occ = found[0]
+        i, j = max(self._index(starts_at), 0), min(self._index(ends_at - timedelta(microseconds=1)) + 1, len(occ))
+        known = [v for v in occ[i:j] if v == v]
+        return max(known) if known else None
+
+    def search_item(self, lot_id: uuid.UUID, starts_at: datetime) -> dict[str, Any] | None:
+        """A search item's `forecast`: the share forecast at the window's start and the first bucket from then on
+        forecast full (within the cached 2 days); None without a forecast for that time."""
+        found = self.lots.get(lot_id)
+        if found is None:
+            return None
+        i = self._index(starts_at)
+        key = (lot_id, i)
+        if key in self._items:
+            return self._items[key]
+        occ, nxt = found
+        item = None
+        if 0 <= i < len(occ) and occ[i] == occ[i]:
+            assert self.start is not None
+            full = nxt[i]
+            item = {"occupancy_at_start": round(occ[i], 3),
+                    "likely_full_at": (self.start + m.STEP * full).isoformat().replace("+00:00", "Z")
+                    if full >= 0 else None}
+        if len(self._items) > 100_000:
+            self._items.clear()
+        self._items[key] = item
+        return item
+
+
+def forecast_cache(ctx: AppContext) -> ForecastCache:
+    """The process's ForecastCache (one per context)."""
+    return ctx.shared("forecast_cache", lambda: ForecastCache(engine=ctx.engine, clock=ctx.clock))
