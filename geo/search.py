@@ -88,6 +88,7 @@ class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 
     source: str
     as_of: datetime
     lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
+    forecast: dict[str, Any] | None = None  # {occupancy_at_start, likely_full_at} when the lot has a forecast
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,12 @@ class PageCounts(Protocol):
 
     def __call__(self, rows: Sequence[Any], *, vehicle_type: str | None, starts_at: datetime,
                  ends_at: datetime) -> Awaitable[dict[uuid.UUID, Counted]]: ...
+
+
+class PageForecasts(Protocol):
+    """The forecast search shows for a lot whose window starts at `starts_at` (analytics' in-process cache)."""
+
+    def __call__(self, lot_id: uuid.UUID, starts_at: datetime) -> dict[str, Any] | None: ...
 
 
 class PageQuotes(Protocol):
@@ -162,7 +169,7 @@ def _check(query: SearchQuery, *, max_radius_m: int) -> None:
 
 async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, window: Window, max_radius_m: int,
                       counts: PageCounts, quotes: PageQuotes | None = None,
-                      snapshot: LotSnapshot | None = None) -> SearchPage:
+                      snapshot: LotSnapshot | None = None, forecasts: PageForecasts | None = None) -> SearchPage:
     """One page of open lots near a point (or in a bbox), nearest first, with availability for the window.
 
     Keyset pagination on (distance_m, lot id): a page never repeats or skips a lot that existed when the
@@ -198,7 +205,8 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         count = free[r.id]
         items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
                                              min(count.available, r.capacity), r.capacity, quote, count.source,
-                                             count.as_of, getattr(r, "lot_json", None))))
+                                             count.as_of, getattr(r, "lot_json", None),
+                                             forecasts(r.id, window.starts_at) if forecasts else None)))
     next_cursor = None
     if more:
         last = page[-1]

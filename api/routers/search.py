@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
+from analytics.forecast import forecast_cache
 from api.middleware import Shortcut
 from api.problems import domain_problem
 from api.routers.discovery_params import EndsAt, StartsAt, VehicleTypeParam, parse_amenities, wants_geojson, window_from
@@ -108,7 +109,8 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                         amenities=parse_amenities(amenities), max_price=max_price, sort=sort, limit=limit,
                         cursor=cursor, prefilter=prefilter)
     window = window_from(request, starts_at, ends_at, now)
-    pool, prices = await ctx.pg(), quote_service(ctx)
+    pool, prices, forecasts = await ctx.pg(), quote_service(ctx), forecast_cache(ctx)
+    await forecasts.refresh_if_due()  # a clock check; PostgreSQL at most once a minute per process
 
     if box is None and prefilter == "index":
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
@@ -124,7 +126,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                  counts=indexed_counts, quotes=indexed_quotes,
-                                 snapshot=await lot_index(ctx).snapshot(now))
+                                 snapshot=await lot_index(ctx).snapshot(now), forecasts=forecasts.search_item)
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
@@ -137,7 +139,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=sql_counts, quotes=sql_quotes)
+                                     counts=sql_counts, quotes=sql_quotes, forecasts=forecasts.search_item)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")

@@ -30,6 +30,11 @@ class LotRef(BaseModel):
     location: LatLng
 
 
+class SearchForecast(BaseModel):
+    occupancy_at_start: float = Field(ge=0, le=1, description="forecast occupancy share when the window starts")
+    likely_full_at: datetime | None = Field(description="first 15-minute step forecast at 95 % or more (next 2 days)")
+
+
 class SearchItemOut(BaseModel):
     lot: LotRef
     distance_m: float = Field(description="great-circle distance from the search point, metres")
@@ -37,6 +42,7 @@ class SearchItemOut(BaseModel):
     capacity: int = Field(description="in-service spots compatible with vehicle_type (all types when absent)")
     quote: dict[str, Any] | None = Field(description="{total: money} once rates exist, else null")
     freshness: Freshness
+    forecast: SearchForecast | None = Field(description="null until the lot has a forecast (analytics)")
 
 
 class SearchResponse(BaseModel):
@@ -54,10 +60,10 @@ def _item(item: SearchItem) -> dict[str, Any]:
     """One item as SearchItemOut dumps it in JSON mode, built directly (pydantic costs more than the search)."""
     return {"lot": {"id": str(item.lot_id), "name": item.name, "location": {"lat": item.lat, "lng": item.lng}},
             "distance_m": round(item.distance_m, 2), "available": item.available, "capacity": item.capacity,
-            "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of}}
+            "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of}, "forecast": item.forecast}
 
 
-_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b}'
+_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"forecast":%b}'
 
 
 def search_json(page: SearchPage) -> bytes:
@@ -79,7 +85,9 @@ def search_json(page: SearchPage) -> bytes:
         append(b',"quote":')
         append(b"null" if quote is None else quote.json if isinstance(quote, ShownQuote) else
                dumps(quote, option=orjson.OPT_UTC_Z))
-        append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh))
+        forecast = i.forecast
+        append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh,
+                             b"null" if forecast is None else dumps(forecast)))
         opening = b',{"lot":'
     append(b'],"next_cursor":')
     append(dumps(page.next_cursor))
