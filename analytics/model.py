@@ -220,6 +220,12 @@ def last_value(series: Series, o: np.ndarray, h: np.ndarray) -> np.ndarray:
     return _take(series.values, o, o)
 
 
+def observed_span(series: Series, o: int) -> int:
+    """Buckets from the lot's first observation to `o` (its history's length, gaps included)."""
+    seen = np.nonzero(~np.isnan(series.values[: o + 1]))[0]
+    return int(o - seen[0] + 1) if len(seen) else 0
+
+
 def baseline(series: Series | None, o: int, h: np.ndarray,
              city: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     """The stated fallback for a lot the model cannot forecast: (name, point, low, high).
@@ -231,12 +237,13 @@ def baseline(series: Series | None, o: int, h: np.ndarray,
     if series is not None and o >= 0:
         v = series.values
         o_arr = np.full(len(h), o)
-        if o + 1 >= WEEK:
+        observed = observed_span(series, o)
+        if observed >= WEEK:
             lags = np.stack([_take(v, o_arr + h - k * WEEK - ((h - 1) // WEEK) * WEEK, o_arr) for k in (1, 2, 3)])
             point, lo, hi = _quiet(np.nanmean, lags), _quiet(np.nanmin, lags), _quiet(np.nanmax, lags)
             if not np.isnan(point).all():
                 return _bounded(BASELINE_WEEKS, point, lo - 0.1, hi + 0.1, fill=float(np.nanmean(v[: o + 1])))
-        if o + 1 >= DAY:
+        if observed >= DAY:
             point = _take(v, o_arr + h - DAY - ((h - 1) // DAY) * DAY, o_arr)
             if not np.isnan(point).all():
                 return _bounded(BASELINE_YESTERDAY, point, point - 0.15, point + 0.15, fill=float(np.nanmean(v[: o + 1])))
@@ -322,7 +329,7 @@ def forecast_lot(series: Series | None, *, model: Model | None, origin_end: date
     o = int(np.nonzero(~np.isnan(observed))[0][-1]) if (~np.isnan(observed)).any() else -1
     first_idx = series.index_of(first)
     h = np.arange(first_idx - o, first_idx - o + steps) if o >= 0 else np.arange(1, steps + 1)
-    if model is not None and o + 1 >= MIN_MODEL_HISTORY and h.min() >= 1:
+    if model is not None and observed_span(series, o) >= MIN_MODEL_HISTORY and h.min() >= 1:
         v = np.concatenate([series.values[: o + 1], np.full(int(h.max()), np.nan, dtype=np.float32)])
         padded = Series(series.start, v, series.capacity)
         p, lo, hi = model.predict(features(padded, np.full(steps, o), h))

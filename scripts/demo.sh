@@ -10,6 +10,10 @@ LOTS=${LOTS:-500}
 BIN=.venv/bin
 
 creds=$($BIN/parkgrid seed demo --lots "$LOTS" --seed 42 --if-empty --json)
+# a past for the first SIM_LOTS lots (the same seed plans the same lots), then forecasts from it; skipped once done
+echo "simulating ${SIM_DAYS:-14} days of ${SIM_LOTS:-30} lots (about two minutes the first time)..."
+$BIN/parkgrid simulate --lots "${SIM_LOTS:-30}" --days "${SIM_DAYS:-14}" --seed 42 --json >/dev/null
+$BIN/parkgrid forecast train --json >/dev/null
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

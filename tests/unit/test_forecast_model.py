@@ -69,6 +69,12 @@ def test_without_history_a_stated_baseline_answers() -> None:
     fitted = m.train(city(), now=START)
     f = m.forecast_lot(short, model=fitted, origin_end=short.end, first=short.end, steps=4)
     assert f.model == m.BASELINE_LAST and np.allclose(f.occupancy, 0.4)
+    # a lot that opened two hours ago, read from a 3-week window: its length is what it observed, not the window's
+    late = np.full(3 * m.WEEK, np.nan, dtype=np.float32)
+    late[-8:] = 0.25
+    opened = m.Series(START, late, 50)
+    f = m.forecast_lot(opened, model=fitted, origin_end=opened.end, first=opened.end, steps=m.WEEK)
+    assert f.model == m.BASELINE_LAST and np.allclose(f.occupancy, 0.25)
     week = city(lots=1, weeks=2)[0]  # two weeks without a model: the same hour of the last weeks
     g = m.forecast_lot(week, model=None, origin_end=week.end, first=week.end, steps=4)
     assert g.model == m.BASELINE_WEEKS
