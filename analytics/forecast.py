@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from analytics import model as m
@@ -170,7 +171,7 @@ class ForecastCache:
         self._start_s = 0.0
         #: lot -> (occupancy per bucket, index of the next bucket forecast full from each bucket, or -1)
         self.lots: dict[uuid.UUID, tuple[list[float], list[int]]] = {}
-        self._items: dict[tuple[uuid.UUID, int], dict[str, Any] | None] = {}
+        self._items: dict[int, dict[uuid.UUID, ShownForecast | None]] = {}
         self._next_check = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -223,28 +224,46 @@ class ForecastCache:
         known = [v for v in occ[i:j] if v == v]
         return max(known) if known else None
 
-    def search_item(self, lot_id: uuid.UUID, starts_at: datetime) -> dict[str, Any] | None:
+    def search_item(self, lot_id: uuid.UUID, starts_at: datetime) -> ShownForecast | None:
         """A search item's `forecast`: the share forecast at the window's start and the first bucket from then on
         forecast full (within the cached 2 days); None without a forecast for that time."""
-        found = self.lots.get(lot_id)
-        if found is None:
-            return None
+        return self.page([lot_id], starts_at)[0]
+
+    def page(self, lot_ids: Sequence[uuid.UUID], starts_at: datetime) -> list[ShownForecast | None]:
+        """search_item for each lot of a search page (one window): made once per lot and bucket, JSON included."""
         i = self._index(starts_at)
-        key = (lot_id, i)
-        if key in self._items:
-            return self._items[key]
+        memo = self._items.get(i)
+        if memo is None:
+            if len(self._items) > 16:  # a few buckets at a time: searches ask about the next hours mostly
+                self._items.clear()
+            memo = self._items[i] = {}
+        out: list[ShownForecast | None] = []
+        for lot in lot_ids:
+            if lot in memo:
+                out.append(memo[lot])
+            else:
+                out.append(memo.setdefault(lot, self._item(lot, i)))
+        return out
+
+    def _item(self, lot_id: uuid.UUID, i: int) -> ShownForecast | None:
+        found = self.lots.get(lot_id)
+        if found is None or self.start is None:
+            return None
         occ, nxt = found
-        item = None
-        if 0 <= i < len(occ) and occ[i] == occ[i]:
-            assert self.start is not None
-            full = nxt[i]
-            item = {"occupancy_at_start": round(occ[i], 3),
-                    "likely_full_at": (self.start + m.STEP * full).isoformat().replace("+00:00", "Z")
-                    if full >= 0 else None}
-        if len(self._items) > 100_000:
-            self._items.clear()
-        self._items[key] = item
+        if not 0 <= i < len(occ) or occ[i] != occ[i]:
+            return None
+        full = nxt[i]
+        item = ShownForecast(occupancy_at_start=round(occ[i], 3), likely_full_at=(
+            self.start + m.STEP * full).isoformat().replace("+00:00", "Z") if full >= 0 else None)
+        item.json = orjson.dumps(item)
         return item
+
+
+class ShownForecast(dict[str, Any]):
+    """A search item's forecast, and `json`, the same as JSON bytes written once (search splices them in)."""
+
+    __slots__ = ("json",)
+    json: bytes
 
 
 def forecast_cache(ctx: AppContext) -> ForecastCache:

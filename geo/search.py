@@ -109,9 +109,10 @@ class PageCounts(Protocol):
 
 
 class PageForecasts(Protocol):
-    """The forecast search shows for a lot whose window starts at `starts_at` (analytics' in-process cache)."""
+    """The forecast each lot of a page shows for a window starting at `starts_at`, in the page's order
+    (analytics' in-process cache)."""
 
-    def __call__(self, lot_id: uuid.UUID, starts_at: datetime) -> dict[str, Any] | None: ...
+    def __call__(self, lot_ids: Sequence[uuid.UUID], starts_at: datetime) -> Sequence[dict[str, Any] | None]: ...
 
 
 class PageQuotes(Protocol):
@@ -197,16 +198,16 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
     free = await counts(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
     priced = (await quotes(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
                            ends_at=window.slot_end)) if quotes and ids else {}
+    shown = forecasts(ids, window.starts_at) if forecasts else [None] * len(page)
     items = []
-    for r in page:
+    for r, forecast in zip(page, shown, strict=True):
         quote = priced.get(r.id)
         if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
             continue
         count = free[r.id]
         items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
                                              min(count.available, r.capacity), r.capacity, quote, count.source,
-                                             count.as_of, getattr(r, "lot_json", None),
-                                             forecasts(r.id, window.starts_at) if forecasts else None)))
+                                             count.as_of, getattr(r, "lot_json", None), forecast)))
     next_cursor = None
     if more:
         last = page[-1]

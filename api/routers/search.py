@@ -126,7 +126,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                  counts=indexed_counts, quotes=indexed_quotes,
-                                 snapshot=await lot_index(ctx).snapshot(now), forecasts=forecasts.search_item)
+                                 snapshot=await lot_index(ctx).snapshot(now), forecasts=forecasts.page)
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
@@ -139,7 +139,7 @@ async def run_search(request: Request, *, lat: float | None = None, lng: float |
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=sql_counts, quotes=sql_quotes, forecasts=forecasts.search_item)
+                                     counts=sql_counts, quotes=sql_quotes, forecasts=forecasts.page)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")

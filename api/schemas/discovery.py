@@ -10,6 +10,7 @@ import orjson
 from geojson_pydantic import Feature, FeatureCollection, Point
 from pydantic import BaseModel, Field
 
+from analytics.forecast import ShownForecast
 from geo.detail import LotAvailability
 from geo.schemas import LatLng, Lot
 from geo.search import SearchItem, SearchPage
@@ -87,7 +88,8 @@ def search_json(page: SearchPage) -> bytes:
                dumps(quote, option=orjson.OPT_UTC_Z))
         forecast = i.forecast
         append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh,
-                             b"null" if forecast is None else dumps(forecast)))
+                             b"null" if forecast is None else forecast.json if isinstance(forecast, ShownForecast)
+                             else dumps(forecast)))
         opening = b',{"lot":'
     append(b'],"next_cursor":')
     append(dumps(page.next_cursor))
