@@ -98,8 +98,8 @@ async def refresh(*, engine: AsyncEngine, now: datetime, lot_ids: Sequence[uuid.
 
     def predict() -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
-        for lot, s in series.items():
-            f = m.forecast_lot(s, model=model, origin_end=end, first=first, steps=m.HORIZON_STEPS, city=city)
+        made = m.forecast_many(series, model=model, origin_end=end, first=first, steps=m.HORIZON_STEPS, city=city)
+        for lot, f in made.items():
             rows.extend((lot, "all", a, float(p), float(lo), float(hi), f.model, f.trained_at, now)
                         for a, p, lo, hi in zip(f.at, f.occupancy, f.low, f.high, strict=True))
         return rows

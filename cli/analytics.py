@@ -133,8 +133,9 @@ def forecast_predict(history: str = typer.Option(..., "--history", help="CSV: lo
     steps = max(1, round(hours * 4))
     city = m.city_profile(known.values(), [first + m.STEP * k for k in range(steps)])
     out = {}
-    for lot in series:
-        f = m.forecast_lot(known.get(lot), model=fitted, origin_end=first, first=first, steps=steps, city=city)
+    made = m.forecast_many({lot: known.get(lot) for lot in series}, model=fitted, origin_end=first, first=first,
+                           steps=steps, city=city)
+    for lot, f in made.items():
         if f.model != m.MODEL_NAME:
             why = "no model (too little history across the CSV)" if fitted is None else \
                 f"less than {m.MIN_MODEL_HISTORY // 4} hours of history before --at"

@@ -123,3 +123,16 @@ def test_predict_from_a_csv_alone_and_its_errors_on_the_command_line(tmp_path) -
     bad.write_text("lot_id,at,occupied,capacity\na,2030-01-07T00:00:00Z,12,10\n")
     refused = runner.invoke(app, ["forecast", "predict", "--history", str(bad), "--at", at, "--hours", "2", "--json"])
     assert refused.exit_code == 2 and "row 2, column occupied" in refused.stderr
+
+
+def test_forecasting_many_lots_at_once_equals_one_by_one() -> None:
+    series = city(lots=4, weeks=3)
+    fitted = m.train(series, now=START)
+    end = series[0].end
+    short = m.Series(START, np.full(10, 0.4, dtype=np.float32), 50)
+    lots = {**series, "short": short, "none": None}
+    many = m.forecast_many(lots, model=fitted, origin_end=end, first=end, steps=96)
+    for lot, s in lots.items():
+        one = m.forecast_lot(s, model=fitted, origin_end=end, first=end, steps=96)
+        assert many[lot].model == one.model
+        assert np.allclose(many[lot].occupancy, one.occupancy) and np.allclose(many[lot].high, one.high)
