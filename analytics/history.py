@@ -78,7 +78,7 @@ async def backfill(*, engine: AsyncEngine, t0: datetime, t1: datetime, now: date
         if progress:
             progress(run)
         start = end
-    return HistoryRun(floor_bucket(t0), floor_bucket(min(t1, now)), total_15m, total_hourly)
+    return HistoryRun(floor_bucket(t0), max(floor_bucket(t0), floor_bucket(min(t1, now))), total_15m, total_hourly)
 
 
 @dataclass(frozen=True)

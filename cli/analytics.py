@@ -148,6 +148,8 @@ def forecast_predict(history: str = typer.Option(..., "--history", help="CSV: lo
 def forecast_backtest(history: str = typer.Option(None, "--history", help="CSV (default: the database's history)"),
                       days: int = typer.Option(56, "--days", min=9, max=400, help="history read from the database"),
                       test_days: int = typer.Option(7, "--test-days", min=1, max=60),
+                      every_minutes: int = typer.Option(120, "--every-minutes", min=15, max=1440,
+                                                        help="time between forecast origins"),
                       json: bool = typer.Option(False, "--json")) -> None:
     """Rolling-origin backtest: MAE at 1 h and day-ahead for the model and three baselines, in one run."""
     from datetime import timedelta
@@ -165,7 +167,7 @@ def forecast_backtest(history: str = typer.Option(None, "--history", help="CSV (
 
         series = run_with_context(job)
     try:
-        result = backtest(series, test_days=test_days)
+        result = backtest(series, test_days=test_days, every=timedelta(minutes=every_minutes))
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

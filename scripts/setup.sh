@@ -53,6 +53,9 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   sleep 0.5
 fi
 
+# --- OpenMP runtime for LightGBM (forecasts) ---------------------------------------------
+dpkg -s libgomp1 >/dev/null 2>&1 || apt_install libgomp1
+
 # --- RabbitMQ only when the broker URL asks for it --------------------------------------
 if [[ "${PARKGRID_BROKER_URL:-}" == amqp* ]]; then
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server

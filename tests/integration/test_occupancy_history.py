@@ -112,3 +112,29 @@ async def test_retention_drops_old_sensor_events_and_15_minute_rows_but_keeps_ho
                                  {"c": now - timedelta(days=90)}) == 0
         assert await conn.scalar(text("SELECT count(*) FROM occupancy_hourly WHERE hour = :h"), {"h": T0}) == 1
         assert await conn.scalar(text("SELECT count(*) FROM occupancy_15m")) == 96
+
+
+async def test_the_backfill_command(ctx: AppContext, settings) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from tests.conftest import TEST_SECRET
+
+    async with ctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 2})
+        spots = await _spots(conn, lot)
+        past = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # the command runs on the wall clock: a closed past day
+        await _session(conn, lot, spots[0], past, past + timedelta(hours=1))
+    env = {"PARKGRID_DATABASE_URL": settings.database_url, "PARKGRID_SECRET_KEY": TEST_SECRET,
+           "PARKGRID_REDIS_PREFIX": settings.redis_prefix}
+    runner = CliRunner()
+    args = ["history", "backfill", "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-03T00:00:00Z", "--json"]
+    out = await asyncio.to_thread(runner.invoke, app, args, env=env)
+    assert out.exit_code == 0, out.output
+    assert '"rows_15m": 96' in out.stdout and '"rows_hourly": 24' in out.stdout
+    assert (await _rows(ctx))[(lot, past, "regular")][0] == 1
+    bad = await asyncio.to_thread(runner.invoke, app, ["history", "backfill", "--from", "2030-01-07T00:00:00",
+                                                       "--to", "2030-01-08T00:00:00Z"], env=env)
+    assert bad.exit_code == 2 and "--from must carry a timezone offset" in bad.stderr

@@ -119,6 +119,10 @@ def test_predict_from_a_csv_alone_and_its_errors_on_the_command_line(tmp_path) -
     assert len(body["lot-0"]) == 8 and body["lot-0"][0]["at"] == at
     assert all(0 <= p["low"] <= p["occupancy"] <= p["high"] <= 1 for p in body["lot-1"])
     assert "lot tiny" in out.stderr and m.BASELINE_LAST in out.stderr
+    backtest_out = runner.invoke(app, ["forecast", "backtest", "--history", str(good), "--test-days", "3", "--json"])
+    assert backtest_out.exit_code == 0, backtest_out.output
+    result = json.loads(backtest_out.stdout)
+    assert {"seasonal_naive", "three_week_average", "last_value", "model"} == set(result["day_ahead"]["mae"])
     bad = tmp_path / "bad.csv"
     bad.write_text("lot_id,at,occupied,capacity\na,2030-01-07T00:00:00Z,12,10\n")
     refused = runner.invoke(app, ["forecast", "predict", "--history", str(bad), "--at", at, "--hours", "2", "--json"])
