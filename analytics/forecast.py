@@ -25,6 +25,8 @@ from core.context import AppContext
 TRAIN_DAYS = 56
 #: history read to predict: 3 weeks of lags and a day
 PREDICT_DAYS = 22
+#: what the 15-minute refresh rewrites: the next 2 days (the nightly training writes all 7)
+REFRESH_STEPS = 2 * m.DAY
 
 
 async def load_series(engine: AsyncEngine, *, t0: datetime, t1: datetime,
@@ -87,18 +89,20 @@ async def stored_model(engine: AsyncEngine) -> m.Model | None:
 
 
 async def refresh(*, engine: AsyncEngine, now: datetime, lot_ids: Sequence[uuid.UUID] | None = None,
-                  fitted: m.Model | None = None) -> int:
-    """Forecast every lot 7 days ahead from its latest observations with the stored model (a lot without enough
-    history gets the stated baseline) and replace its stored forecast; returns the rows written."""
+                  fitted: m.Model | None = None, steps: int = m.HORIZON_STEPS) -> int:
+    """Forecast every lot `steps` buckets ahead (7 days by default) from its latest observations with the stored
+    model (a lot without enough history gets the stated baseline), replacing its stored forecast up to there
+    (and everything before now); returns the rows written. The 15-minute refresh rewrites the next 2 days
+    (REFRESH_STEPS); the nightly training all 7."""
     end = m.aligned(now)
     model = fitted or await stored_model(engine)
     series = await load_series(engine, t0=end - timedelta(days=PREDICT_DAYS), t1=end, lot_ids=lot_ids)
     first = end  # the bucket now is in: not closed yet, so forecast
-    city = m.city_profile(series.values(), [first + m.STEP * k for k in range(m.HORIZON_STEPS)])
+    city = m.city_profile(series.values(), [first + m.STEP * k for k in range(steps)])
 
     def predict() -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
-        made = m.forecast_many(series, model=model, origin_end=end, first=first, steps=m.HORIZON_STEPS, city=city)
+        made = m.forecast_many(series, model=model, origin_end=end, first=first, steps=steps, city=city)
         for lot, f in made.items():
             rows.extend((lot, "all", a, float(p), float(lo), float(hi), f.model, f.trained_at, now)
                         for a, p, lo, hi in zip(f.at, f.occupancy, f.low, f.high, strict=True))
@@ -111,14 +115,9 @@ async def refresh(*, engine: AsyncEngine, now: datetime, lot_ids: Sequence[uuid.
         assert pg is not None
         async with pg.transaction():
             await pg.execute("SET LOCAL statement_timeout = 0")
-            if lot_ids is None:
-                await pg.execute("DELETE FROM forecasts WHERE vehicle_type = 'all'")
-            else:
-                await pg.execute("DELETE FROM forecasts WHERE vehicle_type = 'all' AND lot_id = ANY($1::uuid[])",
-                                 list(lot_ids))
-            await pg.copy_records_to_table("forecasts", records=rows, timeout=1800,
-                                           columns=["lot_id", "vehicle_type", "at", "occupancy", "low", "high", "model",
-                                                    "trained_at", "generated_at"])
+            await pg.execute(q.REPLACE_FORECASTS_BEFORE, first + m.STEP * steps,
+                             list(lot_ids) if lot_ids is not None else None)
+            await pg.copy_records_to_table("forecasts", records=rows, timeout=1800, columns=q.FORECAST_COLUMNS)
     return len(rows)
 
 

@@ -110,7 +110,10 @@ ON CONFLICT (name) DO UPDATE SET trained_at = EXCLUDED.trained_at, body = EXCLUD
 """)
 LOAD_MODEL = text("SELECT trained_at, body, metrics FROM forecast_models WHERE name = :name")
 
-DELETE_FORECASTS = text(f"DELETE FROM forecasts WHERE vehicle_type = 'all' AND {_LOTS.format(col='lot_id')}")
+# asyncpg (the refresh writes with COPY on the raw connection): $1 until, $2 lots or NULL for all
+REPLACE_FORECASTS_BEFORE = ("DELETE FROM forecasts WHERE vehicle_type = 'all' AND at < $1"
+                            " AND ($2::uuid[] IS NULL OR lot_id = ANY($2::uuid[]))")
+FORECAST_COLUMNS = ["lot_id", "vehicle_type", "at", "occupancy", "low", "high", "model", "trained_at", "generated_at"]
 
 FORECASTS_VERSION = text("SELECT max(generated_at) FROM forecasts")
 

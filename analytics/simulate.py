@@ -328,7 +328,8 @@ async def simulate(ctx: AppContext, *, lots: int, days: int, seed: int, end: dat
     cut = max(start, end - timedelta(hours=domain_hours))
     plans = plan_city(lots=lots, seed=seed)
     async with ctx.engine.connect() as conn:
-        have = await conn.scalar(text("SELECT count(*) FROM lots WHERE id = ANY(:ids)"), {"ids": [p.id for p in plans]})
+        have = set((await conn.execute(text("SELECT id FROM lots WHERE id = ANY(:ids)"),
+                                       {"ids": [p.id for p in plans]})).scalars())
         simulated = await conn.scalar(text("SELECT count(*) FROM parking_sessions WHERE lot_id = ANY(:ids)"),
                                       {"ids": [p.id for p in plans]})
     centre = {"lat": round(sum(p.lat for p in plans) / len(plans), 6),
@@ -337,9 +338,10 @@ async def simulate(ctx: AppContext, *, lots: int, days: int, seed: int, end: dat
                                "to": end.isoformat(), "center": centre, "lot_ids": [str(p.id) for p in plans[:5]]}
     if simulated:
         return {**summary, "skipped": True, "reason": "these lots already have sessions (simulated before)"}
-    if not have:
-        say("seeding lots")
-        await seed_city(ctx.engine, plans)
+    missing = [p for p in plans if p.id not in have]
+    if missing:  # `parkgrid seed demo` with the same seed may have planned some of them already
+        say(f"seeding {len(missing)} lots")
+        await seed_city(ctx.engine, missing)
     lot_map = await _lots(ctx, plans, seed)
     first_day = (start - timedelta(days=1)).astimezone(UTC)
     visits, profiles, events = city_visits(_demand(plans, lot_map), seed=seed, first_day=first_day, days=days + 3,

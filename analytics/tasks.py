@@ -54,11 +54,11 @@ async def forecast_train_job(ctx: AppContext, *, now: datetime | None = None) ->
 
 async def forecast_refresh_job(ctx: AppContext, *, now: datetime | None = None) -> dict[str, object]:
     """The 15-minute refresh: the history's newest buckets first, then every lot's forecast from them."""
-    from analytics.forecast import refresh
+    from analytics.forecast import REFRESH_STEPS, refresh
 
     when = now or ctx.clock.now()
     await history.refresh_recent(engine=ctx.engine, now=when)
-    return {"forecasts": await refresh(engine=ctx.engine, now=when)}
+    return {"forecasts": await refresh(engine=ctx.engine, now=when, steps=REFRESH_STEPS)}
 
 
 @shared_task(name=FORECAST_TRAIN_TASK, ignore_result=True)
@@ -70,6 +70,6 @@ def forecast_train(now: str | None = None) -> dict[str, object]:
 
 @shared_task(name=FORECAST_REFRESH_TASK, ignore_result=True)
 def forecast_refresh(now: str | None = None) -> dict[str, object]:
-    """Every 15 minutes: forecast every lot from its latest observations with the stored model."""
+    """Every 15 minutes: forecast every lot's next 2 days from its latest observations with the stored model."""
     when = _when(now)
     return run_in_worker(lambda ctx: forecast_refresh_job(ctx, now=when))
