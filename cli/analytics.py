@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from analytics.simulate import simulate as run_simulate
 
         until = _utc(end, "--end") if end else None
-        configure_logging("warning")  # a simulated day is thousands of gate decisions: log only what went wrong
+        configure_logging("error")  # thousands of gate decisions and overstay warnings: the summary counts them
 
         async def job(ctx: AppContext) -> dict[str, object]:
             return await run_simulate(ctx, lots=lots, days=days, seed=seed, end=until or ctx.clock.now(),
