@@ -103,6 +103,12 @@ def features(series: Series, origins: np.ndarray, horizons: np.ndarray) -> np.nd
     return np.column_stack(cols).astype(np.float32)
 
 
+def _base(x: np.ndarray) -> np.ndarray:
+    """What the models learn the difference from: the 3-week same-hour mean, else the value at the origin."""
+    mean3, last = x[:, FEATURES.index("mean_3w")], x[:, FEATURES.index("last")]
+    return np.where(np.isnan(mean3), last, mean3)
+
+
 def training_rows(series: Mapping[Any, Series], *, rng: np.random.Generator, origins_per_lot: int = 160,
                   until: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) sampled from every lot: origins at random observed buckets, targets at TRAIN_HORIZONS (known only)."""
@@ -155,7 +161,7 @@ class Model:
 
     def predict(self, x: np.ndarray, *, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(point, low, high) in [0, 1] with low <= point <= high."""
-        preds = np.stack([b.predict(x, num_threads=threads_for(len(x))) for b in self.boosters])
+        preds = np.stack([b.predict(x, num_threads=threads_for(len(x))) for b in self.boosters]) + _base(x)
         preds = np.sort(preds, axis=0)  # quantile models may cross: keep them ordered
         point, low, high = preds[1], preds[0], preds[2]
         if calibrated:
@@ -182,7 +188,8 @@ def train(series: Mapping[Any, Series], *, now: datetime, until: datetime | None
     boosters = []
     for q in QUANTILES:
         params = {**LGB_PARAMS, "objective": "quantile", "alpha": q, "num_threads": threads_for(len(y))}
-        data = lgb.Dataset(x[~calibrate], label=y[~calibrate], feature_name=list(FEATURES), free_raw_data=False)
+        data = lgb.Dataset(x[~calibrate], label=(y - _base(x))[~calibrate], feature_name=list(FEATURES),
+                           free_raw_data=False)
         boosters.append(lgb.train(params, data, num_boost_round=ROUNDS))
     model = Model(boosters, now, int((~calibrate).sum()))
     xc, yc = x[calibrate], y[calibrate]
