@@ -21,7 +21,7 @@ import math
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -431,5 +431,3 @@ async def simulate(ctx: AppContext, *, lots: int, days: int, seed: int, end: dat
                        "errors": dict(tally.errors), "seconds": round(domain_seconds, 2)},
             "history": hist.as_json(), "seconds": round(time.perf_counter() - started, 2)}
 
-
-SimulateFn = Callable[..., Awaitable[dict[str, Any]]]
