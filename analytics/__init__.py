@@ -1,1 +1,1 @@
-""""""
+"""Occupancy history and rollups, the city simulator, forecasts and planner exports."""

@@ -21,6 +21,7 @@ from api.routers import (
     destinations,
     displays,
     exports,
+    forecasts,
     gates,
     health,
     lots,
@@ -128,4 +129,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.include_router(sensor_registry.router, prefix=API_PREFIX)
     app.include_router(ocpp.router)  # WebSocket /ocpp/{charge_point_id}
     app.include_router(chargers.router, prefix=API_PREFIX)
+    app.include_router(forecasts.router, prefix=API_PREFIX)
     return app

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from cli import accounts, booking, chargers, controllers, db, demo, exports, lots, mqtt, network, processes, webhooks
+from cli import (
+    accounts,
+    analytics,
+    booking,
+    chargers,
+    controllers,
+    db,
+    demo,
+    exports,
+    lots,
+    mqtt,
+    network,
+    processes,
+    webhooks,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ParkGrid: parking discovery and booking.")
@@ -22,6 +36,7 @@ processes.register(app)
 booking.register(app)
 controllers.register(app)
 app.add_typer(exports.app, name="exports", help="Occupancy and session exports for planners.")
+analytics.register(app)
 
 
 def main() -> None:

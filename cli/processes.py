@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from celery.schedules import crontab
 
 from cli.common import settings_or_exit
 from core.celery_app import create_celery
 
 # Task modules and periodic jobs; each domain package owns its tasks module.
 TASK_MODULES: list[str] = ["booking.tasks", "core.tasks", "controllers.tasks", "controllers.tasks_sensors",
-                           "analytics.exports.tasks"]
+                           "analytics.exports.tasks", "analytics.tasks"]
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-holds": {"task": "booking.expire_holds", "schedule": 15.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
@@ -27,6 +28,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-idempotency-keys": {"task": "booking.expire_idempotency_keys", "schedule": 600.0},
     "purge-exports": {"task": "analytics.exports.purge", "schedule": 3_600.0},
     "renew-passes": {"task": "passes.renew_due", "schedule": 3_600.0},
+    "occupancy-history": {"task": "analytics.history_refresh", "schedule": 900.0},
+    "occupancy-history-retention": {"task": "analytics.history_prune", "schedule": 86_400.0},
+    "forecast-train-nightly": {"task": "analytics.forecast_train", "schedule": crontab(hour=10, minute=30)},  # 02:30 PT
+    "forecast-refresh": {"task": "analytics.forecast_refresh", "schedule": 900.0},
 }
 # open data: partners' webhooks (geo/webhooks.py)
 TASK_MODULES.append("geo.tasks")

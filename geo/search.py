@@ -91,6 +91,7 @@ class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 
     as_of: datetime
     lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
     ev_chargers: Any = None  # the lot's EV connectors by state (controllers.chargers.EvCounts), when known
+    forecast: Any = None  # {occupancy_at_start, likely_full_at} when the lot has a forecast (analytics)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ class PageCounts(Protocol):
 
     def __call__(self, rows: Sequence[Any], *, vehicle_type: str | None, starts_at: datetime,
                  ends_at: datetime) -> Awaitable[dict[uuid.UUID, Counted]]: ...
+
+
+class PageForecasts(Protocol):
+    """The forecast each lot of a page shows for a window starting at `starts_at`, in the page's order
+    (analytics' in-process cache)."""
+
+    def __call__(self, lot_ids: Sequence[uuid.UUID], starts_at: datetime) -> Sequence[Any]: ...
 
 
 class PageQuotes(Protocol):
@@ -166,7 +174,8 @@ def _check(query: SearchQuery, *, max_radius_m: int) -> None:
 async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, window: Window, max_radius_m: int,
                       counts: PageCounts, quotes: PageQuotes | None = None,
                       snapshot: LotSnapshot | None = None, ev: Mapping[uuid.UUID, Any] | None = None,
-                      ev_free: Container[uuid.UUID] | None = None) -> SearchPage:
+                      ev_free: Container[uuid.UUID] | None = None,
+                      forecasts: PageForecasts | None = None) -> SearchPage:
     """One page of open lots near a point (or in a bbox), nearest first, with availability for the window.
 
     Keyset pagination on (distance_m, lot id): a page never repeats or skips a lot that existed when the
@@ -213,8 +222,9 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
     free = await counts(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start, ends_at=window.slot_end)
     priced = (await quotes(page, vehicle_type=query.vehicle_type, starts_at=window.slot_start,
                            ends_at=window.slot_end)) if quotes and ids else {}
+    shown = forecasts(ids, window.starts_at) if forecasts else [None] * len(page)
     items = []
-    for r in page:
+    for r, forecast in zip(page, shown, strict=True):
         quote = priced.get(r.id)
         if query.max_price is not None and quote is not None and quote["total"]["amount"] > query.max_price:
             continue
@@ -222,7 +232,7 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
                                              min(count.available, r.capacity), r.capacity, quote, count.source,
                                              count.as_of, getattr(r, "lot_json", None),
-                                             ev.get(r.id) if ev is not None else None)))
+                                             ev.get(r.id) if ev is not None else None, forecast)))
     next_cursor = None
     if more:
         last = page[-1]

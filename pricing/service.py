@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from analytics.forecast import ForecastCache, forecast_cache
 from core.clock import Clock
 from core.context import AppContext
 from core.errors import NotFound, ValidationFailed
@@ -173,8 +174,10 @@ class QuoteService:
     """Prices windows with the lot's card, a dynamic multiplier with hysteresis (Redis) and signed tokens."""
 
     def __init__(self, *, secret: bytes, clock: Clock, redis: aioredis.Redis | None, keys: Keys,
-                 ttl: timedelta = timedelta(minutes=10)) -> None:
+                 ttl: timedelta = timedelta(minutes=10), forecasts: ForecastCache | None = None) -> None:
         self.secret, self.clock, self.redis, self.keys, self.ttl = secret, clock, redis, keys, ttl
+        #: forecast occupancy, in process (analytics.forecast): the multiplier follows the higher of it and booked
+        self.forecasts = forecasts
         self.expiry_step = expiry_step(ttl)
         self.cards = _CardCache()
         self._prices: OrderedDict[tuple[Any, ...], tuple[RateCard, Any, dict[str, Any], dict[str, Any]]] = OrderedDict()
@@ -219,17 +222,26 @@ class QuoteService:
 
     async def _multipliers(self, occupancy: OccupancyFn, cards: dict[uuid.UUID, RateCard], starts_at: datetime,
                            ends_at: datetime) -> dict[uuid.UUID, tuple[Fraction, str]]:
-        """Multiplier and reason per lot: booked occupancy for the window, sticky around the last one shown."""
+        """Multiplier and reason per lot: the higher of the booked and the forecast occupancy for the window (the
+        reason says which, and the other), sticky around the last one shown."""
         dynamic = [lot for lot, card in cards.items() if card.dynamic.enabled]
         out = {lot: _static_multiplier(card) for lot, card in cards.items() if not card.dynamic.enabled}
         if not dynamic:
             return out
         booked = await occupancy(dynamic, starts_at, ends_at)
+        forecast: dict[uuid.UUID, float] = {}
+        if self.forecasts is not None:
+            await self.forecasts.refresh_if_due()
+            for lot in dynamic:
+                found = self.forecasts.occupancy(lot, starts_at, ends_at)
+                if found is not None:
+                    forecast[lot] = found
         previous = await self._previous(dynamic)
         shown: dict[uuid.UUID, Fraction] = {}
         for lot in dynamic:
-            mult, reason = dynamic_multiplier(occupancy=booked.get(lot, Fraction(0)), previous=previous.get(lot),
-                                              settings=cards[lot].dynamic, source="booked")
+            occ, source = higher_occupancy(booked.get(lot, Fraction(0)), forecast.get(lot))
+            mult, reason = dynamic_multiplier(occupancy=occ, previous=previous.get(lot),
+                                              settings=cards[lot].dynamic, source=source)
             out[lot] = (mult, reason)
             if previous.get(lot) != mult:
                 shown[lot] = mult
@@ -402,6 +414,17 @@ class QuoteService:
         return out
 
 
+def higher_occupancy(booked: Fraction, forecast: float | None) -> tuple[Fraction, str]:
+    """The occupancy the multiplier follows, and the source it names: the forecast when it is higher than the
+    booked share (the reason then also gives the booked one), else booked (and the forecast, when there is one)."""
+    if forecast is not None:
+        predicted = Fraction(round(forecast * 1000), 1000)
+        if predicted > booked:
+            return predicted, f"forecast; booked {round(booked * 100)}%"
+        return booked, f"booked; forecast {round(predicted * 100)}%"
+    return booked, "booked"
+
+
 def booked_occupancy(conn: AsyncConnection) -> OccupancyFn:
     """Booked share of each lot's in-service spots for a window, read on `conn`."""
 
@@ -436,6 +459,6 @@ def quote_service(ctx: AppContext) -> QuoteService:
     if service is None:
         s = ctx.settings
         service = QuoteService(secret=s.secret_bytes, clock=ctx.clock, redis=ctx.redis, keys=Keys(s.redis_prefix),
-                               ttl=timedelta(seconds=s.quote_ttl_seconds))
+                               ttl=timedelta(seconds=s.quote_ttl_seconds), forecasts=forecast_cache(ctx))
         ctx.extras["quote_service"] = service
     return cast(QuoteService, service)

@@ -21,6 +21,10 @@ d = json.loads(sys.argv[1])["device"]
 asyncio.run(grant_device(admin_url=os.environ["PARKGRID_MQTT_ADMIN_URL"], device_id=d["device_id"], lot_id=d["lot_id"],
                          password=d["key"]))
 PY
+# a past for the first SIM_LOTS lots (the same seed plans the same lots), then forecasts from it; skipped once done
+echo "simulating ${SIM_DAYS:-14} days of ${SIM_LOTS:-30} lots (about two minutes the first time)..."
+$BIN/parkgrid simulate --lots "${SIM_LOTS:-30}" --days "${SIM_DAYS:-14}" --seed 42 --json >/dev/null
+$BIN/parkgrid forecast train --json >/dev/null
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

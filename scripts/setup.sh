@@ -58,6 +58,8 @@ fi
 
 # --- Chromium for the operators' page tests (Playwright drives Debian's browser; no browser download) -----------
 command -v chromium >/dev/null || apt_install chromium
+# --- OpenMP runtime for LightGBM (forecasts) ---------------------------------------------
+dpkg -s libgomp1 >/dev/null 2>&1 || apt_install libgomp1
 
 # --- RabbitMQ only when the broker URL asks for it --------------------------------------
 if [[ "${PARKGRID_BROKER_URL:-}" == amqp* ]]; then

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
+from analytics.forecast import forecast_cache
 from api.middleware import Shortcut
 from api.problems import domain_problem
 from api.routers.discovery_params import parse_amenities, wants_geojson, window_from
@@ -108,7 +109,8 @@ async def run_search(request: Request, params: SearchParams) -> Response:
     board = ev_board(ctx)
     ev = await board.counts(now)
     ev_free = await board.lots_with_free_charger(now) if params.ev_charger == "available" else None
-    pool, prices = await ctx.pg(), quote_service(ctx)
+    pool, prices, forecasts = await ctx.pg(), quote_service(ctx), forecast_cache(ctx)
+    await forecasts.refresh_if_due()  # a clock check; PostgreSQL at most once a minute per process
 
     if prefilter == "index":  # a radius or a bbox, from the in-process lot index
         async def indexed_counts(rows: Sequence[Hit], **span: Any) -> dict[uuid.UUID, Counted]:
@@ -124,7 +126,8 @@ async def run_search(request: Request, params: SearchParams) -> Response:
 
         page = await search_lots(None, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                  counts=indexed_counts, quotes=indexed_quotes,
-                                 snapshot=await lot_index(ctx).snapshot(now), ev=ev, ev_free=ev_free)
+                                 snapshot=await lot_index(ctx).snapshot(now), ev=ev, ev_free=ev_free,
+                                 forecasts=forecasts.page)
     else:
         # The SQL baselines read in autocommit: no BEGIN/COMMIT round trips; availability is a live count anyway.
         async with ctx.engine.connect() as raw:
@@ -137,7 +140,8 @@ async def run_search(request: Request, params: SearchParams) -> Response:
                 return await prices.quotes_for_page(conn, lot_ids=[r.id for r in rows], **span)
 
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
-                                     counts=sql_counts, quotes=sql_quotes, ev=ev, ev_free=ev_free)
+                                     counts=sql_counts, quotes=sql_quotes, ev=ev, ev_free=ev_free,
+                                     forecasts=forecasts.page)
     if wants_geojson(request):
         return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
     return Response(search_json(page), media_type="application/json")

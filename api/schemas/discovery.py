@@ -10,6 +10,7 @@ import orjson
 from geojson_pydantic import Feature, FeatureCollection, Point
 from pydantic import BaseModel, Field
 
+from analytics.forecast import ShownForecast
 from controllers.chargers import NO_CHARGERS, EvCounts
 from geo.detail import LotAvailability
 from geo.schemas import LatLng, Lot
@@ -42,6 +43,11 @@ class EvChargers(BaseModel):
     offline: int = Field(default=0, description="silent past twice their heartbeat interval, or never reported")
 
 
+class SearchForecast(BaseModel):
+    occupancy_at_start: float = Field(ge=0, le=1, description="forecast occupancy share when the window starts")
+    likely_full_at: datetime | None = Field(description="first 15-minute step forecast at 95 % or more (next 2 days)")
+
+
 class SearchItemOut(BaseModel):
     lot: LotRef
     distance_m: float = Field(description="great-circle distance from the search point, metres")
@@ -50,6 +56,7 @@ class SearchItemOut(BaseModel):
     quote: dict[str, Any] | None = Field(description="{total: money} once rates exist, else null")
     freshness: Freshness
     ev_chargers: EvChargers = Field(description="EV charging connectors by state (all 0: no chargers)")
+    forecast: SearchForecast | None = Field(description="null until the lot has a forecast (analytics)")
 
 
 class SearchResponse(BaseModel):
@@ -68,10 +75,10 @@ def _item(item: SearchItem) -> dict[str, Any]:
     return {"lot": {"id": str(item.lot_id), "name": item.name, "location": {"lat": item.lat, "lng": item.lng}},
             "distance_m": round(item.distance_m, 2), "available": item.available, "capacity": item.capacity,
             "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of},
-            "ev_chargers": (item.ev_chargers or NO_CHARGERS).as_json()}
+            "ev_chargers": (item.ev_chargers or NO_CHARGERS).as_json(), "forecast": item.forecast}
 
 
-_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"ev_chargers":%b}'
+_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"ev_chargers":%b,"forecast":%b}'
 _NO_EV = orjson.dumps(NO_CHARGERS)
 
 
@@ -94,9 +101,11 @@ def search_json(page: SearchPage) -> bytes:
         append(b',"quote":')
         append(b"null" if quote is None else quote.json if isinstance(quote, ShownQuote) else
                dumps(quote, option=orjson.OPT_UTC_Z))
-        ev = i.ev_chargers
+        ev, forecast = i.ev_chargers, i.forecast
         append(_ITEM_TAIL % (dumps(round(i.distance_m, 2)), i.available, i.capacity, fresh,
-                             _NO_EV if ev is None else dumps(ev)))
+                             _NO_EV if ev is None else dumps(ev),
+                             b"null" if forecast is None else forecast.json if isinstance(forecast, ShownForecast)
+                             else dumps(forecast)))
         opening = b',{"lot":'
     append(b'],"next_cursor":')
     append(dumps(page.next_cursor))

@@ -27,13 +27,14 @@ DISTRIBUTED = {
     "sensor_events_default", "occupancy_snapshots", "lot_spot_counts", "sensor_event_ids", "mqtt_gate_inbox",
     "lot_walk_nodes", "destination_walks", "lot_alert_states", "reservation_changes", "sensor_mappings",
     "pass_subscriptions", "dashboard_alert_acks", "redis_repairs", "chargers", "charger_connectors",
-    "charging_sessions",
+    "charging_sessions", "occupancy_15m", "occupancy_hourly", "forecasts",
 }
 #: not lot-scoped: reference tables (small, read everywhere, replicated to every node), or tables of another
 #: owner (a user, a partner) that Citus would distribute by that owner's id
 REFERENCE = {"organisations", "users", "partners", "refresh_tokens", "vehicles", "payment_events", "exports",
              "idempotency_keys", "outbox", "lot_index_version", "walk_areas", "walk_nodes", "walk_edges",
-             "destinations", "alembic_version", "spatial_ref_sys", "partner_webhooks", "webhook_deliveries"}
+             "destinations", "alembic_version", "spatial_ref_sys", "partner_webhooks", "webhook_deliveries",
+             "forecast_models"}
 #: keys of distributed tables that do not include lot_id today, each with its plan in ADR 0024
 KNOWN_GLOBAL_KEYS = {
     ("lots", "lots_external_ref_key"): "OSM ids are unique across lots: a reference table external_ref -> lot_id",
