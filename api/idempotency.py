@@ -1,4 +1,4 @@
-"""Idempotency-Key for writes that create or move money or spots (API.md conventions; docs/adr/0015).
+"""Idempotency-Key for writes that create or move money or spots (docs/api.md conventions; docs/adr/0015).
 
 The same key and body return the first response; the same key with another body is 422. A crash at any point
 leaves a key either unused or answered, or (for a request between its recovery points) locked for a short

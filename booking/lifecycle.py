@@ -1,4 +1,4 @@
-"""The reservation lifecycle as an explicit state machine (DESIGN.md, Lifecycle)."""
+"""The reservation lifecycle as an explicit state machine (docs/design.md, Lifecycle)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Holds, confirmations, cancellations and window changes: Redis decides first, PostgreSQL last.
 
-The write path (DESIGN.md): a Lua hold in Redis claims a spot's slot bits, then the reservation
+The write path (docs/design.md): a Lua hold in Redis claims a spot's slot bits, then the reservation
 row is inserted in PostgreSQL in the same request. If PostgreSQL refuses (Redis was stale), the
 bits are released, that spot is repaired from PostgreSQL and the next spot is tried. When Redis
 cannot answer, a PostgreSQL-only path (per-lot advisory lock, candidate query, exclusion

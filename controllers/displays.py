@@ -1,6 +1,6 @@
 """What display boards show: free spaces per level and spot type, each number with its source and age.
 
-Unknown is not a number (DESIGN.md invariant 8): an unknown or uncovered bay is never counted free,
+Unknown is not a number (docs/design.md invariant 8): an unknown or uncovered bay is never counted free,
 and a group whose data is too old, or whose bays are all unknown, reports `free: null, stale: true`.
 Groups without sensors fall back to the booking view (in-service spots minus active reservations).
 """

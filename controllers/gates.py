@@ -5,7 +5,7 @@ ledger (primary key lot_id + event_id): the ledger row is inserted and the decis
 transaction, so a repeated event_id -- sequential or concurrent -- gets the first decision back (a
 concurrent duplicate waits on the primary key until the first transaction commits, then reads it).
 
-Never trap a car (DESIGN.md invariant 7). The exit rule:
+Never trap a car (docs/design.md invariant 7). The exit rule:
   1. nothing due (prepaid, pass, within grace, no rates, unknown session) -> `open`;
   2. the event carries a `payment_token` (pay terminal or saved card) -> charge it: `open` whatever the
      outcome; a failed charge (declined, or the provider unreachable) records a plate debt;

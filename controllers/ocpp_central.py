@@ -2,7 +2,7 @@
 handlers calling controllers.charging. The library frames, validates (the OCPP 1.6 JSON schemas it ships) and
 answers CALLERRORs; api/ocpp.py accepts the WebSocket and hands this class a connection with recv/send.
 
-Every answer is sent after the write it reports has committed (DESIGN.md invariant 9). A message that can't be
+Every answer is sent after the write it reports has committed (docs/design.md invariant 9). A message that can't be
 parsed at all gets a CALLERROR too (the library would only log it) and the connection lives on; a charger revoked
 while connected is closed.
 """

@@ -13,7 +13,7 @@ from core.errors import ValidationFailed
 
 
 class SpotType(StrEnum):
-    """A spot's type, and a vehicle's (API.md: "Vehicle and spot types"). Declaration order is the type index
+    """A spot's type, and a vehicle's (docs/api.md: "Vehicle and spot types"). Declaration order is the type index
     stored in Redis and in numpy/SQL count arrays: only append."""
 
     motorcycle = "motorcycle"

@@ -1,6 +1,6 @@
 """The open data formats, each drawn from the same snapshot records (geo.feed_snapshot.FeedLot).
 
-- GeoJSON (RFC 7946): a FeatureCollection of Points, properties as /work/shared/API.md lists them.
+- GeoJSON (RFC 7946): a FeatureCollection of Points, properties as docs/api.md lists them.
 - ParkAPI v1 `lots`, as OpenTripPlanner's ParkAPI updater reads it: `state` always present; a count it does not
   know is left out, never null (the updater reads a null `free` or `total` as 0).
 - ParkAPI v3 combined (static + realtime) parking sites, as parkapi-sources' `CombinedParkingSiteInput` defines

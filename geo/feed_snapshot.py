@@ -6,7 +6,7 @@ triggers on lots, spots, reservations and sensors advance) moved, when a publish
 stale, or when it is older than the maximum age (opening hours turn with the clock alone); never more than once
 per minimum interval, never per request.
 
-Numbers people can trust (DESIGN.md invariant 8): `available` is an integer in [0, capacity] or None. A lot
+Numbers people can trust (docs/design.md invariant 8): `available` is an integer in [0, capacity] or None. A lot
 without a live source (no mapped sensors, no entry gate), with a stale source, closed by its operator or outside
 its opening hours publishes None with a status (`unknown` / `closed`) and the reason.
 """

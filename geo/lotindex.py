@@ -79,7 +79,7 @@ class Hit(NamedTuple):
     capacity: int
     ev_overflow: bool
     card: Card | None
-    lot_json: bytes  # the item's `lot` member, {id, name, location: {lat, lng}}, as JSON (API.md, Discovery)
+    lot_json: bytes  # the item's `lot` member, {id, name, location: {lat, lng}}, as JSON (docs/api.md, Discovery)
 
 
 def lot_ref_json(lot_id: uuid.UUID, name: str, lat: float, lng: float) -> bytes:

@@ -36,7 +36,9 @@ for _ in $(seq 100); do curl -fs "http://$HOST:$PORT/healthz" >/dev/null 2>&1 &&
 
 $BIN/python - "$creds" "$HOST" "$PORT" <<'PY'
 import json, sys
+from datetime import datetime, timezone
 c = json.loads(sys.argv[1]); base = f"http://{sys.argv[2]}:{sys.argv[3]}"
+now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 print(f"""
 ParkGrid demo is running (Ctrl-C stops API, worker and beat).
 
@@ -54,6 +56,15 @@ ParkGrid demo is running (Ctrl-C stops API, worker and beat).
   MQTT          broker on 127.0.0.1:1884 (var/mosquitto): username {c['device']['device_id']}, password = the device key,
                 topics parkgrid/lots/{c['device']['lot_id']}/# only; anonymous clients are refused
   New lots seeded this run: {c['lots_created']} ({c['spots_created']} spots)
+
+Try:
+  curl '{base}/api/v1/lots/search?lat=37.7793&lng=-122.4193&radius_m=1500'          # quotes, availability, forecast
+  curl -H 'X-API-Key: {c['partner_api_key']}' {base}/api/v1/open/lots               # GeoJSON feed (also /open/parkapi, /open/datex2, /ogc)
+  curl {base}/api/v1/lots/{c['device']['lot_id']}/forecast                          # the next hours' occupancy with intervals
+  curl -X POST -H 'X-Device-Key: {c['device']['key']}' -H 'Content-Type: application/json' \\
+       -d '{{"event_id":"try-1","sequence":1,"occurred_at":"{now}","plate":"DEMO123","plate_confidence":0.99}}' \\
+       {base}/api/v1/gates/<gate_id>/events                                            # gate ids: GET /api/v1/lots/<lot_id>
+  Planner exports: POST {base}/api/v1/exports (signed in as the planner); walking times: parkgrid network import FILE.osm.pbf
 """)
 PY
 wait -n "${pids[@]}"

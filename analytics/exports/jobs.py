@@ -265,7 +265,7 @@ def download_link(*, settings: Settings, export_id: uuid.UUID, now: datetime,
 
 
 def export_view(row: Any, *, settings: Settings, now: datetime) -> dict[str, Any]:
-    """The status document of GET /api/v1/exports/{id} (API.md, Exports)."""
+    """The status document of GET /api/v1/exports/{id} (docs/api.md, Exports)."""
     params = dict(row.params or {})
     body: dict[str, Any] = {
         "id": str(row.id), "status": row.status, "progress": round(float(row.progress), 4), "rows": int(row.rows),

@@ -24,7 +24,7 @@ EXTENSIONS: dict[str, str] = {"csv": "csv", "geojson": "geojson", "parquet": "pa
 
 
 class ExportRequest(BaseModel):
-    """POST /api/v1/exports body (API.md, Exports); `parkgrid exports run` builds the same model."""
+    """POST /api/v1/exports body (docs/api.md, Exports); `parkgrid exports run` builds the same model."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 

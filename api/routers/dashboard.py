@@ -1,4 +1,4 @@
-"""The operators' dashboard (API.md, Operators' dashboard): the lot's numbers, alerts and their acknowledgement,
+"""The operators' dashboard (docs/api.md, Operators' dashboard): the lot's numbers, alerts and their acknowledgement,
 and its live stream (Server-Sent Events). Another organisation's operator gets 404 on each of them."""
 
 from __future__ import annotations

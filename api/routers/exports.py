@@ -1,4 +1,4 @@
-"""Planner exports (API.md, Exports): start a job on the workers, follow it, download its file by a signed link."""
+"""Planner exports (docs/api.md, Exports): start a job on the workers, follow it, download its file by a signed link."""
 
 from __future__ import annotations
 

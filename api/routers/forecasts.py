@@ -13,6 +13,7 @@ from analytics.forecast import read_forecast
 from analytics.model import HORIZON_STEPS, STEP
 from api.deps import ConnDep, NowDep
 from api.routers.discovery_params import VehicleTypeParam
+from api.schemas.common import Rfc3339
 from core.errors import NotFound, ValidationFailed
 
 router = APIRouter(prefix="/lots", tags=["forecasts"])
@@ -43,10 +44,10 @@ class LotForecastOut(BaseModel):
 @router.get("/{lot_id}/forecast", response_model=LotForecastOut,
             summary="Forecast occupancy share in 15-minute steps with an 80 % prediction interval (up to 7 days)")
 async def lot_forecast(lot_id: uuid.UUID, conn: ConnDep, now: NowDep, vehicle_type: VehicleTypeParam | None = None,
-                       starts_at: Annotated[datetime | None, Query(alias="from",
+                       starts_at: Annotated[Rfc3339 | None, Query(alias="from",
                                                                    description="RFC 3339 with offset; default now")]
                        = None,
-                       ends_at: Annotated[datetime | None, Query(alias="to",
+                       ends_at: Annotated[Rfc3339 | None, Query(alias="to",
                                                                  description="RFC 3339; default from + 24 h")]
                        = None) -> Any:
     start = starts_at or now

@@ -1,4 +1,4 @@
-"""Gate controllers: entry and exit events by plate or QR token (API.md, Lot controllers)."""
+"""Gate controllers: entry and exit events by plate or QR token (docs/api.md, Lot controllers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reservations: hold, confirm, cancel, read (API.md, Reservations)."""
+"""Reservations: hold, confirm, cancel, read (docs/api.md, Reservations)."""
 
 from __future__ import annotations
 

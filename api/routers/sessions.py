@@ -1,4 +1,4 @@
-"""Parking sessions for a lot's operators: list, lost ticket, violations (API.md, Lots (operators))."""
+"""Parking sessions for a lot's operators: list, lost ticket, violations (docs/api.md, Lots (operators))."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Local gate decisions from the edge's copy of the lot, used only while the cloud is unreachable.
 
 Same vocabulary as the cloud (`open|deny|pay|attendant`). Exits always open (never trap a car,
-DESIGN.md invariant 7): the fee is settled by the cloud when the event is synced.
+docs/design.md invariant 7): the fee is settled by the cloud when the event is synced.
 """
 
 from __future__ import annotations

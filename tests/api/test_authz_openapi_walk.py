@@ -45,6 +45,7 @@ ID_SOURCES: dict[str, str] = {
 # (METHOD, path template) -> why anyone may read it with any id.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/lots/{lot_id}"): "discovery: lot details are public",
+    ("GET", "/api/v1/lots/{lot_id}/forecast"): "discovery: a lot's occupancy forecast is public, like its detail",
     ("GET", "/api/v1/lots/{lot_id}/availability"): "discovery: a count and a quote, never which spots",
     ("GET", "/ogc/collections/lots/items/{lot_id}"): "open data: every published lot is public to partners",
 }

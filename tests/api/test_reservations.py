@@ -1,4 +1,4 @@
-"""Reservations over HTTP: hold, confirm, cancel, read, with the API.md contract."""
+"""Reservations over HTTP: hold, confirm, cancel, read, with the docs/api.md contract."""
 
 from datetime import timedelta
 

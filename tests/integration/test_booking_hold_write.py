@@ -189,7 +189,9 @@ async def test_postgres_path_tries_the_next_spot_when_a_hold_outside_its_lock_to
             deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="N1", **args))
         for _ in range(500):  # until the hold's insert waits on the uncommitted row
             async with ctx.engine.connect() as conn:
-                if await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                if await conn.scalar(text(  # this database's waits only: pg_locks is the whole cluster's
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE NOT l.granted AND a.datname = current_database()")):
                     break
             await asyncio.sleep(0.01)
         await other.commit()
@@ -264,7 +266,9 @@ async def test_a_deadlock_with_another_writer_of_the_spot_is_a_retry_not_an_erro
         held = asyncio.create_task(service.hold_reservation(deps=deps, plate="D1", **args))
         for _ in range(500):
             async with ctx.engine.connect() as conn:
-                if await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                if await conn.scalar(text(  # this database's waits only: pg_locks is the whole cluster's
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE NOT l.granted AND a.datname = current_database()")):
                     break
             await asyncio.sleep(0.01)
         # the second half: waits for the hold's row, which waits for ours

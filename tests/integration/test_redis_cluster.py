@@ -118,7 +118,8 @@ async def test_killing_a_master_mid_run_leaves_no_double_booking_and_bookings_co
             i = 0
             while not stop.is_set():
                 lot = lots[(n + i) % len(lots)]
-                start = base + timedelta(minutes=15 * ((n * 7 + i) % 40))
+                # spread over 20 days of slots, so the lots never sell out however long the failover takes
+                start = base + timedelta(minutes=15 * ((n * 241 + i * 7) % 1920))
                 if await _attempt(deps, lot, start, start + timedelta(minutes=45), clock.now(), f"D{n}-{i}"):
                     granted[phase] += 1
                 i += 1
