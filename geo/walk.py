@@ -55,19 +55,41 @@ def _envelope(lat: float, lng: float, meters: float) -> tuple[float, float, floa
     return lng - dlng, lat - dlat, lng + dlng, lat + dlat
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """A destination's walks computed before on the network version `version` (0: no network at all)."""
+
+    version: int
+    meters: dict[uuid.UUID, float | None]
+
+
+async def destination_and_walks(pg: asyncpg.Connection, *, destination_id: uuid.UUID,
+                                max_walk_m: float) -> tuple[Destination, Remembered]:
+    """A destination and the walks remembered for it, in one round trip (NotFound when it does not exist)."""
+    rows = await pg.fetch(q.DESTINATION_AND_WALKS, destination_id, max_walk_m)
+    if not rows:
+        raise NotFound(f"destination {destination_id} not found", loc=("query", "destination_id"))
+    return _destination(rows[0]), Remembered(
+        version=rows[0]["version"], meters={r["lot_id"]: r["meters"] for r in rows if r["lot_id"] is not None})
+
+
 async def walking_times(pg: asyncpg.Connection, *, lat: float, lng: float, lot_ids: Sequence[uuid.UUID],
-                        max_walk_m: float, destination_id: uuid.UUID | None = None) -> WalkTimes:
+                        max_walk_m: float, destination_id: uuid.UUID | None = None,
+                        remembered_walks: Remembered | None = None) -> WalkTimes:
     """Walks from (lat, lng) to each lot, up to `max_walk_m` metres along the network. For a destination,
-    walks computed before on the same network version are reused and only the other lots are routed (still
-    one shortest-path query at most)."""
+    walks computed before on the same network version are reused (`remembered_walks`, or read here) and only
+    the other lots are routed (still one shortest-path query at most)."""
     if not lot_ids:
         return WalkTimes({}, {})
     ids = list(lot_ids)
     version = remembered = None
     if destination_id is not None:
-        version = await pg.fetchval(q.NETWORK_VERSION)
-        remembered = {r["lot_id"]: r["meters"] for r in await pg.fetch(
-            q.REMEMBERED_WALKS, destination_id, ids, version, max_walk_m)}
+        if remembered_walks is None:
+            version = await pg.fetchval(q.NETWORK_VERSION)
+            remembered = {r["lot_id"]: r["meters"] for r in await pg.fetch(
+                q.REMEMBERED_WALKS, destination_id, ids, version, max_walk_m)}
+        else:
+            version, remembered = remembered_walks.version, remembered_walks.meters
         if version == 0:
             return WalkTimes({}, {}, NO_NETWORK)
     todo = [i for i in ids if remembered is None or i not in remembered]
@@ -150,13 +172,6 @@ async def find_destinations(pg: asyncpg.Connection, *, query: str, near: tuple[f
     lat, lng = near if near else (None, None)
     rows = await pg.fetch(q.SEARCH_DESTINATIONS, f"%{_like(text)}%", lat, lng, text, f"{_like(text)}%", limit)
     return [_destination(r) for r in rows]
-
-
-async def get_destination(pg: asyncpg.Connection, *, destination_id: uuid.UUID) -> Destination:
-    row = await pg.fetchrow(q.GET_DESTINATION, destination_id)
-    if row is None:
-        raise NotFound(f"destination {destination_id} not found", loc=("query", "destination_id"))
-    return _destination(row)
 
 
 async def create_venue(pg: asyncpg.Connection, *, name: str, kind: str, lat: float, lng: float,

@@ -101,11 +101,6 @@ SELECT id, name, kind, source, ST_Y(location::geometry) AS lat, ST_X(location::g
  LIMIT $6
 """
 
-GET_DESTINATION = """
-SELECT id, name, kind, source, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, NULL::float8 AS distance_m
-  FROM destinations WHERE id = $1
-"""
-
 INSERT_VENUE = """
 INSERT INTO destinations (name, kind, location, source, organisation_id)
 VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, 'operator', $5)
@@ -128,4 +123,15 @@ INSERT INTO destination_walks (destination_id, lot_id, meters, within_m, network
 SELECT $1, w.lot_id, w.meters, $4, $5 FROM unnest($2::uuid[], $3::float8[]) AS w(lot_id, meters)
 ON CONFLICT (destination_id, lot_id) DO UPDATE
    SET meters = excluded.meters, within_m = excluded.within_m, network_version = excluded.network_version
+"""
+
+# A destination and the walks remembered for it on the current network version (one row per walk; one row with
+# NULL lot_id when none): the whole of a remembered walking search's SQL besides the search itself.
+DESTINATION_AND_WALKS = """
+SELECT d.id, d.name, d.kind, d.source, ST_Y(d.location::geometry) AS lat, ST_X(d.location::geometry) AS lng,
+       NULL::float8 AS distance_m, v.version, w.lot_id, w.meters
+  FROM destinations d
+ CROSS JOIN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS version FROM walk_network_version) v
+  LEFT JOIN destination_walks w ON w.destination_id = d.id AND w.network_version = v.version AND w.within_m >= $2
+ WHERE d.id = $1
 """

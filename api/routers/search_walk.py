@@ -12,9 +12,9 @@ from fastapi import Request, Response
 
 from api.routers.search_query import SearchParams
 from core.errors import ValidationFailed
-from geo.walk import DEFAULT_MAX_WALK_M, NO_NETWORK, WALK_SPEED_M_PER_MIN, get_destination, walking_times
+from geo.walk import DEFAULT_MAX_WALK_M, NO_NETWORK, WALK_SPEED_M_PER_MIN, destination_and_walks, walking_times
 
-WALK_PAGE = 100  # a walking search ranks up to this many lots nearest in a straight line within the maximum walk
+WALK_PAGE = 40  # a walking search ranks up to this many lots nearest in a straight line within the maximum walk
 
 RunSearch = Callable[..., Awaitable[Response]]
 
@@ -24,15 +24,16 @@ async def walk_search(request: Request, run: RunSearch, params: SearchParams) ->
     ctx, settings = request.app.state.ctx, request.app.state.settings
     pool = await ctx.pg()
     destination_id, lat, lng, limit = params.destination_id, params.lat, params.lng, params.limit
-    destination = None
+    destination = remembered = None
+    max_walk = float(params.max_walk_m or DEFAULT_MAX_WALK_M)
     if destination_id is not None:
         async with pool.acquire() as pg:
-            destination = await get_destination(pg, destination_id=destination_id)
+            destination, remembered = await destination_and_walks(pg, destination_id=destination_id,
+                                                                   max_walk_m=max_walk)
         lat, lng = destination.lat, destination.lng
     elif lat is None or lng is None:
         raise ValidationFailed("a walking search needs destination_id, or lat and lng",
                                loc=("query", "destination_id"))
-    max_walk = float(params.max_walk_m or DEFAULT_MAX_WALK_M)
     radius = min(max_walk, float(settings.max_search_radius_m))
     candidates = params.model_copy(update={"lat": lat, "lng": lng, "radius_m": radius, "bbox": None, "cursor": None,
                                            "limit": WALK_PAGE, "sort": "distance", "destination_id": None})
@@ -51,7 +52,8 @@ async def walk_search(request: Request, run: RunSearch, params: SearchParams) ->
 
     async with pool.acquire() as pg:
         times = await walking_times(pg, lat=lat, lng=lng, lot_ids=[lot_id(i) for i in items], max_walk_m=max_walk,
-                                    destination_id=destination.id if destination else None)
+                                    destination_id=destination.id if destination else None,
+                                    remembered_walks=remembered)
     kept = []
     for item in items:
         walk = times.walks.get(lot_id(item))
