@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controllers import queries_dashboard as q
+from controllers.chargers import charger_alerts
 from controllers.displays import lot_displays
 from controllers.gates import gate_deps
 from controllers.live import REDIS_ERRORS, live_publisher
@@ -224,6 +225,13 @@ async def compute_alerts(ctx: Any, conn: AsyncConnection, *, lot: Any, occupancy
                          f"The reconciler repaired this lot's Redis slot state ({r.bits_set} slots set,"
                          f" {r.bits_cleared} cleared)", {"bits_set": int(r.bits_set),
                                                          "bits_cleared": int(r.bits_cleared)}))
+
+    for c in await charger_alerts(conn=conn, lot_id=lot_id, now=now):
+        what = "faulted" if c.kind == "charger_faulted" else "offline"
+        out.append(Alert(f"{c.kind}:{c.charge_point_id}:{c.connector_id}", c.kind,
+                         "critical" if c.kind == "charger_faulted" else "warning", c.since or lot.created_at,
+                         f"EV charger {c.charge_point_id} connector {c.connector_id} {what}: {c.detail}",
+                         {"charge_point_id": c.charge_point_id, "connector_id": c.connector_id}))
 
     acks = {(a.alert_id, a.since): {"by": a.acknowledged_by_email, "at": a.acknowledged_at}
             for a in await conn.execute(q.ACKS, {"lot_id": lot_id, "since": now - timedelta(days=30)})}

@@ -178,3 +178,29 @@ async def test_failed_capture_and_stale_sensor_alerts(client: httpx.AsyncClient,
     failed = alerts["capture_failed"]
     assert failed["severity"] == "critical" and failed["details"]["amount"]["amount"] > 0
     assert (await client.get(url, headers=_h(users, op))).json()["alerts"][0]["severity"] == "critical"  # first
+
+
+async def test_charger_alerts_offline_then_faulted(client: httpx.AsyncClient, ctx: AppContext, users: UserFactory,
+                                                   clock: ManualClock) -> None:
+    """A charger that never connected is offline; one reporting Faulted is critical (controllers.chargers)."""
+    from controllers.chargers import register_charger
+
+    op = await users.create("operator")
+    gl = await gate_lot(ctx, organisation_id=op.organisation_id)
+    async with (await ctx.pg()).acquire() as pg:
+        charger = await register_charger(conn=pg, lot_id=gl.lot_id, connectors=1, charge_point_id="CP-DASH-1")
+    url = f"/api/v1/lots/{gl.lot_id}/dashboard"
+    alerts = (await client.get(url, headers=_h(users, op))).json()["alerts"]
+    offline = [a for a in alerts if a["kind"] == "charger_offline"]
+    assert [a["details"] for a in offline] == [{"charge_point_id": "CP-DASH-1", "connector_id": 1}], alerts
+    assert "never connected" in offline[0]["message"] and charger
+    async with ctx.engine.begin() as conn:  # the connector reports a fault (as a StatusNotification records it)
+        await conn.execute(text(
+            "UPDATE charger_connectors SET status = 'Faulted', error_code = 'GroundFailure', status_at = :now"
+            " WHERE lot_id = :lot"), {"now": clock.now(), "lot": gl.lot_id})
+        await conn.execute(text("UPDATE chargers SET last_seen_at = :now WHERE lot_id = :lot"),
+                           {"now": clock.now(), "lot": gl.lot_id})
+    alerts = (await client.get(url, headers=_h(users, op))).json()["alerts"]
+    faulted = [a for a in alerts if a["kind"] == "charger_faulted"]
+    assert len(faulted) == 1 and faulted[0]["severity"] == "critical" and "GroundFailure" in faulted[0]["message"]
+    assert not [a for a in alerts if a["kind"] == "charger_offline"]
