@@ -12,14 +12,13 @@ import pytest
 from redis.exceptions import RedisClusterException, ResponseError
 from sqlalchemy import text
 
-from booking import service
 from booking.reconcile import reconcile
 from booking.wiring import booking_deps, slot_store
 from core.clock import ManualClock
 from core.context import AppContext, build_context
-from core.errors import PlateConflict, SoldOut
 from core.keys import Keys
 from tests.booking_helpers import overlapping_pairs
+from tests.concurrency.test_booking_races import _attempt
 from tests.conftest import make_settings
 from tests.factories import insert_lot
 from tests.redis_cluster import LocalCluster, start_cluster
@@ -45,15 +44,6 @@ async def cctx(cluster: LocalCluster, db_url: str, redis_prefix: str, clock: Man
         yield ctx
     finally:
         await ctx.aclose()
-
-
-async def _attempt(deps: service.BookingDeps, lot: uuid.UUID, start, end, now, plate: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                           ends_at=end, plate=plate, now=now)
-        return True
-    except (SoldOut, PlateConflict):
-        return False
 
 
 async def test_200_concurrent_holds_for_20_spots_on_the_cluster(cctx: AppContext, clock: ManualClock) -> None:
