@@ -177,9 +177,9 @@ async def ocpp_endpoint(websocket: WebSocket, charge_point_id: str) -> None:
     await hub.attach(charger.charge_point_id, connection)
     log.info("ocpp_connected", charge_point_id=charger.charge_point_id, lot_id=str(charger.lot_id))
     try:
-        await point.start()
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the charger went away, or its socket was closed here (revoked, replaced)
+        # the charger went away, or its socket was closed here (revoked, replaced): both end the session
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await point.start()
     finally:
         await hub.detach(charger.charge_point_id, connection)
         log.info("ocpp_disconnected", charge_point_id=charger.charge_point_id)

@@ -27,7 +27,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is installed by make setup")
 
 
 @pytest.fixture
