@@ -11,7 +11,7 @@ import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -92,6 +92,8 @@ class SearchItem(NamedTuple):  # a tuple, not a frozen dataclass: a page builds 
     lot_json: bytes | None = None  # {id, name, location} as JSON when the lot index has it ready (LotSnapshot)
     ev_chargers: Any = None  # the lot's EV connectors by state (controllers.chargers.EvCounts), when known
     forecast: Any = None  # {occupancy_at_start, likely_full_at} when the lot has a forecast (analytics)
+    walk: Any = None  # a walking search's geo.walk.Walk for the lot (None with walk_reason when there is none)
+    walk_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class SearchPage:
     origin: tuple[float, float]
     window: Window
     prefilter: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
+    walk: dict[str, Any] | None = None  # a walking search's summary (speed, maximum walk, network, destination)
 
 
 class PageCounts(Protocol):
@@ -232,7 +234,7 @@ async def search_lots(conn: AsyncConnection | None, *, query: SearchQuery, windo
         items.append(_new_tuple(SearchItem, (r.id, r.name, r.lat, r.lng, r.distance_m,  # NamedTuple sans __new__
                                              min(count.available, r.capacity), r.capacity, quote, count.source,
                                              count.as_of, getattr(r, "lot_json", None),
-                                             ev.get(r.id) if ev is not None else None, forecast)))
+                                             ev.get(r.id) if ev is not None else None, forecast, None, None)))
     next_cursor = None
     if more:
         last = page[-1]

@@ -94,6 +94,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"network: {nodes:,} nodes, {edges:,} edges (grid every {args.step:.0f} m over {args.size / 1000:.0f} km); "
           f"ready in {time.perf_counter() - started:.1f} s", flush=True)
     pg = await asyncpg.connect(raw_url)
+    await pg.execute("TRUNCATE destination_walks")  # a run's first phase routes every destination afresh
     dests = [(r["id"], r["lat"], r["lng"]) for r in await pg.fetch(
         "SELECT id, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng FROM destinations")]
     port = free_port()

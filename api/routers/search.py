@@ -28,7 +28,7 @@ from controllers.chargers import ev_board
 from core.errors import DomainError
 from geo.availability import Counted, availability_cache, busy_cache
 from geo.lotindex import Hit, lot_index
-from geo.search import DEFAULT_PREFILTER, Prefilter, SearchQuery, search_lots
+from geo.search import DEFAULT_PREFILTER, Prefilter, SearchPage, SearchQuery, search_lots
 from geo.window import parse_bbox
 from pricing.service import booked_occupancy, quote_service
 
@@ -83,8 +83,12 @@ async def search(request: Request, params: Annotated[SearchParams, Query()]) -> 
 async def answer_search(request: Request, params: SearchParams) -> Response:
     """A plain search, or a walking one (`sort=walk` or `destination_id`): the same on both lanes."""
     if params.sort == "walk" or params.destination_id is not None:
-        return await walk_search(request, run_search, params)
-    return await run_search(request, params)
+        page = await walk_search(request, search_page, params)
+    else:
+        page = await search_page(request, params)
+    if wants_geojson(request):
+        return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
+    return Response(search_json(page), media_type="application/json")
 
 
 #: the in-process index; the SQL baselines ("knn", "h3", "st_dwithin") are for tests (monkeypatch this) and
@@ -92,8 +96,9 @@ async def answer_search(request: Request, params: SearchParams) -> Response:
 PREFILTER: Prefilter = DEFAULT_PREFILTER
 
 
-async def run_search(request: Request, params: SearchParams) -> Response:
-    """One search from parameters the route's model accepted (on FastAPI's lane or the fast lane)."""
+async def search_page(request: Request, params: SearchParams) -> SearchPage:
+    """One page of a plain search from parameters the route's model accepted (on FastAPI's lane or the fast
+    lane)."""
     settings, ctx = request.app.state.settings, request.app.state.ctx
     now = ctx.clock.now()
     prefilter = PREFILTER
@@ -142,6 +147,4 @@ async def run_search(request: Request, params: SearchParams) -> Response:
             page = await search_lots(conn, query=query, window=window, max_radius_m=settings.max_search_radius_m,
                                      counts=sql_counts, quotes=sql_quotes, ev=ev, ev_free=ev_free,
                                      forecasts=forecasts.page)
-    if wants_geojson(request):
-        return Response(search_geojson(page), media_type=GEOJSON_MEDIA_TYPE)
-    return Response(search_json(page), media_type="application/json")
+    return page

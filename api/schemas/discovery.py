@@ -48,6 +48,19 @@ class SearchForecast(BaseModel):
     likely_full_at: datetime | None = Field(description="first 15-minute step forecast at 95 % or more (next 2 days)")
 
 
+class WalkOut(BaseModel):
+    meters: float = Field(description="along the pedestrian network, never below the straight-line distance")
+    minutes: float = Field(description="at the stated walking speed, rounded up to a tenth")
+
+
+class WalkSummary(BaseModel):
+    speed_m_per_min: float
+    max_walk_m: float
+    network: bool = Field(description="false when no walking network covers the search point")
+    note: str
+    destination: dict[str, Any] | None = Field(description="{id, name, kind, source, location} when searched by one")
+
+
 class SearchItemOut(BaseModel):
     lot: LotRef
     distance_m: float = Field(description="great-circle distance from the search point, metres")
@@ -57,17 +70,21 @@ class SearchItemOut(BaseModel):
     freshness: Freshness
     ev_chargers: EvChargers = Field(description="EV charging connectors by state (all 0: no chargers)")
     forecast: SearchForecast | None = Field(description="null until the lot has a forecast (analytics)")
+    walk: WalkOut | None = Field(default=None, description="walking searches only (sort=walk, destination_id)")
+    walk_reason: str | None = Field(default=None, description="walking searches only: why walk is null")
 
 
 class SearchResponse(BaseModel):
     items: list[SearchItemOut]
     next_cursor: str | None
+    walk: WalkSummary | None = Field(default=None, description="walking searches only")
 
 
 class SearchFeatureCollection(FeatureCollection[Feature[Point, dict[str, Any]]]):
-    """RFC 7946 FeatureCollection; `next_cursor` is a foreign member (section 6.1)."""
+    """RFC 7946 FeatureCollection; `next_cursor` and `walk` are foreign members (section 6.1)."""
 
     next_cursor: str | None = None
+    walk: WalkSummary | None = None
 
 
 def _item(item: SearchItem) -> dict[str, Any]:
@@ -75,10 +92,18 @@ def _item(item: SearchItem) -> dict[str, Any]:
     return {"lot": {"id": str(item.lot_id), "name": item.name, "location": {"lat": item.lat, "lng": item.lng}},
             "distance_m": round(item.distance_m, 2), "available": item.available, "capacity": item.capacity,
             "quote": item.quote, "freshness": {"source": item.source, "as_of": item.as_of},
-            "ev_chargers": (item.ev_chargers or NO_CHARGERS).as_json(), "forecast": item.forecast}
+            "ev_chargers": (item.ev_chargers or NO_CHARGERS).as_json(), "forecast": item.forecast,
+            **_walk_fields(item)}
 
 
-_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"ev_chargers":%b,"forecast":%b}'
+def _walk_fields(item: SearchItem) -> dict[str, Any]:
+    """`walk` and `walk_reason` of a walking search's item (a plain search's items have neither)."""
+    if item.walk is None and item.walk_reason is None:
+        return {}
+    return {"walk": item.walk.as_dict() if item.walk is not None else None, "walk_reason": item.walk_reason}
+
+
+_ITEM_TAIL = b',"distance_m":%b,"available":%d,"capacity":%d,"freshness":%b,"ev_chargers":%b,"forecast":%b'
 _NO_EV = orjson.dumps(NO_CHARGERS)
 
 
@@ -86,6 +111,7 @@ def search_json(page: SearchPage) -> bytes:
     """A SearchResponse as JSON bytes, joined from pieces: a lot the index wrote as JSON already and a quote
     pricing wrote as JSON already (~1.4 KB each) go in as they are, copied once into the answer."""
     dumps = orjson.dumps
+    walking = page.walk is not None
     out = [b'{"items":[']
     append = out.append
     source, as_of, fresh = None, None, b""  # a page's counts mostly share one source and time (one object each)
@@ -106,9 +132,18 @@ def search_json(page: SearchPage) -> bytes:
                              _NO_EV if ev is None else dumps(ev),
                              b"null" if forecast is None else forecast.json if isinstance(forecast, ShownForecast)
                              else dumps(forecast)))
+        if walking:
+            append(b',"walk":')
+            append(b"null" if i.walk is None else dumps(i.walk.as_dict()))
+            append(b',"walk_reason":')
+            append(dumps(i.walk_reason))
+        append(b"}")
         opening = b',{"lot":'
     append(b'],"next_cursor":')
     append(dumps(page.next_cursor))
+    if walking:
+        append(b',"walk":')
+        append(dumps(page.walk))
     append(b"}")
     return b"".join(out)
 
@@ -121,8 +156,10 @@ def search_geojson(page: SearchPage) -> bytes:
         lot = out.pop("lot")
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [item.lng, item.lat]},
                          "properties": {"id": lot["id"], "name": lot["name"], **out}, "id": str(item.lot_id)})
-    return orjson.dumps({"type": "FeatureCollection", "features": features,
-                         "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features, "next_cursor": page.next_cursor}
+    if page.walk is not None:
+        collection["walk"] = page.walk
+    return orjson.dumps(collection, option=orjson.OPT_UTC_Z)
 
 
 class TypeAvailability(BaseModel):

@@ -22,6 +22,7 @@ from core.clock import ManualClock
 from core.context import AppContext
 from geo.lotindex import lot_ref_json
 from geo.search import SearchItem, SearchPage
+from geo.walk import NO_NETWORK, walk_of
 from geo.window import resolve_window
 from pricing.service import ShownQuote
 from tests.api.test_search import NOW, ORIGIN, add, offset
@@ -97,8 +98,20 @@ def test_joined_json_is_what_the_response_model_writes() -> None:
     for cursor in (None, "abc"):
         written = search_json(SearchPage(items=items, next_cursor=cursor, origin=ORIGIN, window=window))
         model = SearchResponse.model_validate_json(written)
-        assert orjson.loads(written) == orjson.loads(model.model_dump_json())
+        assert orjson.loads(written) == orjson.loads(model.model_dump_json(exclude_unset=True))
         assert [i["distance_m"] for i in orjson.loads(written)["items"]] == [0.0, 1234.57, 5000.0]
+        assert "walk" not in orjson.loads(written) and "walk" not in orjson.loads(written)["items"][0]
+    # a walking search's page: every item says its walk (or why there is none), the answer its summary
+    walks = [items[0]._replace(walk=walk_of(812.25)), items[1]._replace(walk_reason=NO_NETWORK)]
+    summary = {"speed_m_per_min": 80.0, "max_walk_m": 1500.0, "network": True, "note": "ordered by walking time",
+               "destination": None}
+    written = search_json(SearchPage(items=walks, next_cursor=None, origin=ORIGIN, window=window, walk=summary))
+    model = SearchResponse.model_validate_json(written)
+    assert orjson.loads(written) == orjson.loads(model.model_dump_json(exclude_unset=True))
+    body = orjson.loads(written)
+    assert body["walk"] == summary
+    assert [(i["walk"], i["walk_reason"]) for i in body["items"]] == [({"meters": 812.2, "minutes": 10.2}, None),
+                                                                       (None, NO_NETWORK)]
 
 
 def _routed_only(monkeypatch: pytest.MonkeyPatch) -> None:
