@@ -16,8 +16,6 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from booking import slotbuild
 from booking.slots import (
@@ -101,22 +99,23 @@ class SlotStore:
         self._release = redis.register_script(_load_script("release.lua"))
         self._count = redis.register_script(_load_script("count.lua"))
         self._repair = redis.register_script(_load_script("repair_spot.lua"))
-        self._rebuild = redis.register_script(_load_script("rebuild_day.lua"))
+        self._rebuild_lot = redis.register_script(_load_script("rebuild_lot.lua"))
 
     # -- metadata -------------------------------------------------------------------------
 
     async def load_lot(
         self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
     ) -> None:
-        """Write a lot's candidate lists, spot types and capacities; idempotent and atomic."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
-            await pipe.execute()
+        """Write a lot's candidate lists, spot types and capacities; idempotent and atomic (one script)."""
+        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+        args.insert(1, 0)  # no days
+        await self._rebuild_lot(keys=keys, args=args)
 
-    def _queue_lot_meta(
-        self, pipe: Pipeline, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
-    ) -> None:
-        """Queue on `pipe` the commands that write a lot's metadata (load_lot)."""
+    def _lot_meta(
+        self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of rebuild_lot.lua that write a lot's metadata: (keys, [V, spot types,
+        candidate lists..., M, meta fields and values...]); the caller inserts the day count after V."""
         validate_spots(spots)
         if strategy not in STRATEGIES:
             raise ValidationFailed(f"unknown allocation strategy {strategy!r}", loc=("strategy",))
@@ -126,23 +125,24 @@ class SlotStore:
             caps[TYPE_INDEX[s.type]] += 1
         if max(caps) > 0xFFFF:
             raise ValidationFailed("more than 65535 spots of one type in a lot", loc=("spots",))
-        meta: dict[Any, Any] = {
+        meta: dict[str, Any] = {
             "n": len(ordered),
             "strategy": strategy,
             "ev_overflow": int(ev_overflow),
             "caps": struct.pack(f">{len(caps)}H", *caps),
         }
         k = self.keys
+        keys = [k.meta(lot_id), k.spot_types(lot_id), k.scratch(lot_id)]
+        candidates: list[bytes] = []
         for vt in VEHICLE_TYPES:
             compat = compatible_types(vt, ev_overflow=ev_overflow)
             meta[f"compat:{vt}"] = bytes(TYPE_INDEX[t] for t in compat)
             order = candidate_order(ordered, vt, strategy=strategy, ev_overflow=ev_overflow)
-            pipe.delete(k.candidates(lot_id, vt))
-            if order:
-                pipe.set(k.candidates(lot_id, vt), pack_candidates(order))
-        pipe.set(k.spot_types(lot_id), bytes(TYPE_INDEX[s.type] for s in ordered))
-        pipe.delete(k.meta(lot_id))
-        pipe.hset(k.meta(lot_id), mapping=meta)
+            keys.append(k.candidates(lot_id, vt))
+            candidates.append(pack_candidates(order) if order else b"")
+        fields = [part for item in meta.items() for part in item]
+        return keys, [len(VEHICLE_TYPES), bytes(TYPE_INDEX[s.type] for s in ordered), *candidates,
+                      len(fields), *fields]
 
     async def forget_lot(self, *, lot_id: str) -> None:
         """Drop a lot's metadata so its next use rebuilds it from PostgreSQL (after spots changed)."""
@@ -297,38 +297,22 @@ class SlotStore:
     ) -> RepairStats:
         """Reload metadata and make bitmaps and counters of `days` exactly `occupancy`; count drift.
 
-        One MULTI/EXEC for the whole lot (metadata, then one script call per day), so a reader sees
-        the lot either as it was or wholly rebuilt, never half of each.
+        One script call for the whole lot (rebuild_lot.lua: metadata, then every day), so a reader sees the
+        lot either as it was or wholly rebuilt, never half of each; on a cluster too, where a MULTI/EXEC
+        pipeline would block the event loop (redis-py runs each queued command on a thread).
         """
         day_list = sorted(set(days))
         type_of = [TYPE_INDEX[s.type] for s in sorted(spots, key=lambda s: s.idx)]
         images = slotbuild.day_images(occupancy, type_of, [abs_day(d) for d in day_list])
         k = self.keys
-
-        async def write() -> list[Any]:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._queue_lot_meta(pipe, lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
-                for day in day_list:
-                    image = images[abs_day(day)]
-                    await self._rebuild(
-                        keys=[k.bitmap(lot_id, day), k.booked_counters(lot_id, day), k.scratch(lot_id)],
-                        args=[image.bitmap, image.counters, day_expire_at(day, self.day_key_margin)],
-                        client=pipe,
-                    )
-                return await pipe.execute()  # type: ignore[no-any-return]
-
-        try:
-            replies = await write()
-        except NoScriptError:
-            # A cluster's pipeline sends EVALSHA without loading the script first (a single Redis' pipeline
-            # loads it): the node that serves this lot (a fresh one, or a promoted replica) had not seen it.
-            # Load it on every master and write again; the rebuild sets exact images, so repeating it is safe.
-            await self.redis.script_load(self._rebuild.script)
-            replies = await write()
-        stats = RepairStats()
-        for bits_set, bits_cleared in replies[len(replies) - len(day_list):]:
-            stats += RepairStats(int(bits_set), int(bits_cleared))
-        return stats
+        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
+        args.insert(1, len(day_list))
+        for day in day_list:
+            image = images[abs_day(day)]
+            keys += [k.bitmap(lot_id, day), k.booked_counters(lot_id, day)]
+            args += [image.bitmap, image.counters, day_expire_at(day, self.day_key_margin)]
+        bits_set, bits_cleared = await self._rebuild_lot(keys=keys, args=args)
+        return RepairStats(int(bits_set), int(bits_cleared))
 
     # -- observability --------------------------------------------------------------------
 

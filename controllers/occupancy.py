@@ -84,6 +84,7 @@ class OccupancyCounters:
         self.prefix = prefix
         self.engine = engine
         self._apply = redis.register_script(_script("occupancy_apply.lua"))
+        self._replace = redis.register_script(_script("occupancy_replace.lua"))
         self.dirty: set[uuid.UUID] = set()  # lots whose deltas were lost while Redis was away
         #: told which lot's counters changed (the operators' live stream: controllers.live)
         self.on_change: Callable[[uuid.UUID], None] | None = None
@@ -127,10 +128,7 @@ class OccupancyCounters:
                             f"{stem}|u": g.unknown,
                             f"{stem}|t": int(g.as_of.timestamp() * 1000) if g.as_of else 0})
         key = occupancy_key(self.prefix, lot_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
-            await pipe.execute()
+        await self._replace(keys=[key], args=[part for item in mapping.items() for part in item])
         self.dirty.discard(lot_id)
         return groups
 

@@ -11,7 +11,14 @@ from fastapi import Request
 from api.routers.search_query import SearchParams
 from core.errors import ValidationFailed
 from geo.search import SearchItem, SearchPage
-from geo.walk import DEFAULT_MAX_WALK_M, NO_NETWORK, WALK_SPEED_M_PER_MIN, destination_and_walks, walking_times
+from geo.walk import (
+    DEFAULT_MAX_WALK_M,
+    NO_NETWORK,
+    WALK_SPEED_M_PER_MIN,
+    WalkTimes,
+    destination_and_walks,
+    walking_times,
+)
 
 WALK_PAGE = 40  # a walking search ranks up to this many lots nearest in a straight line within the maximum walk
 
@@ -37,14 +44,14 @@ async def walk_search(request: Request, plain: PlainSearch, params: SearchParams
     candidates = params.model_copy(update={"lat": lat, "lng": lng, "radius_m": radius, "bbox": None, "cursor": None,
                                            "limit": WALK_PAGE, "sort": "distance", "destination_id": None})
     page = await plain(request, candidates)
-    times = None
+    times = WalkTimes({}, {})
     if page.items:
         async with pool.acquire() as pg:
             times = await walking_times(pg, lat=lat, lng=lng, lot_ids=[i.lot_id for i in page.items],
                                         max_walk_m=max_walk, destination_id=destination.id if destination else None,
                                         remembered_walks=remembered)
     kept: list[SearchItem] = []
-    for item in page.items if times else ():
+    for item in page.items:
         walk = times.walks.get(item.lot_id)
         reason = None if walk else (times.network_reason or times.reasons.get(item.lot_id))
         if walk is None and reason != NO_NETWORK:
@@ -52,7 +59,7 @@ async def walk_search(request: Request, plain: PlainSearch, params: SearchParams
         kept.append(item._replace(walk=walk, walk_reason=reason))
     # lots with a walk first, shortest first; then (no network for them) by straight-line distance
     kept.sort(key=lambda i: (i.walk is None, i.walk.meters if i.walk else i.distance_m))
-    network_reason = times.network_reason if times else None
+    network_reason = times.network_reason
     summary = {"speed_m_per_min": WALK_SPEED_M_PER_MIN, "max_walk_m": max_walk, "network": network_reason is None,
                "note": network_reason or "ordered by walking time along the pedestrian network",
                "destination": destination.as_dict() if destination else None}

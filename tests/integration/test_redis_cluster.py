@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
+from redis.asyncio import cluster as redis_cluster
 from redis.exceptions import RedisClusterException, ResponseError
 from sqlalchemy import text
 
 from booking.reconcile import reconcile
 from booking.wiring import booking_deps, slot_store
+from controllers.occupancy import counters_for
 from core.clock import ManualClock
 from core.context import AppContext, build_context
 from core.keys import Keys
@@ -72,8 +74,9 @@ async def test_a_lots_keys_share_one_slot_and_a_script_across_lots_is_refused(cc
     # negative control: the same script with keys of two lots (two hash tags) is refused by the cluster
     store = slot_store(cctx)
     with pytest.raises((RedisClusterException, ResponseError)):
-        await store._rebuild(keys=[keys.bitmap(lot, day), keys.booked_counters(other, day), keys.scratch(lot)],
-                             args=[b"", b"", 0])
+        await store._rebuild_lot(keys=[keys.meta(lot), keys.spot_types(lot), keys.scratch(lot),
+                                       keys.bitmap(lot, day), keys.booked_counters(other, day)],
+                                 args=[0, 1, b"", 0, b"", b"", 0])
 
 
 async def test_rebuild_from_postgres_then_redis_decides_on_the_cluster(cctx: AppContext, clock: ManualClock) -> None:
@@ -159,3 +162,26 @@ async def test_the_live_stream_works_on_the_cluster(cctx: AppContext) -> None:
         assert await take(lot, 1, None) == ["ready"]
         await pub.publish(lot, "gate", {"n": 1})
         assert await asyncio.wait_for(take(lot, 2, first[lot]), 10) == ['{"n":1}', "ready"]
+
+
+async def test_rebuilds_never_park_the_event_loop_on_a_thread(cctx: AppContext, clock: ManualClock,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py's cluster transactions (MULTI/EXEC pipelines) run each queued command on a thread while the
+    event loop waits; a lot's rebuild and the occupancy counters' rebuild are one script each instead."""
+    def refuse(coro: object) -> None:
+        getattr(coro, "close", lambda: None)()
+        raise AssertionError("a cluster transaction ran a command on a thread")
+
+    monkeypatch.setattr(redis_cluster, "_run_coroutine_in_thread", refuse)
+    async with cctx.engine.begin() as conn:
+        lot = await insert_lot(conn, spots={"regular": 5})
+    report = await reconcile(engine=cctx.engine, slots=slot_store(cctx), now=clock.now(), lot_ids=[lot])
+    assert report.lots == 1
+    await counters_for(cctx).rebuild(lot_id=lot)
+    # negative control: a MULTI/EXEC pipeline on the cluster takes the thread
+    keys = Keys(cctx.settings.redis_prefix)
+    with pytest.raises(AssertionError, match="on a thread"):
+        async with cctx.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.meta(str(lot)))
+            pipe.set(keys.spot_types(str(lot)), b"")
+            await pipe.execute()
