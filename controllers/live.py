@@ -215,7 +215,7 @@ class LiveHub:
         key = self.keys.live_stream(str(lot_id))
         loop = asyncio.get_running_loop()
         last: Any = b"0-0"
-        while True:
+        while self.readers.get(lot_id) is reader:
             try:
                 newest: Any = await self.redis.xrevrange(key, count=1)
                 last = newest[0][0] if newest else b"0-0"
@@ -225,7 +225,9 @@ class LiveHub:
                 await asyncio.sleep(1)
         reader.ready.set()
         next_tick = loop.time()
-        while True:
+        # until the last viewer leaves (or the hub closes): a cancel that the cluster client swallows mid-XREAD
+        # ends the loop here instead of leaving a reader that nobody awaits to the end
+        while self.readers.get(lot_id) is reader:
             if loop.time() >= next_tick:  # viewers here: keep the lot watched, re-evaluate time-based alerts
                 await self.publisher.watch(lot_id, seconds=int(self.every * 3) + 1)
                 self.publisher.changed(lot_id)
