@@ -292,7 +292,7 @@ class _Driver:
             v = p["visit"]
             if v.channel == "reservation" and p["key"] not in self.booked:
                 return  # its booking was sold out
-            out = await gates.decide(deps=self.gate_deps, device_id=None, gate_id=lot.entry,
+            out = await gates.decide(deps=self.gate_deps, lot_id=lot.id, device_id=None, gate_id=lot.entry,
                                      event=self._event(plate=p["plate"], vehicle_type=v.spot_type), now=now)
             if out.decision.decision != gates.OPEN:
                 self.tally.turned_away += 1
@@ -304,7 +304,7 @@ class _Driver:
             if v.depart <= p["end"]:
                 p["schedule"]((v.depart, 3, "exit", {"lot": lot, "plate": p["plate"], "label": label}))
         elif kind == "exit":
-            await gates.decide(deps=self.gate_deps, device_id=None, gate_id=lot.exit,
+            await gates.decide(deps=self.gate_deps, lot_id=lot.id, device_id=None, gate_id=lot.exit,
                                event=self._event(plate=p["plate"], payment_token=PAYMENT_METHOD), now=now)
             if p.get("label"):
                 await self._sensor(lot, p["label"], "vacant")

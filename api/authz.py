@@ -45,8 +45,8 @@ LotDevice = Annotated[Device, Depends(lot_device)]
 
 async def gate_device(ctx: CtxDep, device: CurrentDevice, gate_id: Annotated[uuid.UUID, Path()]) -> Device:
     """The calling controller, if the path's gate is in the controller's lot (gates are cached: GATE_TTL)."""
-    gate = await find_gate(gate_deps(ctx), gate_id, ctx.clock.now())
-    if gate is None or gate.lot_id != device.lot_id:
+    gate = await find_gate(gate_deps(ctx), device.lot_id, gate_id, ctx.clock.now())
+    if gate is None:
         raise NotFound(f"gate {gate_id} not found")
     return device
 

@@ -149,11 +149,15 @@ class GateDeps:
         self.gates = ttl_cache(clock=self.clock, ttl=GATE_TTL)
 
 
-async def find_gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate | None:
-    """The gate and its lot's settings (read at most once per GATE_TTL per process), or None if unknown."""
+async def find_gate(deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, now: datetime) -> Gate | None:
+    """The lot's gate and the lot's settings (read at most once per GATE_TTL per process), or None if the lot
+    has no such gate. Always looked up within its lot (the caller knows it: the device's lot, the MQTT topic's),
+    so the statement stays on one shard when lots are distributed (docs/adr/0024)."""
     gate = deps.gates.get(gate_id)
+    if gate is not None and gate.lot_id != lot_id:
+        return None
     if gate is None:
-        row = await (await deps.pg()).fetchrow(q.GATE, gate_id)
+        row = await (await deps.pg()).fetchrow(q.GATE, lot_id, gate_id)
         if row is None:
             return None
         gate = Gate(gate_id, row["lot_id"], row["direction"], row["timezone"], row["lot_status"],
@@ -162,10 +166,10 @@ async def find_gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate |
     return gate
 
 
-async def _gate(deps: GateDeps, gate_id: uuid.UUID, now: datetime) -> Gate:
-    gate = await find_gate(deps, gate_id, now)
+async def _gate(deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, now: datetime) -> Gate:
+    gate = await find_gate(deps, lot_id, gate_id, now)
     if gate is None:
-        raise NotFound(f"gate {gate_id} not found")
+        raise NotFound(f"gate {gate_id} not found in lot {lot_id}")
     return gate
 
 
@@ -173,10 +177,11 @@ def _json(data: dict[str, Any]) -> str:
     return orjson.dumps(data).decode()
 
 
-async def decide(*, deps: GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID, event: GateEvent,
-                 now: datetime) -> GateOutcome:
-    """Decide (once) what the gate does for this event; a repeated event_id returns the first decision."""
-    gate = await _gate(deps, gate_id, now)
+async def decide(*, deps: GateDeps, lot_id: uuid.UUID, device_id: uuid.UUID | None, gate_id: uuid.UUID,
+                 event: GateEvent, now: datetime) -> GateOutcome:
+    """Decide (once) what the gate of `lot_id` does for this event; a repeated event_id returns the first
+    decision."""
+    gate = await _gate(deps, lot_id, gate_id, now)
     async with deps.slots:
         # Waits on a concurrent duplicate are bounded by the connection's statement_timeout (core.db).
         async with (await deps.pg()).acquire() as ledger, ledger.transaction():
@@ -585,7 +590,4 @@ async def decide_mqtt(*, deps: GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, 
     """A gate event that arrived over MQTT, validated by the HTTP route's model: decided exactly like HTTP. The
     broker let only this lot's devices (and the ingest consumer) publish on the lot's topics (docs/adr/0016)."""
     event = gate_event(body)
-    gate = await _gate(deps, gate_id, now)
-    if gate.lot_id != lot_id:
-        raise NotFound(f"gate {gate_id} is not in lot {lot_id}")
-    return await decide(deps=deps, device_id=None, gate_id=gate_id, event=event, now=now)
+    return await decide(deps=deps, lot_id=lot_id, device_id=None, gate_id=gate_id, event=event, now=now)

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 GATE = (
     "SELECT g.lot_id, g.direction, l.timezone, l.status AS lot_status, l.early_arrival_minutes,"
-    " l.walk_in_horizon_minutes FROM gates g JOIN lots l ON l.id = g.lot_id WHERE g.id = $1")
+    " l.walk_in_horizon_minutes FROM gates g JOIN lots l ON l.id = g.lot_id WHERE g.lot_id = $1 AND g.id = $2")
 
 # The exactly-once ledger: the first transaction to insert an event_id decides; a concurrent
 # duplicate waits on the primary key until that transaction ends, then reads its decision.

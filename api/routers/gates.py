@@ -40,8 +40,8 @@ class GateDecisionOut(BaseModel):
 async def gate_event(gate_id: uuid.UUID, body: GateEventIn, device: GateDevice, ctx: CtxDep,
                      now: NowDep) -> Response:
     event = gates.gate_event(body)
-    outcome = await gates.decide(deps=gates.gate_deps(ctx), device_id=device.device_id, gate_id=gate_id, event=event,
-                                 now=now)
+    outcome = await gates.decide(deps=gates.gate_deps(ctx), lot_id=device.lot_id, device_id=device.device_id,
+                                 gate_id=gate_id, event=event, now=now)
     # Written straight out: the decision is plain JSON already (response_model documents it, unvalidated).
     return Response(orjson.dumps(outcome.decision.as_json()), media_type="application/json",
                     headers={"X-Duplicate-Event": "true"} if outcome.duplicate else None)

@@ -45,11 +45,11 @@ async def test_concurrent_copies_of_one_event_decide_once(client: httpx.AsyncCli
     assert await scalar(ctx, "SELECT count(*) FROM reservations WHERE kind = 'walk_in'") == 1
 
 
-async def _decide_unguarded(*, deps: gates.GateDeps, device_id: uuid.UUID | None, gate_id: uuid.UUID,
-                            event: gates.GateEvent, now: datetime) -> gates.GateOutcome:
+async def _decide_unguarded(*, deps: gates.GateDeps, lot_id: uuid.UUID, device_id: uuid.UUID | None,
+                            gate_id: uuid.UUID, event: gates.GateEvent, now: datetime) -> gates.GateOutcome:
     """Check-then-act (the race the ledger prevents): the negative control's own decide, patched in by the test
     (the production code has no switch for it)."""
-    gate = await gates._gate(deps, gate_id, now)
+    gate = await gates._gate(deps, lot_id, gate_id, now)
     async with deps.slots:  # as decide: a decision holds a raw connection while its booking calls take others
         pool = await deps.pg()
         stored = await pool.fetchval(gq.LEDGER_DECISION, gate.lot_id, event.event_id)
@@ -65,9 +65,10 @@ async def _decide_unguarded(*, deps: gates.GateDeps, device_id: uuid.UUID | None
     return gates.GateOutcome(decision, duplicate=False)
 
 
-async def _race(ctx: AppContext, deps: gates.GateDeps, gate_id: uuid.UUID, device_id: uuid.UUID, now: datetime) -> int:
+async def _race(ctx: AppContext, deps: gates.GateDeps, lot_id: uuid.UUID, gate_id: uuid.UUID, device_id: uuid.UUID,
+                now: datetime) -> int:
     ev = gates.GateEvent(event_id="neg-control", sequence=1, occurred_at=now, plate="RACE2", plate_confidence=0.99)
-    await asyncio.gather(*(gates.decide(deps=deps, device_id=device_id, gate_id=gate_id, event=ev, now=now)
+    await asyncio.gather(*(gates.decide(deps=deps, lot_id=lot_id, device_id=device_id, gate_id=gate_id, event=ev, now=now)
                            for _ in range(6)), return_exceptions=True)
     return int(await scalar(ctx, "SELECT count(*) FROM parking_sessions"))
 
@@ -78,13 +79,13 @@ async def test_negative_control_without_the_ledger_guard_the_race_double_books(
     gl = await gate_lot(ctx, spots={"regular": 10})
     device_id = await scalar(ctx, "SELECT id FROM devices WHERE lot_id = :l", l=gl.lot_id)
     monkeypatch.setattr(gates, "decide", _decide_unguarded)
-    assert await _race(ctx, gates.gate_deps(ctx), gl.entry, device_id, ctx.clock.now()) > 1
+    assert await _race(ctx, gates.gate_deps(ctx), gl.lot_id, gl.entry, device_id, ctx.clock.now()) > 1
 
 
 async def test_guarded_domain_race_decides_once(ctx: AppContext) -> None:
     gl = await gate_lot(ctx, spots={"regular": 10})
     device_id = await scalar(ctx, "SELECT id FROM devices WHERE lot_id = :l", l=gl.lot_id)
-    assert await _race(ctx, gates.gate_deps(ctx), gl.entry, device_id, ctx.clock.now()) == 1
+    assert await _race(ctx, gates.gate_deps(ctx), gl.lot_id, gl.entry, device_id, ctx.clock.now()) == 1
 
 
 async def test_a_device_of_another_lot_is_refused(client: httpx.AsyncClient, ctx: AppContext) -> None:

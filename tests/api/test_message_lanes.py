@@ -181,14 +181,17 @@ async def test_gate_events_get_one_verdict_over_http_mqtt_and_the_edge(client: h
     topic = f"parkgrid/lots/{gl.lot_id}/gates/{gl.entry}/events"
     # the edge agent's lane: its own app in front of this cloud (the agent forwards what its model accepted)
     store = await EdgeStore.open(tmp_path / "edge.sqlite3")
-    agent = EdgeAgent(config=EdgeConfig(lot_id=str(gl.lot_id), device_key=gl.key, cloud_url="http://test"),
-                      store=store, clock=ctx.clock,
-                      http=httpx.AsyncClient(transport=client._transport, base_url="http://test", headers=gl.headers))
-    edge_app = create_edge_app(agent, run_background=False)
-    async with edge_app.router.lifespan_context(edge_app), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=edge_app), base_url="http://edge") as edge:
-        verdicts = await _gate_lanes(client, edge, ingestor, gl, topic, over_http, over_mqtt)
-    await store.close()
+    try:  # closed whatever happens: an open SQLite connection's thread would keep pytest from exiting
+        agent = EdgeAgent(config=EdgeConfig(lot_id=str(gl.lot_id), device_key=gl.key, cloud_url="http://test"),
+                          store=store, clock=ctx.clock,
+                          http=httpx.AsyncClient(transport=client._transport, base_url="http://test",
+                                                 headers=gl.headers))
+        edge_app = create_edge_app(agent, run_background=False)
+        async with edge_app.router.lifespan_context(edge_app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=edge_app), base_url="http://edge") as edge:
+            verdicts = await _gate_lanes(client, edge, ingestor, gl, topic, over_http, over_mqtt)
+    finally:
+        await store.close()
     assert min(verdicts.values()) > 15, verdicts  # both verdicts were exercised
 
 

@@ -40,7 +40,6 @@ KNOWN_GLOBAL_KEYS = {
     ("lots", "lots_external_ref_key"): "OSM ids are unique across lots: a reference table external_ref -> lot_id",
     ("devices", "devices_key_hash_key"): "a device key is looked up before its lot is known: reference key table",
     ("payments", "payments_intent_id_key"): "webhooks name the intent only: reference table intent_id -> lot_id",
-    ("gates", "gates_id_key"): "a gate event names only its gate: resolved to its lot from the device key first",
     ("reservations", "reservations_id_key"):
         "reservation ids are looked up alone (QR tokens, /reservations/{id}): a lot-prefixed public id routes them",
     ("chargers", "chargers_charge_point_id_key"):
@@ -125,7 +124,6 @@ HOT = {
 KNOWN_CROSS_LOT_SCANS = {
     ("hold write", "u"): "a driver's unpaid holds across lots: a per-driver counter (reference) under Citus",
     ("hold lot", "reservations"): "the same count, read when a hold was refused",
-    ("gate", "g"): "a gate event names only its gate: gate ids become lot-qualified device topics under Citus",
 }
 _DUMMY: dict[str, Any] = {
     "uuid": uuid.UUID(int=1), "text": "x", "varchar": "x", "bpchar": "x", "int4": 1, "int8": 1, "int2": 1, "bool": False,
