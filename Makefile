@@ -25,6 +25,7 @@ fuzz: setup       ## Schemathesis, longer than make test's run: every phase (sta
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck:
 	$(BIN)/mypy api core cli geo booking pricing controllers analytics

@@ -6,8 +6,8 @@ The past is cut in two (docs/adr/0018):
   parking sessions with COPY (cars still parked at the cut are written as active, and leave through the gate
   later);
 - the recent part (`domain_hours`, by default the last hour) is driven through the domain: holds, payment
-  confirmations, cancellations and no-shows (booking.service, booking.sweepers), gate entries and exits by plate
-  with walk-ins admitted by the gate (controllers.gates), bay sensor events at the sensor lots
+  confirmations, cancellations and no-shows (booking.holds, booking.transitions, booking.sweepers), gate
+  entries and exits by plate with walk-ins admitted by the gate (controllers.gates), bay sensor events at the sensor lots
   (controllers.sensors), walk-in extensions and overstays, each at its moment on a ManualClock.
 Then the occupancy history is computed from those rows (analytics.history). Same seed and end, same history.
 
@@ -31,8 +31,8 @@ from sqlalchemy import text
 
 from analytics import history
 from analytics.demand import LotDemand, Visit, city_visits
+from booking import holds, sweepers, transitions
 from booking import reconcile as rc
-from booking import service, sweepers
 from booking.runtime import slot_store
 from booking.wiring import booking_deps
 from controllers import gates
@@ -275,10 +275,10 @@ class _Driver:
         if kind == "book":
             v: Visit = p["visit"]
             try:
-                rid = await service.hold(deps=self.deps, user_id=None, lot_id=lot.id, vehicle_type=v.spot_type,
-                                         starts_at=v.starts_at, ends_at=v.ends_at, plate=p["plate"], now=now)  # type: ignore[arg-type]
-                await service.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=PAYMENT_METHOD,
-                                      now=now)
+                rid = await holds.hold(deps=self.deps, user_id=None, lot_id=lot.id, vehicle_type=v.spot_type,
+                                       starts_at=v.starts_at, ends_at=v.ends_at, plate=p["plate"], now=now)  # type: ignore[arg-type]
+                await transitions.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=PAYMENT_METHOD,
+                                          now=now)
             except Conflict:
                 self.tally.sold_out += 1
                 return
@@ -286,7 +286,7 @@ class _Driver:
         elif kind == "cancel":
             booked = self.booked.get(p["key"])
             if booked is not None:
-                await service.cancel(deps=self.deps, reservation_id=booked, user_id=None, now=now)
+                await transitions.cancel(deps=self.deps, reservation_id=booked, user_id=None, now=now)
                 self.tally.cancellations += 1
         elif kind == "enter":
             v = p["visit"]

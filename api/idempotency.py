@@ -30,7 +30,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from booking.service import KeyRecord
+from booking.holds import KeyRecord
 from core.context import AppContext
 from core.errors import KeyInProgress, ValidationFailed
 

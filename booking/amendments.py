@@ -1,6 +1,6 @@
 """Money on every window change: a reservation's price is always the price of its current window.
 
-booking.service.change_window moves the window (PostgreSQL's constraints decide) and re-prices it with the lot's
+booking.transitions.change_window moves the window (PostgreSQL's constraints decide) and re-prices it with the lot's
 rules; this module makes the money follow, in the same transaction, so a refused payment changes nothing:
 
 - held (nothing authorised yet): the intent's amount follows the new price.
@@ -12,8 +12,8 @@ rules; this module makes the money follow, in the same transaction, so a refused
   fees and releases the remainder of the authorisation.
 - already captured: 409 (a second intent for captured reservations is not built; see ADR 0021).
 
-The amount to capture is `capture_basis` (price + change fees, at most the authorisation): settlement and
-cancellation both use it.
+The amount to capture is booking.settlement's `capture_basis` (price + change fees, at most the authorisation):
+settlement, cancellation and this module all use it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking import queries as q
-from booking.service import BookingDeps, Priced, change_window
+from booking.deps import BookingDeps, Priced, create_intent
+from booking.settlement import capture_basis, change_fees
+from booking.transitions import change_window
 from core.errors import Conflict, PaymentFailed
 
 
@@ -53,16 +55,6 @@ class WindowChange:
                 "authorised_added": m(self.authorised_added), "released": m(self.released)}
 
 
-def capture_basis(*, authorised: int, price: int, fees: int) -> int:
-    """What a reservation's payment captures in full: its price plus change fees, never above the authorisation."""
-    return max(0, min(authorised, price + fees))
-
-
-async def change_fees(conn: AsyncConnection, reservation_id: uuid.UUID) -> int:
-    """Fees kept by earlier shortenings of a reservation."""
-    return int(await conn.scalar(q.CHANGE_FEES, {"id": reservation_id}) or 0)
-
-
 async def amend_window(*, deps: BookingDeps, reservation_id: uuid.UUID, user_id: uuid.UUID | None,
                        starts_at: datetime, ends_at: datetime, now: datetime) -> WindowChange:
     """Move a reservation's window and make its money follow (402 when more cannot be authorised)."""
@@ -87,10 +79,8 @@ async def _follow(deps: BookingDeps, conn: AsyncConnection, row: Any, priced: Pr
         if new > 0 and row.status != "held":
             raise Conflict("this reservation was booked without payment: its window cannot change to a priced one")
         if new > 0:  # a free hold that now costs something: its intent, as a priced hold gets one
-            from booking.service import _create_intent
-
-            intent = await _create_intent(deps, reservation_id=row.id, lot_id=row.lot_id, amount=new,
-                                          currency=currency)
+            intent = await create_intent(deps, reservation_id=row.id, lot_id=row.lot_id, amount=new,
+                                         currency=currency)
             await conn.execute(q.INSERT_PAYMENT, {"lot_id": row.lot_id, "reservation_id": row.id,
                                                   "provider": deps.payments.name, "intent_id": intent.intent_id,
                                                   "status": intent.status, "amount": new, "currency": currency})

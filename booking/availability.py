@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from booking import queries as q
+from booking.deps import BookingDeps
+from booking.repair import load_missing_lot, rebuild_if_dirty
 from booking.runtime import REDIS_DOWN
-from booking.service import BookingDeps, Window, load_missing_lot, rebuild_if_dirty
 from booking.slots import compatible_types
 from booking.slotstore import SlotStateMissing
 from core.errors import NotFound
+from core.vocabulary import Window
 
 
 @dataclass(frozen=True)

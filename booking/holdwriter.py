@@ -6,7 +6,7 @@ per-statement and per-commit work. Holds that reach their write while another ba
 for it and go together in the next one (HOLD_WRITE_MANY): no timer, so a lone hold is written at once.
 
 A batch only writes a hold under the single write's conditions and skips, rather than fails on, a hold that
-meets a conflict; the caller then writes the skipped hold alone (booking.service._write), which names the
+meets a conflict; the caller then writes the skipped hold alone (booking.holds._write), which names the
 reason or succeeds. The exclusion constraints stay the last word either way. Each batch is its own
 transaction: a hold is answered only after the batch that wrote it committed. Holds sent with an
 Idempotency-Key ride the same batches: the statement writes each one's key row with it (docs/adr/0015).

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking import queries as q
-from booking.service import BookingDeps
+from booking.deps import BookingDeps
 from core.errors import Conflict, NotFound, PaymentFailed, ValidationFailed
 from core.logging import get_logger
 from core.security import normalise_plate, plate_hash

@@ -105,7 +105,7 @@ HOLD_WRITE_MANY = (
     " FROM a JOIN ok ON ok.id = a.id WHERE ok.key_scope IS NOT NULL)"
     " SELECT * FROM a")
 
-# What a hold needs of its lot (remembered per process: booking.service.LotInfo) with the row versions its
+# What a hold needs of its lot (remembered per process: booking.lotinfo.LotInfo) with the row versions its
 # write checks, and, when a HOLD_WRITE wrote nothing, why: the lot and (for a driver's hold, $2 not NULL)
 # their unpaid holds.
 HOLD_LOT = (

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import text
@@ -20,9 +19,7 @@ from booking.slotbuild import Occupancy
 from booking.slots import SLOT_SECONDS, SpotInfo, abs_slot_floor
 from booking.slotstore import RepairStats, SlotStore
 from core.logging import get_logger
-
-if TYPE_CHECKING:
-    from booking.service import Window
+from core.vocabulary import Window
 
 log = get_logger("parkgrid.reconcile")
 DEFAULT_HORIZON_DAYS = 31

@@ -6,7 +6,7 @@ Policies (snapshotted in the reservation's quote by pricing.service when it was 
 - no-show: the fee (at most the authorisation) is captured and the rest released; if the payment was
   already captured (at_start), everything above the fee is refunded.
 - hold expired, or cancelled before capture with nothing to keep: the intent is cancelled.
-- cancellation refunds are booking.service.cancel with pricing.service.cancellation_refund_policy.
+- cancellation refunds are booking.transitions.cancel with pricing.service.cancellation_refund_policy.
 
 Money moves at most once per intent and kind: every provider call carries an idempotency key derived from
 the reservation id, and every database write is a conditional UPDATE that only moves an amount away from 0
@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from booking import queries as q
+from booking.deps import BookingDeps
 from booking.payments import IntentResult
-from booking.service import BookingDeps
 from core.errors import Conflict
 from core.logging import get_logger
 
@@ -41,6 +41,16 @@ class PaymentEventDeferred(Conflict):
 class Action:
     kind: str  # "capture" | "cancel" | "refund"
     amount: int = 0
+
+
+def capture_basis(*, authorised: int, price: int, fees: int) -> int:
+    """What a reservation's payment captures in full: its price plus change fees, never above the authorisation."""
+    return max(0, min(authorised, price + fees))
+
+
+async def change_fees(conn: AsyncConnection, reservation_id: uuid.UUID) -> int:
+    """Fees kept by earlier shortenings of a reservation (booking.amendments)."""
+    return int(await conn.scalar(q.CHANGE_FEES, {"id": reservation_id}) or 0)
 
 
 def settlement_action(p: Any, *, now: datetime, cancel_keep: int = 0) -> Action | None:

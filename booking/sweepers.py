@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from booking import queries as q
-from booking.service import BookingDeps, release_slots
+from booking.deps import BookingDeps
+from booking.repair import release_slots
 from booking.settlement import settle_due_payments, settle_quietly
 from core.logging import get_logger
 

@@ -7,10 +7,12 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from booking.deps import BookingDeps, Priced, Pricer
 from booking.holdwriter import HoldWriter
+from booking.lotinfo import LotInfo, LotInfos
 from booking.runtime import breaker, payment_provider, slot_store
-from booking.service import BookingDeps, LotInfo, LotInfos, Priced, Pricer, Window
 from core.context import AppContext
+from core.vocabulary import Window
 from pricing.service import READ_CARD, StoredCard, cancellation_refund_policy, quote_service
 
 

@@ -34,9 +34,9 @@ import orjson
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from booking import service
+from booking import repair
 from booking.access import verify_qr_token
-from booking.service import BookingDeps
+from booking.deps import BookingDeps
 from booking.settlement import settle_quietly
 from booking.wiring import booking_deps
 from controllers import charging, walkins
@@ -338,7 +338,7 @@ async def _enter_reservation(run: _Run, res: asyncpg.Record | None) -> tuple[Dec
         if run.event.decided_locally:
             return await _enter_walk_in(run)
         return Decision(DENY, None, None, None, "No valid reservation for this time"), "decision_only"
-    # booking.service.check_in's transition, committed with the session (a concurrent event for the same car
+    # booking.transitions.check_in's transition, committed with the session (a concurrent event for the same car
     # may have checked it in first); the money follows the commit, as it follows check_in's.
     if res["status"] == "confirmed" and await run.conn.fetchval(q.CHECK_IN, res["id"], run.at) is not None:
         run.after_commit.append(partial(settle_quietly, deps=run.deps.booking, reservation_id=res["id"], now=run.at))
@@ -525,11 +525,11 @@ async def _complete(run: _Run, session: asyncpg.Record, *, fee: Money, paid: int
 
 async def _free_booking(deps: BookingDeps, lot_id: uuid.UUID, kind: str, booking: asyncpg.Record,
                         at: datetime) -> None:
-    """After the commit that completed a booking at `at`: what booking.service.check_out does after its own
+    """After the commit that completed a booking at `at`: what booking.transitions.check_out does after its own
     (free the rest of its slots, settle its money); a walk-in also frees any extension's slots, and has no money
     to settle (its hold is free, its fee is the session's)."""
     if at < booking["ends_at"]:
-        await service.release_slots(deps, lot_id, booking["id"], from_=at)
+        await repair.release_slots(deps, lot_id, booking["id"], from_=at)
     if kind == "walk_in":
         await walkins.free_extension(deps=deps, lot_id=lot_id, spot_idx=booking["spot_idx"],
                                      slot_end=booking["slot_end"], now=at)

@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from booking import service
+from booking import holds, repair
+from booking.deps import BookingDeps, free_pricer
 from booking.runtime import REDIS_DOWN
-from booking.service import BookingDeps, Window, free_pricer
 from booking.slots import widen
 from controllers import queries_gates as q
 from core.errors import PlateConflict
 from core.logging import get_logger
+from core.vocabulary import Window
 
 log = get_logger("parkgrid.walkins")
 
@@ -39,9 +40,9 @@ async def admit_walk_in(*, deps: BookingDeps, lot_id: uuid.UUID, plate: str | No
     args = {"deps": walk_deps, "user_id": None, "lot_id": lot_id, "vehicle_type": vehicle_type, "starts_at": now,
             "ends_at": now + horizon, "now": now, "idempotency_key": event_key, "kind": "walk_in", "status": "active"}
     try:
-        rid = await service.hold(plate=plate, **args)  # type: ignore[arg-type]
+        rid = await holds.hold(plate=plate, **args)  # type: ignore[arg-type]
     except PlateConflict:
-        rid = await service.hold(plate=None, **args)  # type: ignore[arg-type]
+        rid = await holds.hold(plate=None, **args)  # type: ignore[arg-type]
     await _keep_release_handle(deps, lot_id, rid, now + horizon)
     return rid
 
@@ -57,7 +58,7 @@ async def _keep_release_handle(deps: BookingDeps, lot_id: uuid.UUID, rid: uuid.U
 async def _repair(deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, start: datetime, end: datetime) -> None:
     """Make one spot's bits exact from PostgreSQL (or mark the lot for a rebuild when Redis is away)."""
     s, e = widen(start, end, max_span=timedelta(days=400))
-    await service.repair_spot_or_mark(deps, lot_id, spot_idx, Window(s, e, s, e))
+    await repair.repair_spot_or_mark(deps, lot_id, spot_idx, Window(s, e, s, e))
 
 
 async def free_extension(*, deps: BookingDeps, lot_id: uuid.UUID, spot_idx: int, slot_end: datetime,

@@ -4,7 +4,7 @@
     python -m loadtests.bench_cluster --duration 20
 
 One process, its own database (parkgrid_bench_cluster: 20 lots x 100 spots), the booking domain called
-directly (service.hold through booking_deps, as the API's hold route does), so the two phases differ only in
+directly (holds.hold through booking_deps, as the API's hold route does), so the two phases differ only in
 the Redis behind them: a private single redis-server, and 3 masters + 3 replicas (tests/redis_cluster.py).
 The phases alternate (single, cluster, single, cluster...) so the shared machine's drift falls on both; each
 starts from empty lots (reservations deleted and vacuumed, the Redis behind it flushed).
@@ -27,7 +27,7 @@ import psycopg
 import redis as sync_redis
 from sqlalchemy import text
 
-from booking import service
+from booking import holds
 from booking.reconcile import reconcile
 from booking.wiring import booking_deps, slot_store
 from core.clock import ManualClock
@@ -88,9 +88,9 @@ async def holds_phase(ctx: AppContext, lots: list[uuid.UUID], *, seconds: float,
         while time.perf_counter() < stop_at:
             start = now + timedelta(days=rng.randint(1, 25), minutes=15 * rng.randint(0, 90))
             try:
-                await service.hold(deps=deps, user_id=None, lot_id=rng.choice(lots), vehicle_type="regular",
-                                   starts_at=start, ends_at=start + timedelta(hours=rng.randint(1, 4)),
-                                   plate=f"B{n}X{rng.randrange(10**7)}", now=now)
+                await holds.hold(deps=deps, user_id=None, lot_id=rng.choice(lots), vehicle_type="regular",
+                                 starts_at=start, ends_at=start + timedelta(hours=rng.randint(1, 4)),
+                                 plate=f"B{n}X{rng.randrange(10**7)}", now=now)
             except (SoldOut, PlateConflict):
                 pass
             except Exception as exc:  # counted and printed, the phase goes on

@@ -108,7 +108,7 @@ def _fresh_database(name: str = DBNAME) -> str:
 
 
 async def _seed(url: str, prefix: str, lots: int, spots: int, reserved: int, passes: int) -> list[LotInfo]:
-    from booking import service
+    from booking import holds
     from booking.wiring import booking_deps
     from core.accounts import create_device, ensure_organisation
     from core.context import build_context
@@ -142,8 +142,8 @@ async def _seed(url: str, prefix: str, lots: int, spots: int, reserved: int, pas
             deps = booking_deps(ctx)
             res_plates = [f"R{i:02d}X{j:04d}" for j in range(reserved)]
             for p in res_plates:
-                await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=now,
-                                   ends_at=now + timedelta(hours=3), plate=p, now=now, status="confirmed")
+                await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=now,
+                                 ends_at=now + timedelta(hours=3), plate=p, now=now, status="confirmed")
             out.append(LotInfo(lot, gates["entry"], gates["exit"], key, res_plates, pass_plates))
     finally:
         await ctx.aclose()

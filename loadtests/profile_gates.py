@@ -32,7 +32,7 @@ import psycopg
 import redis
 from asyncpg import prepared_stmt
 
-from booking import service
+from booking import holds, transitions
 from controllers import gates
 from loadtests.bench_gates import _fresh_database, _seed, plan_events
 from loadtests.common import asgi_call
@@ -132,9 +132,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
     meter.count(asyncpg.Connection, "_do_execute")
     meter.count(prepared_stmt.PreparedStatement, "_PreparedStatement__bind_execute")
     meter.time(gates, "decide", "decide")
-    meter.time(service, "hold", "hold")
-    meter.time(service, "check_in", "check-in/out")
-    meter.time(service, "check_out", "check-in/out")
+    meter.time(holds, "hold", "hold")
+    meter.time(transitions, "check_in", "check-in/out")
+    meter.time(transitions, "check_out", "check-in/out")
 
     tallies: dict[str, Tally] = defaultdict(Tally)
     profiler = cProfile.Profile(time.process_time)  # CPU, not wall time: the machine is shared

@@ -440,7 +440,7 @@ def booked_occupancy(conn: AsyncConnection) -> OccupancyFn:
 # --- the policy a reservation was sold under --------------------------------------------------------------------
 
 async def cancellation_refund_policy(conn: AsyncConnection, row: Any, paid: int, now: datetime) -> int:
-    """booking.service.RefundPolicy: pricing.engine's cancellation refund under the reservation's snapshot policy.
+    """booking.deps.RefundPolicy: pricing.engine's cancellation refund under the reservation's snapshot policy.
 
     A reservation priced without a card (no snapshot) is refunded in full.
     """

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from booking.service import Priced, Window
+from booking.deps import Priced
 from core.money import Money
+from core.vocabulary import Window
 
 OVERLAPS = text(
     "SELECT count(*) FROM reservations a JOIN reservations b ON a.lot_id = b.lot_id AND a.spot_id = b.spot_id"

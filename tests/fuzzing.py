@@ -74,10 +74,10 @@ async def build_fuzz_world(settings: Settings, clock: ManualClock) -> FuzzWorld:
                                             " LIMIT 1"), {"l": lot})).one()
             gate = (await conn.execute(text("SELECT id FROM gates WHERE lot_id = :l ORDER BY direction LIMIT 1"),
                                        {"l": lot})).scalar_one()
-        from booking import service
+        from booking import holds
         from booking.wiring import booking_deps
 
-        held = await service.hold_reservation(
+        held = await holds.hold_reservation(
             deps=booking_deps(ctx), user_id=driver.id, lot_id=lot, vehicle_type="regular",
             starts_at=now + timedelta(hours=2), ends_at=now + timedelta(hours=4), plate="FUZZ1", now=now)
         from booking.pass_subscriptions import buy_pass

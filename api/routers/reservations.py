@@ -15,7 +15,7 @@ from api.deps import ConnDep, CtxDep, CurrentUser, SignedInDep
 from api.idempotency import run_idempotent, run_keyed_hold
 from api.schemas.common import Rfc3339, StrictBody, WireUuid, decode_cursor, encode_cursor, money, parse_cursor_time
 from api.schemas.reservations import CancelledOut, ChangedOut, ReservationOut, ReservationPage
-from booking import service
+from booking import holds, transitions
 from booking.access import qr_token
 from booking.amendments import amend_window
 from booking.lifecycle import STATUSES
@@ -97,7 +97,7 @@ def reservation_json(row: Any, *, secret: bytes, owner: bool = True) -> dict[str
 async def _current(ctx: AppContext, reservation_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
     """The reservation as it is after a write, in its wire form."""
     async with ctx.engine.connect() as conn:
-        row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user_id)
+        row = await transitions.get_reservation(conn, reservation_id=reservation_id, user_id=user_id)
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
@@ -132,8 +132,8 @@ async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: I
     deps = booking_deps(ctx)
     secret, provider = ctx.settings.secret_bytes, deps.payments.name
 
-    async def handler(key_record: service.KeyRecord | None) -> tuple[int, dict[str, Any]]:
-        held = await service.hold_reservation(
+    async def handler(key_record: holds.KeyRecord | None) -> tuple[int, dict[str, Any]]:
+        held = await holds.hold_reservation(
             deps=deps, user_id=user.user_id, lot_id=body.lot_id, vehicle_type=body.vehicle_type,
             starts_at=body.starts_at, ends_at=body.ends_at, plate=body.plate, now=now,
             quote_token=body.quote_token, idempotency_key=idempotency_key, discount_code=body.discount_code,
@@ -151,7 +151,7 @@ async def create_reservation(body: HoldIn, call: SignedInDep, idempotency_key: I
 @router.get("/reservations/{reservation_id}", summary="A reservation of the caller", response_model=None,
             responses={200: {"model": ReservationOut}})
 async def read_reservation(reservation_id: uuid.UUID, conn: ConnDep, ctx: CtxDep, user: CurrentUser) -> dict[str, Any]:
-    row = await service.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
+    row = await transitions.get_reservation(conn, reservation_id=reservation_id, user_id=user.user_id)
     return reservation_json(row, secret=ctx.settings.secret_bytes)
 
 
@@ -166,8 +166,8 @@ async def confirm_reservation(reservation_id: uuid.UUID, body: ConfirmIn, call: 
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        await service.confirm(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
-                              payment_token=body.payment_token, now=now)
+        await transitions.confirm(deps=deps, reservation_id=reservation_id, user_id=user.user_id,
+                                  payment_token=body.payment_token, now=now)
         return 200, await _current(ctx, reservation_id, user.user_id)
 
     async def recover() -> tuple[int, dict[str, Any]]:
@@ -192,7 +192,7 @@ async def cancel_reservation(reservation_id: uuid.UUID, call: SignedInDep,
     deps = booking_deps(ctx)
 
     async def handler() -> tuple[int, dict[str, Any]]:
-        refund = await service.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now)
+        refund = await transitions.cancel(deps=deps, reservation_id=reservation_id, user_id=user.user_id, now=now)
         out = await _current(ctx, reservation_id, user.user_id)
         out["refund"] = refund.as_json()
         return 200, out
@@ -238,7 +238,7 @@ async def my_reservations(conn: ConnDep, ctx: CtxDep, user: CurrentUser,
             from core.errors import ValidationFailed
 
             raise ValidationFailed("malformed cursor", loc=("query", "cursor")) from None
-    rows = await service.list_reservations(conn, user_id=user.user_id, status=status, limit=limit + 1, after=after)
+    rows = await transitions.list_reservations(conn, user_id=user.user_id, status=status, limit=limit + 1, after=after)
     items = [reservation_json(r, secret=ctx.settings.secret_bytes) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:

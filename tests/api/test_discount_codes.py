@@ -45,7 +45,7 @@ async def _race_for_last_use(ctx: AppContext, clock: ManualClock, *, guarded: bo
     import asyncio
     from dataclasses import replace
 
-    from booking import service
+    from booking import holds
     from booking.wiring import booking_deps
     from core.errors import ValidationFailed
 
@@ -57,9 +57,9 @@ async def _race_for_last_use(ctx: AppContext, clock: ManualClock, *, guarded: bo
 
     async def attempt(i: int) -> bool:
         try:
-            await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                               ends_at=start + timedelta(hours=1), plate=f"RACE{i}", now=clock.now(),
-                               discount_code="LAST1")
+            await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                             ends_at=start + timedelta(hours=1), plate=f"RACE{i}", now=clock.now(),
+                             discount_code="LAST1")
             return True
         except ValidationFailed:
             return False

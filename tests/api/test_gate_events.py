@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import text
 
-from booking import service
+from booking import holds, transitions
 from booking.wiring import booking_deps
 from controllers.gates import GATE_TTL
 from core.clock import ManualClock
@@ -291,17 +291,17 @@ async def test_a_closed_lot_takes_no_walk_in_even_while_the_gate_cache_says_open
 async def _paid_reservation(ctx: AppContext, gl: GateLot, plate: str) -> uuid.UUID:
     deps = booking_deps(ctx)
     now = ctx.clock.now()
-    rid = await service.hold(deps=deps, user_id=None, lot_id=gl.lot_id, vehicle_type="regular", starts_at=now,
-                             ends_at=now + timedelta(hours=3), plate=plate, now=now)
-    await service.create_payment_intent(deps=deps, reservation_id=rid)
-    await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=now)
+    rid = await holds.hold(deps=deps, user_id=None, lot_id=gl.lot_id, vehicle_type="regular", starts_at=now,
+                           ends_at=now + timedelta(hours=3), plate=plate, now=now)
+    await transitions.create_payment_intent(deps=deps, reservation_id=rid)
+    await transitions.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=now)
     return rid
 
 
 async def test_the_money_of_a_paid_reservation_follows_its_gate_entry_and_exit(
         client: httpx.AsyncClient, ctx: AppContext, clock: ManualClock) -> None:
     """Check-in and check-out commit with the gate's ledger; settlement follows each commit as it follows
-    booking.service.check_in/check_out: at_exit captures at the exit, at_start at the entry."""
+    booking.transitions.check_in/check_out: at_exit captures at the exit, at_start at the entry."""
     provider = StrictProvider()
     ctx.extras["payment_provider"] = provider
     exit_lot, start_lot = await gate_lot(ctx), await gate_lot(ctx)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from booking import service
+from booking import holds
 from booking.access import qr_token
 from booking.wiring import booking_deps
 from core.context import AppContext
@@ -66,9 +66,9 @@ async def post_event(client: httpx.AsyncClient, gl: GateLot, gate: uuid.UUID, bo
 async def confirmed_reservation(ctx: AppContext, gl: GateLot, *, plate: str, starts_in: timedelta = timedelta(0),
                                 hours: float = 2) -> uuid.UUID:
     now = ctx.clock.now()
-    return await service.hold(deps=booking_deps(ctx), user_id=None, lot_id=gl.lot_id, vehicle_type="regular",
-                              starts_at=now + starts_in, ends_at=now + starts_in + timedelta(hours=hours), plate=plate,
-                              now=now, status="confirmed")
+    return await holds.hold(deps=booking_deps(ctx), user_id=None, lot_id=gl.lot_id, vehicle_type="regular",
+                            starts_at=now + starts_in, ends_at=now + starts_in + timedelta(hours=hours), plate=plate,
+                            now=now, status="confirmed")
 
 
 async def reservation_token(ctx: AppContext, reservation_id: uuid.UUID) -> str:

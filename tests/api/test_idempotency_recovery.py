@@ -23,7 +23,7 @@ from sqlalchemy import text
 import api.idempotency as idem
 from api.app import create_app
 from api.routers import reservations as routes
-from booking import service
+from booking import holds, transitions
 from booking.holdwriter import HoldWriter
 from booking.sweepers import expire_idempotency_keys
 from booking.wiring import booking_deps
@@ -113,8 +113,8 @@ STEPS = {
     # the hold and its key are committed, nothing answered
     "after-the-insert": lambda i, mp: mp.setattr(HoldWriter, "write", stop_after(i, HoldWriter.write)),
     # the hold is done (written, Redis and payment bookkeeping over), its answer not built yet
-    "before-the-response": lambda i, mp: mp.setattr(service, "hold_reservation",
-                                                    stop_after(i, service.hold_reservation)),
+    "before-the-response": lambda i, mp: mp.setattr(holds, "hold_reservation",
+                                                    stop_after(i, holds.hold_reservation)),
 }
 
 
@@ -225,9 +225,9 @@ async def _confirm_setup(http: httpx.AsyncClient, ctx: AppContext, users: UserFa
 
 CONFIRM_STEPS = {
     # the key is claimed ('started'), the payment not authorised yet
-    "after-the-key-is-recorded": lambda i, mp: mp.setattr(service, "confirm", stop_before(i, service.confirm)),
+    "after-the-key-is-recorded": lambda i, mp: mp.setattr(transitions, "confirm", stop_before(i, transitions.confirm)),
     # confirmed and committed, the answer not stored
-    "after-the-effect": lambda i, mp: mp.setattr(service, "confirm", stop_after(i, service.confirm)),
+    "after-the-effect": lambda i, mp: mp.setattr(transitions, "confirm", stop_after(i, transitions.confirm)),
 }
 
 

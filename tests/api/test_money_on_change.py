@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from booking import service
+from booking import transitions
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
@@ -52,8 +52,8 @@ def _usd(amount: int) -> dict[str, Any]:
 async def _finish(ctx: AppContext, reservation_id: str, clock: ManualClock, *, after_h: float) -> None:
     deps = booking_deps(ctx)
     clock.advance(timedelta(hours=after_h))
-    await service.check_in(deps=deps, reservation_id=reservation_id, now=clock.now())  # type: ignore[arg-type]
-    await service.check_out(deps=deps, reservation_id=reservation_id, now=clock.now())  # type: ignore[arg-type]
+    await transitions.check_in(deps=deps, reservation_id=reservation_id, now=clock.now())  # type: ignore[arg-type]
+    await transitions.check_out(deps=deps, reservation_id=reservation_id, now=clock.now())  # type: ignore[arg-type]
 
 
 async def test_extending_a_confirmed_reservation_authorises_and_captures_the_difference(

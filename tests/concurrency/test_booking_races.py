@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from booking import service
+from booking import holds
+from booking.deps import BookingDeps
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext, build_context
@@ -18,10 +19,10 @@ from tests.conftest import make_settings
 from tests.factories import insert_lot
 
 
-async def _attempt(deps: service.BookingDeps, lot: uuid.UUID, start, end, now, plate: str) -> bool:  # type: ignore[no-untyped-def]
+async def _attempt(deps: BookingDeps, lot: uuid.UUID, start, end, now, plate: str) -> bool:  # type: ignore[no-untyped-def]
     try:
-        await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                           ends_at=end, plate=plate, now=now)
+        await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                         ends_at=end, plate=plate, now=now)
         return True
     except (SoldOut, PlateConflict):
         return False
@@ -70,7 +71,7 @@ async def test_negative_control_without_lock_and_constraint_double_books(private
         await ctx.aclose()
 
 
-async def _random_windows(deps: service.BookingDeps, lot: uuid.UUID, clock: ManualClock, n: int) -> int:
+async def _random_windows(deps: BookingDeps, lot: uuid.UUID, clock: ManualClock, n: int) -> int:
     rng = random.Random(1234)
     day = (clock.now() + timedelta(days=1)).replace(hour=0, minute=0)
 

@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from booking import service
-from booking.service import Priced, Window
+from booking import holds, transitions
+from booking.deps import Priced
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
 from core.errors import Conflict, PlateConflict, SoldOut, TooManyRequests
 from core.money import Money
+from core.vocabulary import Window
 from tests.factories import UserFactory, insert_lot
 from tests.payment_fakes import StrictProvider
 
@@ -64,17 +65,17 @@ async def test_priced_hold_writes_reservation_and_payment_and_answers_the_stored
     driver = await users.create()
     deps = booking_deps(ctx, pricer=_pricer(), use_redis=use_redis)
     start = clock.now() + timedelta(hours=1)
-    held = await service.hold_reservation(deps=deps, user_id=driver.id, lot_id=lot, vehicle_type="regular",
-                                          starts_at=start, ends_at=start + timedelta(hours=2), plate="W1",
-                                          now=clock.now())
+    held = await holds.hold_reservation(deps=deps, user_id=driver.id, lot_id=lot, vehicle_type="regular",
+                                        starts_at=start, ends_at=start + timedelta(hours=2), plate="W1",
+                                        now=clock.now())
     async with ctx.engine.connect() as conn:
-        stored = await service.get_reservation(conn, reservation_id=held.id, user_id=driver.id)
+        stored = await transitions.get_reservation(conn, reservation_id=held.id, user_id=driver.id)
     assert dict(vars(held.row)) == dict(stored._mapping)
     assert held.row.intent_id is not None and held.row.payment_status == "requires_payment_method"
     assert held.client_secret == f"{held.row.intent_id}_secret"
     assert await _rows(ctx) == (1, 1)
     # the intent is the reservation's: asking for it again creates nothing new
-    assert await service.create_payment_intent(deps=deps, reservation_id=held.id) == held.client_secret
+    assert await transitions.create_payment_intent(deps=deps, reservation_id=held.id) == held.client_secret
     assert len(provider.intents) == 1 and await _rows(ctx) == (1, 1)
 
 
@@ -83,9 +84,9 @@ async def test_free_hold_has_no_intent_and_no_payment(ctx: AppContext, clock: Ma
     async with ctx.engine.begin() as conn:
         lot = await insert_lot(conn, spots={"regular": 1})
     start = clock.now() + timedelta(hours=1)
-    held = await service.hold_reservation(deps=booking_deps(ctx), user_id=None, lot_id=lot, vehicle_type="regular",
-                                          starts_at=start, ends_at=start + timedelta(hours=1), plate="F1",
-                                          now=clock.now())
+    held = await holds.hold_reservation(deps=booking_deps(ctx), user_id=None, lot_id=lot, vehicle_type="regular",
+                                        starts_at=start, ends_at=start + timedelta(hours=1), plate="F1",
+                                        now=clock.now())
     assert held.client_secret is None and held.row.intent_id is None
     assert provider.intents == {} and await _rows(ctx) == (1, 0)
 
@@ -105,11 +106,11 @@ async def test_lot_closed_after_the_read_refuses_the_write_voids_the_intent_and_
             "ends_at": start + timedelta(hours=2), "now": clock.now()}
     closing = booking_deps(ctx, pricer=_pricer(lambda: set_status("closed")), use_redis=use_redis)
     with pytest.raises(Conflict, match="closed"):
-        await service.hold(deps=closing, plate="C1", **args)
+        await holds.hold(deps=closing, plate="C1", **args)
     assert _voided(provider) == ["canceled"] and await _rows(ctx) == (0, 0)
 
     await set_status("open")  # the lot's only spot was given back: Redis (or PostgreSQL) grants it again
-    await service.hold(deps=booking_deps(ctx, pricer=_pricer(), use_redis=use_redis), plate="C2", **args)
+    await holds.hold(deps=booking_deps(ctx, pricer=_pricer(), use_redis=use_redis), plate="C2", **args)
     assert await _rows(ctx) == (1, 1)
 
 
@@ -126,11 +127,11 @@ async def test_unpaid_hold_made_after_the_read_refuses_the_write(ctx: AppContext
     one_hold = replace(booking_deps(ctx, use_redis=use_redis), max_holds_per_user=1)
 
     async def another_hold() -> None:  # the same driver, in another request that wins the race
-        await service.hold(deps=one_hold, plate="U2", **args)
+        await holds.hold(deps=one_hold, plate="U2", **args)
 
     racing = replace(one_hold, pricer=_pricer(another_hold))
     with pytest.raises(TooManyRequests):
-        await service.hold(deps=racing, plate="U1", **args)
+        await holds.hold(deps=racing, plate="U1", **args)
     assert _voided(provider) == ["canceled"] and await _rows(ctx) == (1, 0)  # the winner's free hold only
 
 
@@ -144,13 +145,13 @@ async def test_plate_conflict_from_the_write_voids_the_intent(ctx: AppContext, c
     start = clock.now() + timedelta(hours=1)
     args = {"user_id": None, "vehicle_type": "regular", "starts_at": start, "ends_at": start + timedelta(hours=2),
             "plate": "SAME 1", "now": clock.now()}
-    await service.hold(deps=deps, lot_id=lot_a, **args)
+    await holds.hold(deps=deps, lot_id=lot_a, **args)
     with pytest.raises(PlateConflict):
-        await service.hold(deps=deps, lot_id=lot_b, **args)
+        await holds.hold(deps=deps, lot_id=lot_b, **args)
     assert sorted(_voided(provider)) == ["canceled", "requires_payment_method"]
     assert await _rows(ctx) == (1, 1)
     # lot B's only spot was not kept by the refused hold
-    await service.hold(deps=deps, lot_id=lot_b, **{**args, "plate": "OTHER 2"})
+    await holds.hold(deps=deps, lot_id=lot_b, **{**args, "plate": "OTHER 2"})
 
 
 async def test_sold_out_in_redis_creates_no_intent_and_on_the_postgres_path_voids_it(
@@ -160,13 +161,13 @@ async def test_sold_out_in_redis_creates_no_intent_and_on_the_postgres_path_void
     start = clock.now() + timedelta(hours=1)
     args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
             "ends_at": start + timedelta(hours=2), "now": clock.now()}
-    await service.hold(deps=booking_deps(ctx, pricer=_pricer()), plate="S1", **args)
+    await holds.hold(deps=booking_deps(ctx, pricer=_pricer()), plate="S1", **args)
     with pytest.raises(SoldOut):
-        await service.hold(deps=booking_deps(ctx, pricer=_pricer()), plate="S2", **args)
+        await holds.hold(deps=booking_deps(ctx, pricer=_pricer()), plate="S2", **args)
     assert _voided(provider) == ["requires_payment_method"]  # the winner's: Redis refused before any intent
     # the PostgreSQL-only path makes the intent before it takes the lot's lock (no provider call inside it)
     with pytest.raises(SoldOut):
-        await service.hold(deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="S3", **args)
+        await holds.hold(deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="S3", **args)
     assert _voided(provider) == ["requires_payment_method", "canceled"]
 
 
@@ -185,7 +186,7 @@ async def test_postgres_path_tries_the_next_spot_when_a_hold_outside_its_lock_to
             " hold_expires_at) SELECT s.lot_id, 'reservation', s.id, 'regular', :s, :e, tstzrange(:s, :e, '[)'),"
             " 'held', :x FROM spots s WHERE s.lot_id = :lot AND s.idx = 0"),
             {"s": start, "e": start + timedelta(hours=2), "x": clock.now() + timedelta(minutes=15), "lot": lot})
-        held = asyncio.create_task(service.hold_reservation(
+        held = asyncio.create_task(holds.hold_reservation(
             deps=booking_deps(ctx, pricer=_pricer(), use_redis=False), plate="N1", **args))
         for _ in range(500):  # until the hold's insert waits on the uncommitted row
             async with ctx.engine.connect() as conn:
@@ -215,7 +216,7 @@ async def test_a_lot_remembered_by_the_process_is_rechecked_by_every_write(
     start = clock.now() + timedelta(hours=1)
     args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
             "ends_at": start + timedelta(hours=2), "now": clock.now()}
-    first = await service.hold_reservation(deps=deps, plate="V1", **args)
+    first = await holds.hold_reservation(deps=deps, plate="V1", **args)
     assert deps.lots.get(lot) is not None  # remembered
 
     raised = card()
@@ -223,7 +224,7 @@ async def test_a_lot_remembered_by_the_process_is_rechecked_by_every_write(
         rule["rate_per_hour"] *= 3
     async with ctx.engine.begin() as conn:
         await put_rate_card(conn, lot_id=lot, data=raised, now=clock.now())
-    second = await service.hold_reservation(deps=deps, plate="V2", **args)
+    second = await holds.hold_reservation(deps=deps, plate="V2", **args)
     assert second.row.price_amount > first.row.price_amount
     assert second.row.quote["card_version"] == first.row.quote["card_version"] + 1
 
@@ -231,12 +232,12 @@ async def test_a_lot_remembered_by_the_process_is_rechecked_by_every_write(
         await conn.execute(text("UPDATE lots SET booking_horizon_days = 1 WHERE id = :id"), {"id": lot})
     later = clock.now() + timedelta(days=2)
     with pytest.raises(ValidationFailed, match="at most 1 days ahead"):
-        await service.hold(deps=deps, plate="V3", **{**args, "starts_at": later, "ends_at": later + timedelta(hours=1)})
+        await holds.hold(deps=deps, plate="V3", **{**args, "starts_at": later, "ends_at": later + timedelta(hours=1)})
 
     async with ctx.engine.begin() as conn:
         await conn.execute(text("UPDATE lots SET status = 'closed' WHERE id = :id"), {"id": lot})
     with pytest.raises(Conflict, match="closed"):
-        await service.hold(deps=deps, plate="V4", **args)
+        await holds.hold(deps=deps, plate="V4", **args)
     assert await _rows(ctx) == (2, 2)
     # a hold decided from a stale copy voids its intent before it is decided again: only the two written live on
     assert sorted(_voided(provider)) == ["canceled"] * 3 + ["requires_payment_method"] * 2
@@ -263,7 +264,7 @@ async def test_a_deadlock_with_another_writer_of_the_spot_is_a_retry_not_an_erro
         await other.execute(insert, {"s": start, "e": start + timedelta(hours=1), "x": expires, "lot": lot})
         deps = booking_deps(ctx, pricer=_pricer())
         deps = deps if batched else replace(deps, writer=None)
-        held = asyncio.create_task(service.hold_reservation(deps=deps, plate="D1", **args))
+        held = asyncio.create_task(holds.hold_reservation(deps=deps, plate="D1", **args))
         for _ in range(500):
             async with ctx.engine.connect() as conn:
                 if await conn.scalar(text(  # this database's waits only: pg_locks is the whole cluster's

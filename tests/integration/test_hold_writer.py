@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from booking import service
+from booking import holds
+from booking.holds import _params
 from booking.holdwriter import HoldWriter
-from booking.service import _params
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
@@ -27,7 +27,7 @@ async def test_concurrent_holds_share_statements_and_never_overlap(ctx: AppConte
     start = clock.now() + timedelta(hours=1)
     args = {"user_id": None, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
             "ends_at": start + timedelta(hours=2), "now": clock.now()}
-    results = await asyncio.gather(*(service.hold(deps=deps, plate=f"B{i}", **args) for i in range(30)),
+    results = await asyncio.gather(*(holds.hold(deps=deps, plate=f"B{i}", **args) for i in range(30)),
                                    return_exceptions=True)
     assert sum(isinstance(r, uuid.UUID) for r in results) == 20
     assert all(isinstance(r, SoldOut) for r in results if not isinstance(r, uuid.UUID))
@@ -47,7 +47,7 @@ async def test_a_drivers_holds_in_one_batch_count_against_their_limit_in_turn(
     start = clock.now() + timedelta(hours=1)
     args = {"user_id": driver.id, "lot_id": lot, "vehicle_type": "regular", "starts_at": start,
             "ends_at": start + timedelta(hours=2), "now": clock.now()}
-    results = await asyncio.gather(*(service.hold(deps=deps, plate=f"L{i}", **args) for i in range(5)),
+    results = await asyncio.gather(*(holds.hold(deps=deps, plate=f"L{i}", **args) for i in range(5)),
                                    return_exceptions=True)
     assert sum(isinstance(r, uuid.UUID) for r in results) == 2
     assert sum(isinstance(r, TooManyRequests) for r in results) == 3
@@ -59,7 +59,7 @@ async def test_a_conflict_inside_a_batch_skips_the_later_hold(ctx: AppContext, c
     async with ctx.engine.begin() as conn:
         lot = await insert_lot(conn, spots={"regular": 2})
     deps = booking_deps(ctx)
-    info = await service._read_lot(deps, lot)
+    info = await holds._read_lot(deps, lot)
     start = clock.now() + timedelta(hours=1)
 
     def params(plate: str) -> tuple[object, ...]:
@@ -84,7 +84,7 @@ async def test_a_batch_skips_a_hold_whose_lot_changed(ctx: AppContext, clock: Ma
     async with ctx.engine.begin() as conn:
         lot = await insert_lot(conn, spots={"regular": 2})
     deps = booking_deps(ctx)
-    info = await service._read_lot(deps, lot)
+    info = await holds._read_lot(deps, lot)
     async with ctx.engine.begin() as conn:
         await conn.execute(text("UPDATE lots SET status = 'closed' WHERE id = :id" if change == "status"
                                 else "UPDATE lots SET ev_overflow = NOT ev_overflow WHERE id = :id"), {"id": lot})

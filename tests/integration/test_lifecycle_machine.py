@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import text
 
+from booking import holds, sweepers, transitions
 from booking import lifecycle as lc
-from booking import service, sweepers
 from booking.availability import free_count
-from booking.service import make_window
+from booking.deps import make_window
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import build_context
@@ -79,9 +79,9 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
         def hold(self, slot: int, length: int, plate: str) -> None:
             start = self.base + timedelta(minutes=15 * slot)
             try:
-                self.run(service.hold(deps=self.deps, user_id=None, lot_id=self.lot, vehicle_type="regular",
-                                      starts_at=start, ends_at=start + timedelta(minutes=15 * length), plate=plate,
-                                      now=self.clock.now()))
+                self.run(holds.hold(deps=self.deps, user_id=None, lot_id=self.lot, vehicle_type="regular",
+                                    starts_at=start, ends_at=start + timedelta(minutes=15 * length), plate=plate,
+                                    now=self.clock.now()))
             except (SoldOut, PlateConflict):
                 pass
             except Exception as exc:  # a window already in the past is a clean 422
@@ -99,29 +99,29 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
         def confirm(self, i: int, card: str) -> None:
             rid = self._pick((lc.HELD,), i)
             with contextlib.suppress(PaymentFailed, InvalidTransition, Exception):
-                self.run(service.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=card,
-                                         now=self.clock.now()))
+                self.run(transitions.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=card,
+                                             now=self.clock.now()))
             self.run(self._sync())
 
         @precondition(lambda self: self._in(lc.HELD) + self._in(lc.CONFIRMED))
         @rule(i=st.integers(0, 30))
         def cancel(self, i: int) -> None:
             rid = self._pick((lc.HELD, lc.CONFIRMED), i)
-            self.run(service.cancel(deps=self.deps, reservation_id=rid, user_id=None, now=self.clock.now()))
+            self.run(transitions.cancel(deps=self.deps, reservation_id=rid, user_id=None, now=self.clock.now()))
             self.run(self._sync())
 
         @precondition(lambda self: self._in(lc.CONFIRMED))
         @rule(i=st.integers(0, 30))
         def enter(self, i: int) -> None:
             rid = self._pick((lc.CONFIRMED,), i)
-            self.run(service.check_in(deps=self.deps, reservation_id=rid, now=self.clock.now()))
+            self.run(transitions.check_in(deps=self.deps, reservation_id=rid, now=self.clock.now()))
             self.run(self._sync())
 
         @precondition(lambda self: self._in(lc.ACTIVE))
         @rule(i=st.integers(0, 30))
         def leave(self, i: int) -> None:
             rid = self._pick((lc.ACTIVE,), i)
-            self.run(service.check_out(deps=self.deps, reservation_id=rid, now=self.clock.now()))
+            self.run(transitions.check_out(deps=self.deps, reservation_id=rid, now=self.clock.now()))
             self.run(self._sync())
 
         @rule(minutes=st.sampled_from((5, 15, 40)))

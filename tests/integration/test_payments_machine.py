@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import text
 
-from booking import service, sweepers
+from booking import holds, sweepers, transitions
 from booking.settlement import PaymentEventDeferred, apply_payment_event, settle_reservation
 from booking.wiring import booking_deps
 from core.clock import ManualClock
@@ -77,16 +77,16 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
             self.provider.lose_next_reply = False
             start = self.clock.now() + timedelta(hours=start_h)
             try:
-                rid = self.run(service.hold(deps=self.deps, user_id=None, lot_id=self.lots[lot],
-                                            vehicle_type="regular", starts_at=start, ends_at=start + timedelta(hours=2),
-                                            plate=plate, now=self.clock.now()))
+                rid = self.run(holds.hold(deps=self.deps, user_id=None, lot_id=self.lots[lot],
+                                          vehicle_type="regular", starts_at=start, ends_at=start + timedelta(hours=2),
+                                          plate=plate, now=self.clock.now()))
             except DomainError:
                 return
             self.reservations.append(rid)
-            self.attempt(service.create_payment_intent(deps=self.deps, reservation_id=rid))
+            self.attempt(transitions.create_payment_intent(deps=self.deps, reservation_id=rid))
             if pay:  # most holds are paid at once, so captures, no-shows and refunds are reached often
-                self.attempt(service.confirm(deps=self.deps, reservation_id=rid, user_id=None,
-                                             payment_token="pm_card_visa", now=self.clock.now()))
+                self.attempt(transitions.confirm(deps=self.deps, reservation_id=rid, user_id=None,
+                                                 payment_token="pm_card_visa", now=self.clock.now()))
 
         def _pick(self, i: int) -> uuid.UUID:
             # an index drawn with the rule, not a draw among ids: the draws stay the same on replay
@@ -99,8 +99,8 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
             rid = self._pick(i)
             self.provider.lose_next_reply = lose_first
             for _ in range(times):  # a retried request
-                self.attempt(service.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=card,
-                                             now=self.clock.now()))
+                self.attempt(transitions.confirm(deps=self.deps, reservation_id=rid, user_id=None, payment_token=card,
+                                                 now=self.clock.now()))
 
         @precondition(lambda self: self.reservations)
         @rule(i=st.integers(0, 11), times=st.integers(1, 2), lose_first=st.booleans())
@@ -108,16 +108,16 @@ def make_machine(db_url: str, prefix: str) -> type[RuleBasedStateMachine]:
             rid = self._pick(i)
             self.provider.lose_next_reply = lose_first
             for _ in range(times):
-                self.attempt(service.cancel(deps=self.deps, reservation_id=rid, user_id=None, now=self.clock.now(),
-                                            refund_policy=cancellation_refund_policy))
+                self.attempt(transitions.cancel(deps=self.deps, reservation_id=rid, user_id=None, now=self.clock.now(),
+                                                refund_policy=cancellation_refund_policy))
 
         @precondition(lambda self: self.reservations)
         @rule(i=st.integers(0, 11), leave=st.booleans())
         def enter_then_maybe_leave(self, i: int, leave: bool) -> None:
             rid = self._pick(i)
-            self.attempt(service.check_in(deps=self.deps, reservation_id=rid, now=self.clock.now()))
+            self.attempt(transitions.check_in(deps=self.deps, reservation_id=rid, now=self.clock.now()))
             if leave:
-                self.attempt(service.check_out(deps=self.deps, reservation_id=rid, now=self.clock.now()))
+                self.attempt(transitions.check_out(deps=self.deps, reservation_id=rid, now=self.clock.now()))
 
         @precondition(lambda self: self.reservations)
         @rule(i=st.integers(0, 11), lose_first=st.booleans())

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from booking import service, sweepers
+from booking import holds, sweepers, transitions
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext
@@ -32,11 +32,11 @@ async def _confirmed(ctx: AppContext, clock: ManualClock, *, start_h: float = 2,
         await give_card(conn, lot, **card)
     deps = booking_deps(ctx)
     start = clock.now() + timedelta(hours=start_h)
-    rid = await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                             ends_at=start + timedelta(hours=2), plate=f"P{uuid.uuid4().hex[:5]}", now=clock.now())
-    await service.create_payment_intent(deps=deps, reservation_id=rid)
+    rid = await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                           ends_at=start + timedelta(hours=2), plate=f"P{uuid.uuid4().hex[:5]}", now=clock.now())
+    await transitions.create_payment_intent(deps=deps, reservation_id=rid)
     if confirm:
-        await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
+        await transitions.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
     return rid
 
 
@@ -53,10 +53,10 @@ async def test_at_exit_captures_in_full_at_exit_only(ctx: AppContext, clock: Man
     pay = await _pay(ctx, rid)
     assert pay.status == "requires_capture" and pay.amount_authorised == pay.amount > 0
     clock.advance(hours=2)
-    await service.check_in(deps=booking_deps(ctx), reservation_id=rid, now=clock.now())
+    await transitions.check_in(deps=booking_deps(ctx), reservation_id=rid, now=clock.now())
     assert (await _pay(ctx, rid)).amount_captured == 0
     clock.advance(hours=1)
-    await service.check_out(deps=booking_deps(ctx), reservation_id=rid, now=clock.now())
+    await transitions.check_out(deps=booking_deps(ctx), reservation_id=rid, now=clock.now())
     pay = await _pay(ctx, rid)
     assert (pay.status, pay.amount_captured) == ("succeeded", pay.amount)
     assert provider.intents[pay.intent_id].moves == ["authorise", "capture"] and not provider.violations
@@ -72,8 +72,8 @@ async def test_at_start_captures_when_the_window_starts(ctx: AppContext, clock: 
     pay = await _pay(ctx, rid)
     assert pay.amount_captured == pay.amount
     # a late cancellation (inside the fee window) refunds what exceeds the 20 % fee, once
-    refund = await service.cancel(deps=booking_deps(ctx), reservation_id=rid, user_id=None, now=clock.now(),
-                                  refund_policy=cancellation_refund_policy)
+    refund = await transitions.cancel(deps=booking_deps(ctx), reservation_id=rid, user_id=None, now=clock.now(),
+                                      refund_policy=cancellation_refund_policy)
     pay = await _pay(ctx, rid)
     fee = round(pay.amount * 0.2)
     assert refund.amount == pay.amount - fee == pay.amount_refunded
@@ -113,13 +113,13 @@ async def test_expired_hold_cancels_its_intent(ctx: AppContext, clock: ManualClo
 
 async def test_cancellation_policy_free_then_fee(ctx: AppContext, clock: ManualClock, provider: StrictProvider) -> None:
     early = await _confirmed(ctx, clock, start_h=3)
-    refund = await service.cancel(deps=booking_deps(ctx), reservation_id=early, user_id=None, now=clock.now(),
-                                  refund_policy=cancellation_refund_policy)
+    refund = await transitions.cancel(deps=booking_deps(ctx), reservation_id=early, user_id=None, now=clock.now(),
+                                      refund_policy=cancellation_refund_policy)
     pay = await _pay(ctx, early)
     assert refund.amount == pay.amount and pay.status == "canceled"
     late = await _confirmed(ctx, clock, start_h=0.5)
-    refund = await service.cancel(deps=booking_deps(ctx), reservation_id=late, user_id=None, now=clock.now(),
-                                  refund_policy=cancellation_refund_policy)
+    refund = await transitions.cancel(deps=booking_deps(ctx), reservation_id=late, user_id=None, now=clock.now(),
+                                      refund_policy=cancellation_refund_policy)
     pay = await _pay(ctx, late)
     fee = pay.amount - refund.amount
     assert fee == (pay.amount * 20 + 50) // 100 and pay.amount_captured == fee and pay.amount_refunded == 0
@@ -138,13 +138,13 @@ async def test_cancel_whose_provider_reply_is_lost_never_captures_a_voided_inten
         await give_card(conn, lot, capture="at_exit", no_show_fee=500)
     deps = booking_deps(ctx)
     start = clock.now() + timedelta(hours=1)
-    rid = await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                             ends_at=start + timedelta(hours=2), plate="LOST1", now=clock.now())
-    await service.create_payment_intent(deps=deps, reservation_id=rid)
-    await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
+    rid = await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                           ends_at=start + timedelta(hours=2), plate="LOST1", now=clock.now())
+    await transitions.create_payment_intent(deps=deps, reservation_id=rid)
+    await transitions.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
     provider.lose_next_reply = True  # the void reaches the provider, its answer does not reach us
-    await service.cancel(deps=deps, reservation_id=rid, user_id=None, now=clock.now())
+    await transitions.cancel(deps=deps, reservation_id=rid, user_id=None, now=clock.now())
     with pytest.raises(InvalidTransition):
-        await service.check_in(deps=deps, reservation_id=rid, now=clock.now())
+        await transitions.check_in(deps=deps, reservation_id=rid, now=clock.now())
     await sweepers.settle_payments(deps=deps, now=clock.now())
     assert provider.violations == []

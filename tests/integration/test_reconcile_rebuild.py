@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from booking import reconcile, service
+from booking import holds, reconcile, transitions
 from booking.runtime import slot_store
 from booking.slotstore import RepairStats, SlotStore
 from booking.wiring import booking_deps
@@ -46,12 +46,12 @@ async def test_rebuild_from_postgres_equals_the_state_live_holds_built(ctx: AppC
     held: list[uuid.UUID] = []
     for i in range(300):
         if held and rng.random() < 0.2:
-            await service.cancel(deps=deps, reservation_id=held.pop(rng.randrange(len(held))), user_id=None, now=now)
+            await transitions.cancel(deps=deps, reservation_id=held.pop(rng.randrange(len(held))), user_id=None, now=now)
             continue
         # windows of 15 min to 10 h over four days, many across midnight, not aligned to slots
         start = now + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
         with contextlib.suppress(SoldOut, PlateConflict):
-            held.append(await service.hold(
+            held.append(await holds.hold(
                 deps=deps, user_id=None, lot_id=lot, vehicle_type=rng.choice(["regular", "compact", "large", "ev"]),
                 starts_at=start, ends_at=start + timedelta(minutes=rng.randrange(5, 600)), plate=f"RB{i}", now=now))
     assert len(held) > 100
@@ -113,8 +113,8 @@ async def test_reconcile_rebuilds_lots_side_by_side_each_once(ctx: AppContext, c
     store = slot_store(ctx)
     now = clock.now()
     for lot in lots[1::2]:  # bookings in PostgreSQL that Redis then loses: drift on lots 1 and 3
-        await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=now,
-                           ends_at=now + timedelta(hours=1), plate=f"SBS{lot.hex[:6]}", now=now)
+        await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=now,
+                         ends_at=now + timedelta(hours=1), plate=f"SBS{lot.hex[:6]}", now=now)
     await delete_prefix(store.redis, ctx.settings.redis_prefix)
     report = await reconcile.reconcile(engine=ctx.engine, slots=store, now=now, lot_ids=lots + lots[:2],
                                        concurrency=3)

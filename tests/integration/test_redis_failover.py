@@ -5,10 +5,10 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
-from booking import reconcile, service
+from booking import holds, reconcile
 from booking.availability import free_count
+from booking.deps import make_window
 from booking.runtime import slot_store
-from booking.service import make_window
 from booking.wiring import booking_deps
 from core.clock import ManualClock
 from core.context import AppContext, build_context
@@ -40,8 +40,8 @@ async def test_redis_killed_mid_run_bookings_continue_without_overlap(settings: 
         async def one(i: int) -> None:
             s = start + timedelta(minutes=15 * (i % 8))
             try:
-                await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=s,
-                                   ends_at=s + timedelta(hours=1), plate=f"K{i}", now=clock.now())
+                await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=s,
+                                 ends_at=s + timedelta(hours=1), plate=f"K{i}", now=clock.now())
                 outcomes.append("granted")
             except (SoldOut, PlateConflict):
                 outcomes.append("refused")
@@ -81,8 +81,8 @@ async def test_reconciler_repairs_drift_both_ways(ctx: AppContext, clock: Manual
         lot = await insert_lot(conn, spots={"regular": 5})
     deps = booking_deps(ctx)
     start = clock.now() + timedelta(hours=1)
-    rid = await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                             ends_at=start + timedelta(hours=1), plate="DRIFT1", now=clock.now())
+    rid = await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                           ends_at=start + timedelta(hours=1), plate="DRIFT1", now=clock.now())
     store = slot_store(ctx)
     # drift 1: Redis forgets a real booking; drift 2: Redis holds bits nobody booked
     await store.release(lot_id=str(lot), hold_id=str(rid))

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from booking import service, sweepers
+from booking import holds, sweepers, transitions
 from booking.runtime import slot_store
 from booking.wiring import booking_deps
 from core.clock import ManualClock
@@ -22,8 +22,8 @@ async def _statuses(ctx: AppContext) -> dict[str, int]:
 async def _hold_n(ctx: AppContext, clock: ManualClock, lot, n: int, start_in: timedelta):  # type: ignore[no-untyped-def]
     deps = booking_deps(ctx)
     start = clock.now() + start_in
-    return [await service.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
-                               ends_at=start + timedelta(hours=2), plate=f"SW{i}", now=clock.now())
+    return [await holds.hold(deps=deps, user_id=None, lot_id=lot, vehicle_type="regular", starts_at=start,
+                             ends_at=start + timedelta(hours=2), plate=f"SW{i}", now=clock.now())
             for i in range(n)]
 
 
@@ -64,7 +64,7 @@ async def test_confirmed_without_entry_becomes_no_show_after_grace(ctx: AppConte
         lot = await insert_lot(conn, spots={"regular": 2}, no_show_grace_minutes=30)
     deps = booking_deps(ctx)
     [rid] = await _hold_n(ctx, clock, lot, 1, timedelta(minutes=10))
-    await service.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
+    await transitions.confirm(deps=deps, reservation_id=rid, user_id=None, payment_token="pm_card_visa", now=clock.now())
     clock.advance(minutes=39)
     assert await sweepers.mark_no_shows(deps=deps, now=clock.now()) == 0
     clock.advance(minutes=1)

@@ -49,12 +49,12 @@ async def test_walk_in_that_cannot_be_extended_is_flagged_as_overstay_risk(
     op = await users.create("operator")
     gl = await gate_lot(ctx, spots={"regular": 1}, walk_in_horizon_minutes=60, organisation_id=op.organisation_id)
     await post_event(client, gl, gl.entry, event(ctx, plate="STAY2"))
-    from booking import service
+    from booking import holds
 
     start = clock.now() + timedelta(minutes=60)
-    await service.hold(deps=booking_deps(ctx), user_id=None, lot_id=gl.lot_id, vehicle_type="regular",
-                       starts_at=start, ends_at=start + timedelta(hours=2), plate="NEXT1", now=clock.now(),
-                       status="confirmed")
+    await holds.hold(deps=booking_deps(ctx), user_id=None, lot_id=gl.lot_id, vehicle_type="regular",
+                     starts_at=start, ends_at=start + timedelta(hours=2), plate="NEXT1", now=clock.now(),
+                     status="confirmed")
     clock.advance(minutes=40)
     report = await walkins.extend_walk_ins(deps=booking_deps(ctx), now=clock.now())
     assert (report.extended, report.at_risk) == (0, 1)
