@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Path
 from fastapi.responses import JSONResponse
 
+from api.problems import install_problem_handlers
 from controllers.edge.agent import EdgeAgent
 from controllers.messages import GateEventIn  # the cloud route's model: one verdict per event
 
@@ -38,6 +39,9 @@ def create_edge_app(agent: EdgeAgent, *, run_background: bool = True) -> FastAPI
             await agent.aclose()
 
     app = FastAPI(title="ParkGrid edge agent", lifespan=lifespan)
+    # the cloud's problem+json for every error (a refused body names its fields and never echoes the input,
+    # which may hold what JSON cannot write back, NaN for one)
+    install_problem_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -43,6 +43,7 @@ from controllers.gates import Decision, GateEvent, GateOutcome, gate_event
 from controllers.messages import GateEventIn
 from controllers.mqtt_ingest import Ingestor
 from controllers.occupancy import counters_for
+from core.clock import ManualClock
 from core.context import AppContext
 from tests.api.test_gates_world import gate_lot
 
@@ -263,3 +264,22 @@ async def test_sensor_events_get_one_verdict_over_http_and_mqtt(client: httpx.As
         assert http_refused == mqtt_refused, (body, res.json())
         verdicts["refused" if http_refused else "accepted"] += 1
     assert min(verdicts.values()) > 5, verdicts  # both verdicts were exercised
+
+
+async def test_the_edge_refuses_a_body_holding_nan_with_problem_json(tmp_path: Path) -> None:
+    """A body that fails validation with NaN in it: FastAPI's default handler would echo the input and fail to
+    write NaN as JSON (the exception escaped the edge app); the project's handler names the field instead."""
+    store = await EdgeStore.open(tmp_path / "edge.sqlite3")
+    try:
+        agent = EdgeAgent(config=EdgeConfig(lot_id=str(uuid.uuid4()), device_key="k", cloud_url="http://cloud.invalid"),
+                          store=store, clock=ManualClock())
+        edge_app = create_edge_app(agent, run_background=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge_app), base_url="http://edge") as edge:
+            res = await edge.post(f"/api/v1/gates/{uuid.uuid4()}/events", headers={"X-Device-Key": "k",
+                                                                                "content-type": "application/json"},
+                                  content=b'{"event_id": "e-1", "sequence": 1, "occurred_at": "2030-01-07T08:00:00Z",'
+                                          b' "plate": NaN}')
+        assert res.status_code == 422 and res.headers["content-type"] == "application/problem+json"
+        assert res.json()["errors"][0]["loc"] == ["body", "plate"]
+    finally:
+        await store.close()
