@@ -280,17 +280,25 @@ async def _hold_via_redis(deps: BookingDeps, row: dict[str, Any], window: Window
             async with (await deps.pg()).acquire() as con:  # alone: autocommit, the statement is its transaction
                 return await _write(con, deps, row, idx, payment)
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError) as exc:
-            await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
             # Two writers of one spot that each wait on the other's uncommitted row (an exclusion constraint
             # checks after inserting) are a deadlock, and PostgreSQL aborts one: for it, the spot was taken.
             guard = SPOT_GUARD if isinstance(exc, asyncpg.DeadlockDetectedError) else constraint_name(exc)
-            if guard == PLATE_GUARD:
-                raise PlateConflict() from None
             if guard != SPOT_GUARD:
+                await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
+                if guard == PLATE_GUARD:
+                    raise PlateConflict() from None
                 raise
-            # Redis was stale for this spot: make it exact from PostgreSQL and try the next one.
-            await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], spot_idx=idx,
-                              window=window)
+            # Redis was stale for this spot: make its bits on the window's days PostgreSQL's (which covers every
+            # bit this claim set), then drop the claim's record, and try the next spot. Releasing the claim first
+            # would clear the bits for a moment, in which a concurrent hold could claim them and, failing in
+            # turn, clear them again after this repair: on a hot window Redis then stayed stale for good.
+            try:
+                await repair_spot(engine=deps.engine, slots=deps.slots, lot_id=row["lot_id"], spot_idx=idx,
+                                  window=window)
+            except BaseException:
+                await deps.slots.release(lot_id=lot_key, hold_id=hold_id)
+                raise
+            await deps.slots.forget_hold(lot_id=lot_key, hold_id=hold_id)
             exclude.append(idx)
         except Exception:
             await deps.slots.release(lot_id=lot_key, hold_id=hold_id)

@@ -209,6 +209,10 @@ class SlotStore:
             ranges.append((datetime.strptime(label, "%Y%m%d").date(), int(a), int(b)))
         return int(parts[0]), ranges
 
+    async def forget_hold(self, *, lot_id: str, hold_id: str) -> None:
+        """Drop a claim's record without touching its bits (a repair made them PostgreSQL's already)."""
+        await self.redis.delete(self.keys.hold(lot_id, hold_id))
+
     async def release(self, *, lot_id: str, hold_id: str, from_: datetime | None = None) -> bool:
         """Free the hold's slots (all, or those from `from_` ceiled to a slot on); False if already gone."""
         k = self.keys
