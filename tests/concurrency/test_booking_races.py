@@ -99,7 +99,10 @@ async def test_negative_control_random_windows_without_guards_overlap(private_db
             lot = await insert_lot(conn, spots={"regular": 4, "compact": 2})
             await conn.execute(text("ALTER TABLE reservations DROP CONSTRAINT reservations_no_double_booking"))
         deps = replace(booking_deps(ctx, use_redis=False), pg_lot_lock=False)
-        await _random_windows(deps, lot, clock, 150)
+        for _ in range(3):  # a race: on a loaded machine one storm of 150 can come out clean; three seldom do
+            await _random_windows(deps, lot, clock, 150)
+            if await overlapping_pairs(ctx.engine) > 0:
+                break
         assert await overlapping_pairs(ctx.engine) > 0
     finally:
         await ctx.aclose()
