@@ -107,15 +107,14 @@ class SlotStore:
         self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
     ) -> None:
         """Write a lot's candidate lists, spot types and capacities; idempotent and atomic (one script)."""
-        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
-        args.insert(1, 0)  # no days
+        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow, days=0)
         await self._rebuild_lot(keys=keys, args=args)
 
     def _lot_meta(
-        self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool
+        self, *, lot_id: str, spots: Sequence[SpotInfo], strategy: str, ev_overflow: bool, days: int
     ) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of rebuild_lot.lua that write a lot's metadata: (keys, [V, spot types,
-        candidate lists..., M, meta fields and values...]); the caller inserts the day count after V."""
+        """The keys and arguments of rebuild_lot.lua that write a lot's metadata: (keys, [V, days, spot types,
+        candidate lists..., M, meta fields and values...]); the caller appends each of the `days` days."""
         validate_spots(spots)
         if strategy not in STRATEGIES:
             raise ValidationFailed(f"unknown allocation strategy {strategy!r}", loc=("strategy",))
@@ -141,7 +140,7 @@ class SlotStore:
             keys.append(k.candidates(lot_id, vt))
             candidates.append(pack_candidates(order) if order else b"")
         fields = [part for item in meta.items() for part in item]
-        return keys, [len(VEHICLE_TYPES), bytes(TYPE_INDEX[s.type] for s in ordered), *candidates,
+        return keys, [len(VEHICLE_TYPES), days, bytes(TYPE_INDEX[s.type] for s in ordered), *candidates,
                       len(fields), *fields]
 
     async def forget_lot(self, *, lot_id: str) -> None:
@@ -309,8 +308,8 @@ class SlotStore:
         type_of = [TYPE_INDEX[s.type] for s in sorted(spots, key=lambda s: s.idx)]
         images = slotbuild.day_images(occupancy, type_of, [abs_day(d) for d in day_list])
         k = self.keys
-        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow)
-        args.insert(1, len(day_list))
+        keys, args = self._lot_meta(lot_id=lot_id, spots=spots, strategy=strategy, ev_overflow=ev_overflow,
+                                    days=len(day_list))
         for day in day_list:
             image = images[abs_day(day)]
             keys += [k.bitmap(lot_id, day), k.booked_counters(lot_id, day)]
