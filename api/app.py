@@ -92,8 +92,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, context: AppCo
     app.state.settings = settings
     registry = CollectorRegistry()
     app.state.registry = registry
-    # plain searches are answered ahead of routing (api.routers.search.shortcut)
-    shortcuts: dict[str, Shortcut] = {API_PREFIX + "/lots/search": search.shortcut()}
+    # plain searches and holds are answered ahead of routing (api.routers.search.shortcut, reservations')
+    shortcuts: dict[str, Shortcut] = {API_PREFIX + "/lots/search": search.shortcut(),
+                                      API_PREFIX + "/reservations": reservations.hold_shortcut()}
     shortcuts.update(open_data.shortcuts())  # conditional feed polls (304)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry), max_body_bytes=settings.max_body_bytes,
                        shortcuts=shortcuts)

@@ -46,7 +46,7 @@ async def get_now(ctx: CtxDep) -> datetime:
 
 NowDep = Annotated[datetime, Depends(get_now)]
 
-_bearer = HTTPBearer(auto_error=False, description="JWT access token from POST /api/v1/auth/token")
+bearer = HTTPBearer(auto_error=False, description="JWT access token from POST /api/v1/auth/token")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ async def _active(ctx: AppContext, principal: Principal) -> Principal:
 
 
 async def current_user(
-    ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ctx: CtxDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     """The caller named by a valid access token of a user not revoked since (401 otherwise)."""
     return await _active(ctx, _principal(ctx, creds))
@@ -93,7 +93,7 @@ class SignedIn:
 
 
 async def signed_in(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> SignedIn:
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> SignedIn:
     ctx: AppContext = request.app.state.ctx
     return SignedIn(ctx, await _active(ctx, _principal(ctx, creds)), ctx.clock.now())
 

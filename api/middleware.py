@@ -27,8 +27,27 @@ class HttpMetrics:
                                  buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
-#: answers a request of one path ahead of routing, or returns False (having sent nothing) to leave it to the app
-Shortcut = Callable[[Scope, Receive, Send], Awaitable[bool]]
+#: answers a request of one path ahead of routing (returns None), or leaves it to the app, having sent nothing:
+#: returns the `Receive` the app reads the request from (the one it was given, or one replaying a body it read)
+Shortcut = Callable[[Scope, Receive, Send], Awaitable[Receive | None]]
+
+
+async def read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """For a shortcut that reads the body before deciding: the whole body (None when the client left before
+    sending it all), and a `Receive` that hands the messages read on again, then reads on from `receive`."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    whole = message["type"] == "http.request"
+    body = b"".join(m.get("body", b"") for m in messages) if whole else None
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
 
 
 class _BodyTooLarge(Exception):
@@ -82,8 +101,11 @@ class RequestContextMiddleware:
 
             try:
                 shortcut = self.shortcuts.get(scope["path"])
-                if shortcut is None or not await shortcut(scope, limited_receive, send_with_id):
-                    await self.app(scope, limited_receive, send_with_id)
+                passed_on: Receive | None = limited_receive
+                if shortcut is not None:
+                    passed_on = await shortcut(scope, limited_receive, send_with_id)
+                if passed_on is not None:
+                    await self.app(scope, passed_on, send_with_id)
             except _BodyTooLarge:
                 status_holder["status"] = 413
                 await _send_too_large(scope, send, rid, self.max_body_bytes)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.authz import OperatedLotId
-from api.deps import CtxDep, NowDep, OperatorUser, _bearer, _principal
+from api.deps import CtxDep, NowDep, OperatorUser, _principal, bearer
 from controllers import dashboard
 from controllers.live import live_hub, stream_id
 from core.accounts import assert_operates_lot
@@ -52,7 +52,7 @@ async def live_token(lot_id: OperatedLotId, user: OperatorUser, ctx: CtxDep, now
 
 
 async def live_lot_id(ctx: CtxDep, lot_id: Annotated[uuid.UUID, Path()],
-                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                       token: Annotated[str | None, Query(max_length=2000, description=(
                           "a stream token from POST /lots/{lot_id}/live/token (EventSource cannot send an"
                           " Authorization header)"))] = None) -> uuid.UUID:

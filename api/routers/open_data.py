@@ -92,9 +92,9 @@ def shortcuts() -> dict[str, Shortcut]:
 def _poll_shortcut(path: str, variant: str) -> Shortcut:
     route = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == path)
 
-    async def answer(scope: Scope, receive: Receive, send: Send) -> bool:
+    async def answer(scope: Scope, receive: Receive, send: Send) -> Receive | None:
         if scope["method"] != "GET" or scope["query_string"]:
-            return False
+            return receive
         inm = key = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
@@ -102,27 +102,27 @@ def _poll_shortcut(path: str, variant: str) -> Shortcut:
             elif name == b"x-api-key":
                 key = value.decode("latin-1")
         if inm is None or key is None:
-            return False
+            return receive
         ctx: AppContext = scope["app"].state.ctx
         now = ctx.clock.now()
         partner = _poll_keys(ctx).get(hash_api_key(key))
         if partner is None:
-            return False
+            return receive
         snap = await feed_snapshots(ctx).current(now=now)
         etag = etag_of(snap, variant)
         if not etag_matches(inm, etag):
-            return False
+            return receive
         scope["route"] = route  # what routing would have set: the metrics' route label
         try:
             await get_limiter(ctx).enforce(scope="partner", identity=str(partner.partner_id), rate=partner.quota)
         except TooManyRequests as exc:
             await domain_problem(Request(scope, receive, send), exc)(scope, receive, send)
-            return True
+            return None
         headers = cache_headers(snap, etag, ctx.settings.open_data_cache_seconds)
         await send({"type": "http.response.start", "status": 304,
                     "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
         await send({"type": "http.response.body", "body": b""})
-        return True
+        return None
 
     return answer
 

@@ -47,10 +47,10 @@ def shortcut() -> Shortcut:
     422 names the field."""
     route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is search)
 
-    async def answer(scope: Scope, receive: Receive, send: Send) -> bool:
+    async def answer(scope: Scope, receive: Receive, send: Send) -> Receive | None:
         params = plain_search_query(scope["query_string"]) if scope["method"] == "GET" else None
         if params is None:
-            return False
+            return receive
         scope["route"] = route  # what routing would have set: the metrics' route label
         request = Request(scope, receive, send)
         try:
@@ -58,7 +58,7 @@ def shortcut() -> Shortcut:
         except DomainError as exc:
             response = domain_problem(request, exc)
         await response(scope, receive, send)
-        return True
+        return None
 
     return answer
 
