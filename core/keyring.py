@@ -3,10 +3,13 @@
 A worker remembers the device keys it has looked up (a cachetools TTLCache on the injected clock, DEVICE_KEY_TTL)
 and the set of disabled users. Revoking a device, a partner or a user (core.accounts, through `parkgrid devices
 revoke`, `partners revoke`, `users revoke`) bumps one version key in Redis once the revocation has committed
-(`announce_revocation`); every request that names a device or a user reads that version (one GET), and a worker
-that sees it move forgets everything it remembered before it answers. So a revoked key is refused on the very
-next request, on every worker, without waiting out a TTL. Partner keys are looked up in PostgreSQL on every
-request (api.deps.current_partner), so their revocation needs nothing remembered to be forgotten.
+(`announce_revocation`); every request that names a device or a user reads that version, and a worker that sees it
+move forgets everything it remembered before it answers. So a revoked key is refused on the very next request, on
+every worker, without waiting out a TTL. The reads of one worker are shared (`Keyring.current`): a request waits
+for a GET sent after it arrived, never for one already on its way, so a revocation announced before it arrived is
+always seen; under load one GET answers every request that arrived while the previous one was out. Partner keys
+are looked up in PostgreSQL on every request (api.deps.current_partner), so their revocation needs nothing
+remembered to be forgotten.
 
 When Redis does not answer, nothing is remembered: each request asks PostgreSQL (slower, never stale).
 """
@@ -54,6 +57,10 @@ class Keyring:
         self.disabled_users: frozenset[uuid.UUID] | None = None
         self.version: bytes | None = None
         self._loading_users: asyncio.Lock = asyncio.Lock()
+        #: the version read on its way (None: none is), and the one to send when it answers, for the requests
+        #: that arrived meanwhile (None: none did)
+        self._reading: asyncio.Task[None] | None = None
+        self._next: asyncio.Future[bool] | None = None
 
     def forget(self, version: bytes | None) -> None:
         self.devices.clear()
@@ -62,7 +69,34 @@ class Keyring:
 
     async def current(self) -> bool:
         """Reads the revocation version, forgetting what this worker remembers when it moved; False when Redis
-        does not answer (then nothing may be remembered)."""
+        does not answer (then nothing may be remembered). The GET that answers was sent after this call."""
+        loop = asyncio.get_running_loop()
+        if self._reading is None:
+            answer: asyncio.Future[bool] = loop.create_future()
+            self._reading = loop.create_task(self._read_rounds(answer))
+        else:  # the GET on its way left before this call: wait for the next one
+            if self._next is None:
+                self._next = loop.create_future()
+            answer = self._next
+        return await asyncio.shield(answer)  # a caller cancelled does not cancel the others' read
+
+    async def _read_rounds(self, answer: asyncio.Future[bool]) -> None:
+        """Sends GETs while requests wait for one: each round answers those that arrived before it was sent."""
+        waiting: asyncio.Future[bool] | None = answer
+        try:
+            while waiting is not None:
+                waiting.set_result(await self._read_version())
+                waiting, self._next = self._next, None
+        except BaseException as exc:  # cancelled (shutdown): so are the requests waiting on it
+            for future in (waiting, self._next):
+                if future is not None and not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("keyring closed"))
+            self._next = None
+            raise
+        finally:
+            self._reading = None
+
+    async def _read_version(self) -> bool:
         try:
             version = cast(bytes | None, await self.redis.get(self.version_key))
         except (RedisError, OSError, TimeoutError):

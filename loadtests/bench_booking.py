@@ -242,7 +242,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--users", type=int, default=1536, help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most)")
+    ap.add_argument("--users", type=int, default=3072,
+                    help=f"drivers ({HOLDS_PER_USER} unpaid holds each at most; a quarter per phase)")
     ap.add_argument("--pool-size", type=int, default=10, help="PARKGRID_DATABASE_POOL_SIZE per worker")
     ap.add_argument("--slices", type=int, default=3,
                     help="A and K alternate in this many slices each (their --duration split between them)")
