@@ -2,6 +2,7 @@
 
     python -m loadtests.profile_hold                 # Redis deciding: CPU ms per hold, then a cProfile top list
     python -m loadtests.profile_hold --pg-only       # Redis unreachable: the PostgreSQL-only path
+    python -m loadtests.profile_hold --keyed         # an Idempotency-Key on every hold
     python -m loadtests.profile_hold --holds 3000 --concurrency 16 --profile-holds 1000 --top 40
 
 The app is called as ASGI (no HTTP parsing, no client library), so the figure is what one hold costs the
@@ -46,14 +47,17 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 class InProcess:
     """POSTs holds straight into the ASGI app, as many at once as there are clients."""
 
-    def __init__(self, app: Any, tokens: list[str], lots: list[uuid.UUID]) -> None:
-        self.app, self.tokens, self.lots = app, tokens, lots
+    def __init__(self, app: Any, tokens: list[str], lots: list[uuid.UUID], *, keyed: bool = False) -> None:
+        self.app, self.tokens, self.lots, self.keyed = app, tokens, lots, keyed
         self.statuses: dict[int, int] = {}
         self.base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
         self.sent = 0
 
     async def post(self, path: str, body: bytes, token: str) -> int:
-        status, _ = await asgi_call(self.app, "POST", path, body, {"host": "test", "authorization": f"Bearer {token}"})
+        headers = {"host": "test", "authorization": f"Bearer {token}"}
+        if self.keyed:  # a fresh key per hold, as bench_booking's phase K sends them
+            headers["idempotency-key"] = uuid.uuid4().hex
+        status, _ = await asgi_call(self.app, "POST", path, body, headers)
         return status
 
     async def hold(self, rng: random.Random, client: int) -> None:
@@ -92,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> None:
         update={"redis_prefix": prefix, "max_holds_per_user": HOLDS_PER_USER,
                 "database_pool_size": args.pool_size})
     app = create_app(s)
-    runner = InProcess(app, tokens(drivers), [p.id for p in lot_plans()])
+    runner = InProcess(app, tokens(drivers), [p.id for p in lot_plans()], keyed=args.keyed)
     try:
         async with app.router.lifespan_context(app):
             await runner.run(args.warmup, args.concurrency, seed=1)  # pools, prepared statements, lots into Redis
@@ -138,6 +142,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--pool-size", type=int, default=10)
     ap.add_argument("--pg-only", action="store_true", help="Redis unreachable: the PostgreSQL-only path")
+    ap.add_argument("--keyed", action="store_true", help="an Idempotency-Key on every hold")
     ap.add_argument("--profile-holds", type=int, default=500, help="holds profiled, one at a time")
     ap.add_argument("--top", type=int, default=45)
     ap.add_argument("--save", help="also write the profile to this file (pstats format)")

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from booking.slotbuild import Occupancy
 from booking.slots import SLOTS_PER_DAY, SPOT_TYPES, SpotInfo
@@ -369,3 +370,13 @@ async def test_epoch_is_missing_after_a_redis_restart(tmp_path: object) -> None:
 
 def test_slot_layout_constants() -> None:
     assert SLOTS_PER_DAY == 96
+
+
+async def test_scripts_are_loaded_again_after_redis_forgot_them(slot_store: SlotStore) -> None:
+    """A restarted Redis has no scripts: the store's EVALSHA meets NOSCRIPT and loads the script again."""
+    await load(slot_store, ["regular"])
+    await slot_store.redis.script_flush()
+    with pytest.raises(NoScriptError):  # the control: a bare EVALSHA of the hold script now fails
+        await slot_store.redis.evalsha(slot_store._hold.sha, 0)
+    assert await hold(slot_store, "h1", at(8), at(9)) == 0
+    assert await slot_store.release(lot_id=LOT, hold_id="h1") is True
