@@ -87,12 +87,13 @@ class Keyring:
             while waiting is not None:
                 waiting.set_result(await self._read_version())
                 waiting, self._next = self._next, None
-        except BaseException as exc:  # cancelled (shutdown): so are the requests waiting on it
+        except BaseException as exc:  # the waiting requests fail with it (cancelled at shutdown: "closed")
             for future in (waiting, self._next):
                 if future is not None and not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("keyring closed"))
             self._next = None
-            raise
+            if not isinstance(exc, Exception):
+                raise  # an error was handed to the requests: nobody awaits this task to be told again
         finally:
             self._reading = None
 

@@ -140,6 +140,15 @@ def double_bookings() -> int:
         return int(row[0]) if row else -1
 
 
+def settle() -> None:
+    """Every phase from the same state of the database: the previous phase's rows vacuumed and analysed (so
+    autovacuum does not start in the middle of the next one) and its dirty pages written (a checkpoint falling
+    inside one phase and not another made that phase pay the full-page writes)."""
+    with psycopg.connect(f"{PG_HOST}/{DBNAME}", autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) reservations, payments, idempotency_keys")
+        conn.execute("CHECKPOINT")
+
+
 def backends_cpu() -> float:
     """CPU seconds of the PostgreSQL client backends connected to the benchmark's database (from /proc)."""
     with psycopg.connect(f"{PG_HOST}/postgres", autocommit=True) as admin:
@@ -300,6 +309,7 @@ def main() -> int:
             elif phase == "C":
                 redis_proc = start_redis(redis_port)
             holds = holds_of[phase]
+            settle()
             cpu0 = (tree_cpu_seconds(server.pid), backends_cpu())
             part = asyncio.run(drive(names[phase], concurrency=args.concurrency, duration=duration, warmup=warmup,
                                      make_worker=holds.make, during=see_spread if phase == "A" and not spread else None))

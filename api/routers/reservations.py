@@ -164,7 +164,7 @@ def hold_shortcut() -> Shortcut:
     """Holds ahead of routing (`api.middleware.RequestContextMiddleware`), as search's shortcut: a JSON body the
     route's own model accepts (`HoldIn`, validated as FastAPI validates it) with at most one Idempotency-Key the
     route's header rule accepts is answered by the same `signed_in` and `answer_hold` without FastAPI's routing,
-    dependency solving, exception and exit-stack middleware (docs/adr/0014). A domain error answers as the app's
+    dependency solving, exception and exit-stack middleware (docs/adr/0025). A domain error answers as the app's
     handler would; anything else propagates to the server error middleware (500, as on every route). Anything the
     shortcut does not accept (another content type, malformed JSON, a body the model refuses, an odd header) goes
     to the route with its body replayed, whose answer (422 naming the field) is the contract's."""
@@ -203,8 +203,9 @@ def _plain_hold(headers: list[tuple[bytes, bytes]], raw: bytes) -> tuple[HoldIn,
             if key is not None:
                 return None
             key = value.decode("latin-1")
-    if content_type != b"application/json" or (key is not None and not IDEM_KEY_MIN <= len(key)
-                                                               <= IDEM_KEY_MAX):
+    if content_type != b"application/json":  # FastAPI reads others too (a charset, +json): its lane answers them
+        return None
+    if key is not None and not IDEM_KEY_MIN <= len(key) <= IDEM_KEY_MAX:
         return None
     try:
         return HoldIn.model_validate(json.loads(raw), from_attributes=True), key  # as FastAPI validates a body
