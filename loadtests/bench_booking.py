@@ -13,6 +13,7 @@ a private redis-server this script starts on a spare port, then:
   C  redis-server is back (empty: lots are rebuilt from PostgreSQL on first use); one hot lot and every
      client on the same window, so after 100 grants every answer is 409 sold-out
 
+Each run starts from empty reservations, payments and keys, and every phase from a settled database (`settle`).
 Every phase prints rps, p50, p99 (201 and the expected 409 sold-out both count as answers), errors
 (anything else), and double bookings (a SQL self-join over active reservations). Then the Lua hold's own
 server-side cost (INFO commandstats) next to a plain SET (redis-benchmark on the same redis-server).
